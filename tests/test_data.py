@@ -1,0 +1,130 @@
+import numpy as np
+import pytest
+from h5_fixtures import write_dataset
+
+from trainable.data import Dataset, DayBatchSampler, load_dataset, validation_batches
+from trainable.errors import DataError
+
+
+def test_reads_and_packs(tiny_data, tiny_config):
+    ds = load_dataset(tiny_data, tiny_config())
+    assert ds.sessions == ["t15.2023.08.11", "t15.2023.08.12", "t15.2023.08.13"]
+    assert len(ds.train) == 18 and len(ds.val) == 9
+    assert ds.train.features.dtype == np.float32
+    assert ds.train.features.shape == (18 * 80, 16)
+    batch = ds.train.batch([0, 5])
+    assert batch["features"].shape == (2, 80, 16)
+    assert batch["labels"].shape == (2, 6)
+    assert int(batch["labels"].min()) >= 1
+
+
+def test_explicit_session_order_sets_day_index(tiny_data, tiny_config):
+    order = ["t15.2023.08.13", "t15.2023.08.11", "t15.2023.08.12"]
+    ds = load_dataset(tiny_data, tiny_config(data__sessions=order))
+    assert ds.sessions == order
+    assert set(ds.train.day[ds.train.block >= 0]) == {0, 1, 2}
+
+
+def test_train_only_session_is_allowed(tmp_path, tiny_config):
+    root = write_dataset(tmp_path / "d", n_features=16)
+    (root / "t15.2023.08.12" / "data_val.hdf5").unlink()
+    ds = load_dataset(root, tiny_config())
+    assert len(ds.val) == 6 and len(ds.val.days) == 2
+
+
+@pytest.mark.parametrize("defect, fragment", [
+    ("missing_features", "trial_0001: missing dataset 'input_features'"),
+    ("missing_attr", "trial_0001: missing attribute 'n_time_steps'"),
+    ("nan", "trial_0001: input_features holds NaN/Inf"),
+    ("label_range", "label id 41 outside 1..40"),
+    ("seq_len_long", "seq_len=501 is longer than the 500 stored labels"),
+    ("wrong_features", "17 features but data.n_features=16"),
+    ("all_too_short", "no usable training trials"),
+])
+def test_validation_errors_name_file_and_trial(tmp_path, tiny_config, defect, fragment):
+    root = write_dataset(tmp_path / "d", n_features=16, defect=defect)
+    with pytest.raises(DataError) as err:
+        load_dataset(root, tiny_config())
+    assert fragment in str(err.value)
+    if defect != "all_too_short":
+        assert "t15.2023.08.11/data_train.hdf5" in str(err.value)
+
+
+def test_nonfinite_drop_policy_counts(tmp_path, tiny_config):
+    root = write_dataset(tmp_path / "d", n_features=16, defect="nan")
+    ds = load_dataset(root, tiny_config(data__nonfinite_features="drop"))
+    assert ds.report.dropped_nonfinite == {"train": 1}
+    assert len(ds.train) == 17
+
+
+def test_too_short_trials_are_dropped_and_counted(tmp_path, tiny_config):
+    root = write_dataset(tmp_path / "d", n_features=16, defect="too_short")
+    ds = load_dataset(root, tiny_config())
+    assert ds.report.dropped_too_short == {"train": 1}
+    assert len(ds.train) == 17
+    assert 0 < ds.report.dropped_fraction() < 0.05
+
+
+def test_truncated_and_non_hdf5_files(tmp_path, tiny_config):
+    root = write_dataset(tmp_path / "d", n_features=16)
+    path = root / "t15.2023.08.11" / "data_train.hdf5"
+    path.write_bytes(path.read_bytes()[:2000])
+    with pytest.raises(DataError, match="not a readable HDF5 file"):
+        load_dataset(root, tiny_config())
+    path.write_text("hello")
+    with pytest.raises(DataError, match=r"data_train\.hdf5: not a readable HDF5 file"):
+        load_dataset(root, tiny_config())
+
+
+def test_missing_and_empty_folders(tmp_path, tiny_config):
+    with pytest.raises(DataError, match="does not exist"):
+        load_dataset(tmp_path / "nope", tiny_config())
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no session folders"):
+        load_dataset(tmp_path / "empty", tiny_config())
+
+
+def test_days_per_batch_larger_than_days(tiny_data, tiny_config):
+    with pytest.raises(DataError, match="days_per_batch=4 but only 3 sessions"):
+        load_dataset(tiny_data, tiny_config(data__days_per_batch=4))
+
+
+def test_sampler_follows_official_rule(tiny_data, tiny_config):
+    ds = load_dataset(tiny_data, tiny_config())
+    sampler = DayBatchSampler(ds.train, batch_size=8, days_per_batch=2, seed=1)
+    day_counts = np.zeros(3)
+    for _ in range(300):
+        idx = sampler.next_indices()
+        days = ds.train.day[idx]
+        assert len(idx) == 8
+        assert len(set(days[:4])) == 1 and len(set(days[4:])) == 1  # 4 trials per day
+        assert days[0] != days[4]  # distinct days
+        day_counts[np.unique(days)] += 1
+    assert np.all(np.abs(day_counts / 300 - 2 / 3) < 0.1)  # days drawn uniformly
+
+
+def test_sampler_is_deterministic_and_resumable(tiny_data, tiny_config):
+    ds = load_dataset(tiny_data, tiny_config())
+    a = DayBatchSampler(ds.train, 8, 2, seed=3)
+    b = DayBatchSampler(ds.train, 8, 2, seed=3)
+    for _ in range(5):
+        a.next_indices()
+    b.load_state_dict(a.state_dict())
+    assert np.array_equal(a.next_indices(), b.next_indices())
+
+
+def test_validation_batches_single_day_fixed_order(tiny_data, tiny_config):
+    ds = load_dataset(tiny_data, tiny_config())
+    batches = list(validation_batches(ds.val, batch_size=2))
+    assert [len(b) for b in batches] == [2, 1, 2, 1, 2, 1]
+    for b in batches:
+        assert len(set(ds.val.day[b])) == 1
+    assert np.array_equal(np.concatenate(batches), np.arange(9))
+
+
+def test_cache_round_trip_memory_maps(tiny_data, tiny_config, tmp_path):
+    ds = load_dataset(tiny_data, tiny_config())
+    ds.save_cache(tmp_path / "cache")
+    back = Dataset.load_cache(tmp_path / "cache")
+    assert isinstance(back.train.features, np.memmap)
+    assert back.fingerprint() == ds.fingerprint()

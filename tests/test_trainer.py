@@ -1,0 +1,190 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from trainable import contract
+from trainable.augment import constant_offset, gauss_smooth, random_cut, smoothing_kernel, transform
+from trainable.config import AugmentConfig, ModelConfig, MonitorConfig, OptimConfig
+from trainable.data import load_dataset
+from trainable.decode import ctc_loss_per_utterance, greedy_decode, phoneme_error_rate
+from trainable.loop import TrainingRun
+from trainable.model import GRUDecoder
+from trainable.monitor import is_collapsed, outcome
+from trainable.optim import build_optimizer, lr_factor, param_groups
+
+
+def test_smoothing_kernel_matches_official_taps():
+    k = smoothing_kernel(2.0, 100)
+    expected = [0.0276, 0.0663, 0.1238, 0.1802, 0.2042, 0.1802, 0.1238, 0.0663, 0.0276]
+    assert np.allclose(k, expected, atol=1e-4)
+    assert math.isclose(k.sum(), 1.0, rel_tol=1e-6)
+
+
+def test_smoothing_is_same_length_zero_padded():
+    x = torch.ones(1, 20, 3)
+    y = gauss_smooth(x, torch.from_numpy(smoothing_kernel(2.0, 100)))
+    assert y.shape == x.shape
+    assert torch.allclose(y[0, 10], torch.ones(3))
+    assert y[0, 0, 0] < 0.7  # zero padding pulls the edges down
+
+
+def test_constant_offset_is_constant_over_time_per_trial_and_channel():
+    gen = torch.Generator().manual_seed(0)
+    y = constant_offset(torch.zeros(3, 7, 5), 0.2, gen)
+    assert torch.allclose(y, y[:, :1, :].expand_as(y))
+    assert not torch.allclose(y[0], y[1])
+
+
+def test_random_cut_draws_0_to_2_for_official_setting():
+    gen = torch.Generator().manual_seed(0)
+    cuts = set()
+    for _ in range(60):
+        x, n = random_cut(torch.zeros(2, 30, 1), torch.tensor([30, 25]), 3, gen)
+        cut = 30 - x.shape[1]
+        cuts.add(cut)
+        assert n.tolist() == [30 - cut, 25 - cut]
+    assert cuts == {0, 1, 2}
+
+
+def test_validation_transform_is_smoothing_only():
+    cfg = AugmentConfig()
+    x = torch.randn(2, 30, 4)
+    kernel = torch.from_numpy(smoothing_kernel(2.0, 100))
+    y, n = transform(x, torch.tensor([30, 30]), cfg, kernel, None, train=False)
+    assert torch.allclose(y, gauss_smooth(x, kernel)) and n.tolist() == [30, 30]
+
+
+def test_augmentation_is_reproducible_from_generator():
+    cfg = AugmentConfig()
+    x = torch.randn(2, 30, 4)
+    a = transform(x, torch.tensor([30, 30]), cfg, None, torch.Generator().manual_seed(5), True)
+    b = transform(x, torch.tensor([30, 30]), cfg, None, torch.Generator().manual_seed(5), True)
+    assert torch.equal(a[0], b[0])
+
+
+@pytest.mark.parametrize("step, expected", [
+    (0, 0.0), (500, 0.5), (1000, 1.0), (60500, 0.02 + 0.98 * 0.5), (120000, 0.02),
+    (130000, 0.02)])
+def test_official_schedule(step, expected):
+    assert lr_factor(step, 0.005, 0.0001, 1000, 120000) == pytest.approx(expected, abs=1e-9)
+
+
+def test_param_groups_follow_official_rules():
+    model = GRUDecoder(8, 3, ModelConfig(n_units=16, n_layers=2))
+    groups = {g["group"]: g for g in param_groups(model, OptimConfig(lr_max_day=0.01))}
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert {names[id(p)] for p in groups["no_decay"]["params"]} == {
+        "gru.bias_ih_l0", "gru.bias_hh_l0", "gru.bias_ih_l1", "gru.bias_hh_l1", "out.bias"}
+    assert all(names[id(p)].startswith("day_") for p in groups["day"]["params"])
+    assert groups["day"]["lr"] == 0.01 and groups["day"]["weight_decay"] == 0.0
+    assert groups["rest"]["weight_decay"] == 0.001
+    assert "h0" in {names[id(p)] for p in groups["rest"]["params"]}
+
+
+def test_ctc_loss_is_summed_per_utterance_not_divided_by_length():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 20, 41)
+    labels = torch.tensor([[3, 5, 0, 0], [7, 8, 9, 10]])
+    lens = torch.tensor([2, 4])
+    per_utt = ctc_loss_per_utterance(logits, torch.tensor([20, 20]), labels, lens)
+    mean_red = torch.nn.functional.ctc_loss(logits.log_softmax(-1).transpose(0, 1), labels,
+                                            torch.tensor([20, 20]), lens, reduction="mean")
+    expected = [float(torch.nn.functional.ctc_loss(
+        logits[i : i + 1].log_softmax(-1).transpose(0, 1), labels[i : i + 1, : lens[i]],
+        torch.tensor([20]), lens[i : i + 1], reduction="sum")) for i in range(2)]
+    assert per_utt.tolist() == pytest.approx(expected, rel=1e-5)
+    assert float(mean_red) == pytest.approx(float((per_utt / lens).mean()), rel=1e-5)
+    assert float(per_utt.mean()) != pytest.approx(float(mean_red), rel=1e-2)
+
+
+def test_greedy_decode_collapses_repeats_then_drops_blanks():
+    frames = [5, 5, 0, 5, 7, 7, 0, 0, 9]
+    logits = torch.full((1, 9, 41), -10.0)
+    logits[0, torch.arange(9), torch.tensor(frames)] = 10.0
+    (decoded,) = greedy_decode(logits, torch.tensor([8]))  # last frame is padding
+    assert decoded.tolist() == [5, 5, 7]  # A-blank-A stays A A, as the official trainer
+
+
+def test_per_is_micro_averaged():
+    assert phoneme_error_rate([1, 3], [10, 2]) == pytest.approx(4 / 12)
+
+
+def test_collapse_rule_is_time_aware():
+    cfg = MonitorConfig()
+    assert not is_collapsed(0.0, step=100, budget=1000, cfg=cfg)  # early plateau is normal
+    assert is_collapsed(0.0, step=500, budget=1000, cfg=cfg)
+    assert not is_collapsed(0.9, step=500, budget=1000, cfg=cfg)
+    assert outcome(False, False, False, 0.9, cfg) == "slow"
+    assert outcome(True, True, True, 0.1, cfg) == "diverged"
+
+
+def _run(cfg, data):
+    return list(TrainingRun(cfg, load_dataset(data, cfg)))
+
+
+def test_reports_carry_the_contract_and_finite_values(tiny_data, tiny_config):
+    reports = _run(tiny_config(), tiny_data)
+    assert [r["step"] for r in reports] == [1, 5, 9, 12]
+    for r in reports:
+        for key in contract.METRICS + contract.REPORT_EXTRAS:
+            assert key in r
+            if key != "outcome":
+                assert math.isfinite(r[key])
+        assert r["outcome"] in contract.OUTCOMES
+    assert reports[-1]["done"] == 1 and reports[0]["done"] == 0
+    assert 0.0 <= reports[-1]["eps_dominance"] <= 1.0
+
+
+def test_same_seed_same_numbers(tiny_data, tiny_config):
+    a = _run(tiny_config(), tiny_data)
+    b = _run(tiny_config(), tiny_data)
+    c = _run(tiny_config(train__seed=11, data__seed=11), tiny_data)
+    keys = ["train_loss", "val_loss", "val_per", "grad_norm_max"]
+    assert [[r[k] for k in keys] for r in a] == [[r[k] for k in keys] for r in b]
+    assert [r["val_loss"] for r in a] != [r["val_loss"] for r in c]
+
+
+def test_resume_from_checkpoint_matches_uninterrupted_run(tiny_data, tiny_config, tmp_path):
+    cfg = tiny_config()
+    ds = load_dataset(tiny_data, cfg)
+    full = list(TrainingRun(cfg, ds))
+    first = TrainingRun(cfg, ds)
+    it = iter(first)
+    head = [next(it), next(it)]
+    first.save(tmp_path / "state.pt")
+    resumed = TrainingRun(cfg, ds)
+    resumed.load(tmp_path / "state.pt")
+    tail = list(resumed)
+    drop = ("steps_per_s",)
+    strip = [{k: v for k, v in r.items() if k not in drop} for r in head + tail]
+    assert strip == [{k: v for k, v in r.items() if k not in drop} for r in full]
+
+
+def test_nonfinite_loss_stops_cleanly_as_diverged(tiny_data, tiny_config):
+    cfg = tiny_config(optim__lr_max=1e6, optim__eps=1e-12, optim__lr_min=1.0,
+                      optim__grad_clip=1e12, train__num_steps=40, train__eval_every=2,
+                      optim__lr_warmup_steps=0)
+    reports = _run(cfg, tiny_data)
+    last = reports[-1]
+    assert last["diverged"] == 1 and last["outcome"] == "diverged" and last["done"] == 1
+    assert last["step"] < 40
+    for key in contract.METRICS:
+        assert math.isfinite(last[key])
+
+
+def test_nan_in_data_with_drop_policy_trains(tmp_path, tiny_config):
+    from h5_fixtures import write_dataset
+
+    root = write_dataset(tmp_path / "d", n_features=16, defect="nan")
+    reports = _run(tiny_config(data__nonfinite_features="drop"), root)
+    assert all(math.isfinite(r["val_loss"]) for r in reports)
+
+
+def test_optimizer_is_adamw_with_configured_eps():
+    model = GRUDecoder(8, 2, ModelConfig(n_units=8, n_layers=1))
+    opt, _ = build_optimizer(model, OptimConfig(eps=1e-8), torch.device("cpu"))
+    assert isinstance(opt, torch.optim.AdamW)
+    assert all(g["eps"] == 1e-8 for g in opt.param_groups)
+    assert opt.param_groups[0]["lr"] == 0.0  # warm-up starts at lr 0, as the official run

@@ -1,0 +1,237 @@
+"""Typed training configuration: YAML in, validated objects out.
+
+Every value is checked once, when the YAML or a `--set key=value` override is read; a bad
+value raises ConfigError naming the key, the value and what was expected.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from trainable.errors import ConfigError
+
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class DataConfig(_Section):
+    n_features: int = Field(512, gt=0)
+    # Explicit session order: a session's position is its day index (the official
+    # rnn_args.yaml lists all 45). None: sorted session folder names.
+    sessions: list[str] | None = None
+    # What to do with a trial whose features hold NaN/Inf: stop with an error naming it,
+    # or drop it and count it in the validation report.
+    nonfinite_features: Literal["error", "drop"] = "error"
+    batch_size: int = Field(64, gt=0)
+    days_per_batch: int = Field(4, gt=0)
+    # Seed of the day-batch sampler (the official Dataset seeds numpy with 1).
+    seed: int = 1
+    # Use only the first N validation trials of each day (None: all). Proxy speed knob.
+    max_val_trials_per_day: int | None = Field(None, gt=0)
+
+
+class ModelConfig(_Section):
+    n_units: int = Field(768, gt=0)
+    n_layers: int = Field(5, gt=0)
+    rnn_dropout: float = Field(0.4, ge=0.0, lt=1.0)
+    input_dropout: float = Field(0.2, ge=0.0, lt=1.0)
+    patch_size: int = Field(14, gt=0)
+    patch_stride: int = Field(4, gt=0)
+    n_classes: int = Field(41, gt=1)
+
+
+class AugmentConfig(_Section):
+    white_noise_std: float = Field(1.0, ge=0.0)
+    constant_offset_std: float = Field(0.2, ge=0.0)
+    random_walk_std: float = Field(0.0, ge=0.0)
+    random_walk_axis: int = -1
+    static_gain_std: float = Field(0.0, ge=0.0)
+    # Official: cut = randint(0, random_cut) frames from the start, i.e. 0..random_cut-1.
+    random_cut: int = Field(3, ge=0)
+    smooth_data: bool = True
+    smooth_kernel_size: int = Field(100, gt=0)
+    smooth_kernel_std: float = Field(2.0, gt=0.0)
+
+    @property
+    def max_cut(self) -> int:
+        return max(self.random_cut - 1, 0)
+
+
+class OptimConfig(_Section):
+    lr_max: float = Field(0.005, gt=0.0)
+    lr_min: float = Field(0.0001, gt=0.0)
+    lr_warmup_steps: int = Field(1000, ge=0)
+    lr_decay_steps: int = Field(120000, gt=0)
+    # Day layers follow the main schedule unless these are set.
+    lr_max_day: float | None = Field(None, gt=0.0)
+    lr_min_day: float | None = Field(None, gt=0.0)
+    lr_warmup_steps_day: int | None = Field(None, ge=0)
+    lr_decay_steps_day: int | None = Field(None, gt=0)
+    schedule: Literal["cosine", "linear"] = "cosine"
+    beta1: float = Field(0.9, ge=0.0, lt=1.0)
+    beta2: float = Field(0.999, ge=0.0, lt=1.0)
+    eps: float = Field(0.1, gt=0.0)
+    weight_decay: float = Field(0.001, ge=0.0)
+    weight_decay_day: float = Field(0.0, ge=0.0)
+    grad_clip: float = Field(10.0, gt=0.0)
+
+    @model_validator(mode="after")
+    def _lr_order(self) -> OptimConfig:
+        if self.lr_min > self.lr_max:
+            raise ValueError(f"lr_min={self.lr_min} is above lr_max={self.lr_max}; "
+                             "set lr_min <= lr_max")
+        return self
+
+    def day_schedule(self) -> tuple[float, float, int, int]:
+        """(lr_max, lr_min, warmup, decay) of the day-layer group."""
+        return (
+            self.lr_max_day if self.lr_max_day is not None else self.lr_max,
+            self.lr_min_day if self.lr_min_day is not None else self.lr_min,
+            self.lr_warmup_steps_day if self.lr_warmup_steps_day is not None
+            else self.lr_warmup_steps,
+            self.lr_decay_steps_day if self.lr_decay_steps_day is not None
+            else self.lr_decay_steps,
+        )
+
+
+class TrainConfig(_Section):
+    num_steps: int = Field(120000, gt=0)
+    eval_every: int = Field(2000, gt=0)
+    # Official: numpy, random and torch seeded with 10 before the model is built.
+    seed: int = 10
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    # bf16 autocast over augmentation, forward and loss, as the official GPU run.
+    amp: bool = False
+    compile: bool = False
+    # torch intra-op threads; None leaves torch's default. Keep at the trial's CPU count.
+    num_threads: int | None = Field(None, gt=0)
+
+
+class MonitorConfig(_Section):
+    # CTC nets plateau on all-blank output for the first hundreds of steps and recover;
+    # a collapse counts only once blank-only output persists past this share of the budget.
+    collapse_grace_fraction: float = Field(0.25, ge=0.0, le=1.0)
+    # "Blank-only": the greedy validation output holds fewer non-blank tokens than this
+    # share of the reference phonemes (a trained decoder emits about one per label).
+    collapse_emit_ratio: float = Field(0.1, ge=0.0, le=1.0)
+    # Diverged: a validation loss this many times the step-0 loss (or any NaN/Inf).
+    diverge_loss_factor: float = Field(3.0, gt=1.0)
+    # Exploding: a pre-clip gradient norm this many times the run's median pre-clip norm.
+    explode_factor: float = Field(50.0, gt=1.0)
+    # Slow: finishes without failing but with final val PER above this.
+    slow_per: float = Field(0.5, gt=0.0)
+
+
+class Config(_Section):
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    augment: AugmentConfig = AugmentConfig()
+    optim: OptimConfig = OptimConfig()
+    train: TrainConfig = TrainConfig()
+    monitor: MonitorConfig = MonitorConfig()
+
+    @model_validator(mode="after")
+    def _cross(self) -> Config:
+        if self.data.days_per_batch > self.data.batch_size:
+            raise ValueError(f"data.days_per_batch={self.data.days_per_batch} exceeds "
+                             f"data.batch_size={self.data.batch_size}")
+        return self
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"])
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        leaf = key.rsplit(".", 1)
+        section_fields: list[str] = []
+        if len(leaf) == 2 and leaf[0] in Config.model_fields:
+            section_fields = list(Config.model_fields[leaf[0]].annotation.model_fields)
+        elif len(leaf) == 1:
+            section_fields = list(Config.model_fields)
+        close = difflib.get_close_matches(leaf[-1], section_fields, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return f"{source}: unknown config key {key!r}{hint}"
+    value = first.get("input")
+    where = f"{key}={value!r}" if key else "config"
+    return f"{source}: {where}: {msg}"
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """'optim.eps=1e-8' -> ('optim.eps', 1e-8); values are read as YAML scalars."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set {text!r}: expected key=value, e.g. optim.eps=1e-8")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    # YAML 1.1 reads '1e-8' as a string; accept plain numbers written that way.
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        value = float(value)
+    return key, value
+
+
+def set_dotted(tree: dict, key: str, value: Any) -> None:
+    node = tree
+    parts = key.split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {key}: {part!r} is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        tree = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{where}; fix the syntax") from None
+    if tree is None:
+        return {}
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    return tree
+
+
+def build_config(tree: dict, source: str = "config") -> Config:
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as err:
+        raise ConfigError(_format_error(err, source)) from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | dict | None = None
+                ) -> Config:
+    """Read a YAML config (default: the proxy config) and apply overrides.
+
+    `overrides` is a list of 'key=value' strings or a {dotted key: value} dict.
+    """
+    path = Path(path) if path is not None else CONFIG_DIR / "train" / "proxy.yaml"
+    tree = read_yaml(path)
+    items = overrides.items() if isinstance(overrides, dict) else (
+        parse_override(o) for o in (overrides or []))
+    for key, value in items:
+        set_dotted(tree, key, value)
+    return build_config(tree, source=str(path))
+
+
+def config_to_dict(cfg: Config) -> dict:
+    return cfg.model_dump(mode="json")

@@ -1,0 +1,71 @@
+"""Names other parts of the platform rely on: study axes, reported metrics, outcomes.
+
+Defined once here and imported everywhere else (study presets, the Ray adapter and the
+analysis all speak these names).
+"""
+
+from __future__ import annotations
+
+# The four study axes and the config key each one sets. Any other config key can be swept
+# too (a preset's axes are data), but these are the product's reason to exist.
+AXES: dict[str, str] = {
+    "eps": "optim.eps",
+    "lr_max": "optim.lr_max",
+    "white_noise_std": "augment.white_noise_std",
+    "constant_offset_std": "augment.constant_offset_std",
+}
+
+# Official values of the axes (nejm-brain-to-text rnn_args.yaml).
+OFFICIAL_AXES: dict[str, float] = {
+    "eps": 0.1,
+    "lr_max": 0.005,
+    "white_noise_std": 1.0,
+    "constant_offset_std": 0.2,
+}
+
+OUTCOMES: tuple[str, ...] = ("stable", "blank_collapse", "diverged", "exploding", "slow")
+
+# Metrics every evaluation reports; every value is a finite number (flags are 0/1 ints).
+METRICS: tuple[str, ...] = (
+    "step",
+    "train_loss",
+    "val_loss",
+    "val_per",
+    "lr",
+    "grad_norm_mean",
+    "grad_norm_max",
+    "clip_fraction",
+    "nonfinite_steps",
+    "blank_fraction",
+    "unique_phonemes",
+    "eps_dominance",
+    "steps_per_s",
+    "collapsed",
+    "diverged",
+    "exploded",
+)
+FLAGS: tuple[str, ...] = ("collapsed", "diverged", "exploded")
+
+# Extra keys every report carries besides METRICS.
+#   outcome: the running classification; final once `done` is 1.
+#   done: 1 on the last report of a run (budget reached or stopped as diverged).
+#   budget_steps: the run's full step budget, so the analysis can tell a finished run
+#     from one stopped early by a scheduler (Ray marks both TERMINATED).
+#   best_val_per: the lowest val_per so far (the official trainer keeps that checkpoint).
+#   initial_val_loss / initial_val_per: the step-0 values, used as caps for failed runs.
+REPORT_EXTRAS: tuple[str, ...] = (
+    "outcome",
+    "done",
+    "budget_steps",
+    "best_val_per",
+    "initial_val_loss",
+    "initial_val_per",
+)
+
+# Finite sentinels reported in place of non-finite values once a run has diverged.
+# A loss of 1e6 is far above any CTC loss of a real utterance at initialisation (the
+# official run starts near 715); PER is capped at its step-0 value by the analysis, but
+# the raw sentinel 10.0 (1000%) keeps it finite and obviously not a result.
+SENTINEL_LOSS = 1.0e6
+SENTINEL_PER = 10.0
+SENTINEL_GRAD_NORM = 1.0e6

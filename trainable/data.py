@@ -1,0 +1,355 @@
+"""Brain-to-Text '25 HDF5 reader, validation, packed storage and the official day-batch sampler.
+
+Layout (nejm-brain-to-text README, model_training/dataset.py):
+``<root>/<session>/data_{train,val,test}.hdf5``, groups ``trial_0000``... with dataset
+``input_features`` [T, n_features] float32, ``seq_class_ids`` (zero-padded, first ``seq_len``
+valid), ``transcription``, and attrs ``n_time_steps``, ``seq_len``, ``sentence_label``,
+``session``, ``block_num``, ``trial_num``. Test files carry no labels.
+
+Every split is packed into a few flat arrays (one float32 feature matrix plus offsets), so a
+single copy can sit in Ray's object store and every trial on a node reads it zero-copy.
+For the real dataset (8,072 train trials x ~875 bins x 512 features x 4 bytes = about 14 GB)
+``Dataset.save_cache`` writes the packed arrays as .npy files once and ``Dataset.load_cache``
+memory-maps them: every trial process then shares the operating system's page cache instead
+of holding its own copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from trainable.config import Config
+from trainable.errors import DataError
+
+SPLITS = ("train", "val", "test")
+
+
+def patched_length(n_frames, patch_size: int, stride: int):
+    """Number of unfolded patches: floor((T - patch)/stride) + 1, no padding (official)."""
+    return (np.asarray(n_frames) - patch_size) // stride + 1
+
+
+@dataclass
+class PackedSplit:
+    """All trials of one split. Trial i has features[offsets[i]:offsets[i]+n_frames[i]]."""
+
+    features: np.ndarray  # float32 [sum of T, n_features]
+    offsets: np.ndarray  # int64 [N]
+    n_frames: np.ndarray  # int64 [N]
+    labels: np.ndarray  # int64 [N, max label length], zero padded (empty for test)
+    label_lens: np.ndarray  # int64 [N]
+    day: np.ndarray  # int64 [N] day index (position of the session in Dataset.sessions)
+    block: np.ndarray  # int64 [N]
+    trial: np.ndarray  # int64 [N] index of the trial_NNNN group in its file
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def trials_of_day(self, day: int) -> np.ndarray:
+        return np.flatnonzero(self.day == day)
+
+    @property
+    def days(self) -> np.ndarray:
+        return np.unique(self.day)
+
+    def batch(self, indices) -> dict[str, torch.Tensor]:
+        """Zero-padded batch of the given trials (as the official pad_sequence collate)."""
+        indices = np.asarray(indices)
+        lens = self.n_frames[indices]
+        t_max = int(lens.max())
+        x = np.zeros((len(indices), t_max, self.features.shape[1]), dtype=np.float32)
+        for row, i in enumerate(indices):
+            start = self.offsets[i]
+            x[row, : lens[row]] = self.features[start : start + lens[row]]
+        s_max = max(int(self.label_lens[indices].max()), 1) if self.labels.size else 1
+        y = self.labels[indices, :s_max] if self.labels.size else np.zeros((len(indices), 1))
+        return {
+            "features": torch.from_numpy(x),
+            "n_frames": torch.from_numpy(lens.astype(np.int64)),
+            "labels": torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64)),
+            "label_lens": torch.from_numpy(self.label_lens[indices].astype(np.int64)),
+            "day": torch.from_numpy(self.day[indices].astype(np.int64)),
+        }
+
+
+@dataclass
+class ValidationReport:
+    """What loading kept and dropped, per split."""
+
+    kept: dict[str, int] = field(default_factory=dict)
+    dropped_too_short: dict[str, int] = field(default_factory=dict)
+    dropped_nonfinite: dict[str, int] = field(default_factory=dict)
+    examples: list[str] = field(default_factory=list)
+
+    def total_dropped(self) -> int:
+        return sum(self.dropped_too_short.values()) + sum(self.dropped_nonfinite.values())
+
+    def dropped_fraction(self) -> float:
+        total = sum(self.kept.values()) + self.total_dropped()
+        return self.total_dropped() / total if total else 0.0
+
+    def summary(self) -> str:
+        parts = [f"{s}: {n} kept" for s, n in self.kept.items()]
+        if self.total_dropped():
+            parts.append(f"dropped {sum(self.dropped_too_short.values())} too short for their "
+                         f"labels, {sum(self.dropped_nonfinite.values())} with non-finite "
+                         "features")
+        return "; ".join(parts)
+
+
+@dataclass
+class Dataset:
+    root: str
+    sessions: list[str]
+    n_features: int
+    splits: dict[str, PackedSplit]
+    report: ValidationReport
+
+    @property
+    def train(self) -> PackedSplit:
+        return self.splits["train"]
+
+    @property
+    def val(self) -> PackedSplit:
+        return self.splits["val"]
+
+    def fingerprint(self) -> str:
+        return dataset_fingerprint(self)
+
+    def save_cache(self, directory: str | Path) -> Path:
+        """Write the packed arrays as .npy files (for memory-mapped sharing, see module doc)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        for split, packed in self.splits.items():
+            for f in fields(PackedSplit):
+                np.save(directory / f"{split}.{f.name}.npy", getattr(packed, f.name))
+        meta = {"root": self.root, "sessions": self.sessions, "n_features": self.n_features,
+                "splits": list(self.splits), "report": self.report.__dict__}
+        (directory / "dataset.json").write_text(json.dumps(meta, indent=1))
+        return directory
+
+    @classmethod
+    def load_cache(cls, directory: str | Path, mmap: bool = True) -> Dataset:
+        directory = Path(directory)
+        meta = json.loads((directory / "dataset.json").read_text())
+        mode = "r" if mmap else None
+        splits = {
+            split: PackedSplit(**{f.name: np.load(directory / f"{split}.{f.name}.npy",
+                                                  mmap_mode=mode)
+                                  for f in fields(PackedSplit)})
+            for split in meta["splits"]
+        }
+        return cls(meta["root"], meta["sessions"], meta["n_features"], splits,
+                   ValidationReport(**meta["report"]))
+
+
+def dataset_fingerprint(ds: Dataset) -> str:
+    """Stable hash of what training sees: sessions, lengths, labels and a feature sample."""
+    h = hashlib.sha256()
+    h.update(json.dumps([ds.sessions, ds.n_features]).encode())
+    for name in sorted(ds.splits):
+        packed = ds.splits[name]
+        for arr in (packed.n_frames, packed.labels, packed.day):
+            h.update(np.ascontiguousarray(arr).tobytes())
+        step = max(len(packed.features) // 4096, 1)
+        h.update(np.ascontiguousarray(packed.features[::step]).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _discover_sessions(root: Path, cfg: Config) -> list[str]:
+    if not root.exists():
+        raise DataError(f"{root}: data folder does not exist; pass --data with a Brain-to-Text "
+                        "'25 hdf5_data_final folder, or omit it to use synthetic data")
+    if not root.is_dir():
+        raise DataError(f"{root}: not a folder; --data needs the folder holding the session "
+                        "folders (<root>/<session>/data_train.hdf5)")
+    on_disk = sorted(p.name for p in root.iterdir()
+                     if p.is_dir() and any((p / f"data_{s}.hdf5").exists() for s in SPLITS))
+    if cfg.data.sessions is None:
+        if not on_disk:
+            raise DataError(f"{root}: no session folders with data_train.hdf5 / data_val.hdf5 "
+                            "found; expected <root>/<session>/data_train.hdf5")
+        return on_disk
+    missing = [s for s in cfg.data.sessions if s not in on_disk]
+    if missing:
+        raise DataError(f"{root}: session {missing[0]!r} listed in data.sessions has no "
+                        "data files; remove it from the list or add its folder")
+    return list(cfg.data.sessions)
+
+
+def _attr(f_path: Path, trial: str, group, name: str):
+    if name not in group.attrs:
+        raise DataError(f"{f_path}: {trial}: missing attribute {name!r}; the file does not "
+                        "follow the Brain-to-Text '25 layout")
+    return group.attrs[name]
+
+
+def _read_file(path: Path, split: str, day: int, cfg: Config, report: ValidationReport,
+               out: dict[str, list]) -> None:
+    labelled = split != "test"
+    max_cut = cfg.augment.max_cut
+    n_classes = cfg.model.n_classes
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as exc:
+        raise DataError(f"{path}: not a readable HDF5 file ({str(exc).splitlines()[0]}); "
+                        "re-download or regenerate it") from None
+    with handle:
+        names = sorted(k for k in handle if k.startswith("trial_"))
+        for name in names:
+            group = handle[name]
+            if "input_features" not in group:
+                raise DataError(f"{path}: {name}: missing dataset 'input_features'; the file "
+                                "does not follow the Brain-to-Text '25 layout")
+            try:
+                x = group["input_features"][()]
+            except OSError as exc:
+                raise DataError(f"{path}: {name}: input_features cannot be read "
+                                f"({str(exc).splitlines()[0]}); the file is damaged") from None
+            if x.ndim != 2:
+                raise DataError(f"{path}: {name}: input_features has shape {x.shape}; "
+                                "expected [n_time_steps, n_features]")
+            if x.shape[1] != cfg.data.n_features:
+                raise DataError(f"{path}: {name}: {x.shape[1]} features but data.n_features="
+                                f"{cfg.data.n_features}; set --set data.n_features="
+                                f"{x.shape[1]} or use matching data")
+            n_frames = int(_attr(path, name, group, "n_time_steps"))
+            if n_frames != x.shape[0]:
+                raise DataError(f"{path}: {name}: n_time_steps={n_frames} but input_features "
+                                f"has {x.shape[0]} rows; the file is inconsistent")
+            labels = np.zeros(0, dtype=np.int64)
+            if labelled:
+                if "seq_class_ids" not in group:
+                    raise DataError(f"{path}: {name}: missing dataset 'seq_class_ids' in a "
+                                    f"{split} file")
+                seq_len = int(_attr(path, name, group, "seq_len"))
+                stored = group["seq_class_ids"][()]
+                if seq_len > len(stored):
+                    raise DataError(f"{path}: {name}: seq_len={seq_len} is longer than the "
+                                    f"{len(stored)} stored labels; the file is inconsistent")
+                if seq_len < 1:
+                    raise DataError(f"{path}: {name}: seq_len={seq_len}; every labelled "
+                                    "trial needs at least one phoneme")
+                labels = np.asarray(stored[:seq_len], dtype=np.int64)
+                bad = labels[(labels < 1) | (labels >= n_classes)]
+                if bad.size:
+                    raise DataError(f"{path}: {name}: label id {int(bad[0])} outside "
+                                    f"1..{n_classes - 1}; labels must be phoneme ids of the "
+                                    "41-class vocabulary (0 is blank/padding)")
+            if not np.isfinite(x).all():
+                if cfg.data.nonfinite_features == "error":
+                    raise DataError(f"{path}: {name}: input_features holds NaN/Inf; clean the "
+                                    "data or set data.nonfinite_features=drop to skip such "
+                                    "trials")
+                report.dropped_nonfinite[split] = report.dropped_nonfinite.get(split, 0) + 1
+                report.examples.append(f"{path.parent.name}/{split}/{name}: non-finite")
+                continue
+            if labelled:
+                # CTC needs at least one output frame per label even after the largest
+                # random cut; shorter trials would give an infinite loss (official
+                # zero_infinity=False), so they never reach the loss.
+                out_len = patched_length(n_frames - max_cut, cfg.model.patch_size,
+                                         cfg.model.patch_stride)
+                if out_len < len(labels):
+                    report.dropped_too_short[split] = report.dropped_too_short.get(split, 0) + 1
+                    report.examples.append(f"{path.parent.name}/{split}/{name}: {out_len} "
+                                           f"output frames < {len(labels)} labels")
+                    continue
+            out["features"].append(np.asarray(x, dtype=np.float32))
+            out["labels"].append(labels)
+            out["day"].append(day)
+            out["block"].append(int(group.attrs.get("block_num", -1)))
+            out["trial"].append(int(name.split("_")[1]))
+
+
+def _pack(parts: dict[str, list], n_features: int) -> PackedSplit:
+    n = len(parts["features"])
+    n_frames = np.array([len(x) for x in parts["features"]], dtype=np.int64)
+    offsets = np.zeros(n, dtype=np.int64)
+    if n:
+        offsets[1:] = np.cumsum(n_frames)[:-1]
+    features = (np.concatenate(parts["features"]) if n
+                else np.zeros((0, n_features), dtype=np.float32))
+    label_lens = np.array([len(y) for y in parts["labels"]], dtype=np.int64)
+    labels = np.zeros((n, int(label_lens.max()) if n else 0), dtype=np.int64)
+    for i, y in enumerate(parts["labels"]):
+        labels[i, : len(y)] = y
+    return PackedSplit(features=features, offsets=offsets, n_frames=n_frames, labels=labels,
+                       label_lens=label_lens, day=np.array(parts["day"], dtype=np.int64),
+                       block=np.array(parts["block"], dtype=np.int64),
+                       trial=np.array(parts["trial"], dtype=np.int64))
+
+
+def load_dataset(root: str | Path, cfg: Config, splits: tuple[str, ...] = ("train", "val")
+                 ) -> Dataset:
+    """Read and validate every session's files once; raise DataError on a bad file."""
+    root = Path(root)
+    sessions = _discover_sessions(root, cfg)
+    report = ValidationReport()
+    packed: dict[str, PackedSplit] = {}
+    for split in splits:
+        parts: dict[str, list] = {"features": [], "labels": [], "day": [], "block": [],
+                                  "trial": []}
+        for day, session in enumerate(sessions):
+            path = root / session / f"data_{split}.hdf5"
+            if path.exists():  # official train-only days have no val/test file
+                _read_file(path, split, day, cfg, report, parts)
+        packed[split] = _pack(parts, cfg.data.n_features)
+        report.kept[split] = len(packed[split])
+    if "train" in packed and len(packed["train"]) == 0:
+        dropped = report.dropped_too_short.get("train", 0)
+        raise DataError(f"{root}: no usable training trials ({dropped} too short for their "
+                        "labels after patching); use longer trials or a smaller "
+                        "model.patch_size / patch_stride / augment.random_cut")
+    if "train" in packed:
+        n_days = len(packed["train"].days)
+        if cfg.data.days_per_batch > n_days:
+            raise DataError(f"{root}: data.days_per_batch={cfg.data.days_per_batch} but only "
+                            f"{n_days} sessions have training trials; lower "
+                            "data.days_per_batch")
+    return Dataset(str(root), sessions, cfg.data.n_features, packed, report)
+
+
+class DayBatchSampler:
+    """The official sampler (model_training/dataset.py): each batch draws `days_per_batch`
+    distinct days uniformly (not weighted by size), then ceil(batch_size/days_per_batch)
+    trials from each day with replacement. Deterministic for a seed; its state is a
+    checkpointable numpy bit-generator state."""
+
+    def __init__(self, split: PackedSplit, batch_size: int, days_per_batch: int, seed: int):
+        self.days = split.days
+        self.by_day = {int(d): split.trials_of_day(int(d)) for d in self.days}
+        self.days_per_batch = days_per_batch
+        self.per_day = math.ceil(batch_size / days_per_batch)
+        self.rng = np.random.default_rng(seed)
+
+    def next_indices(self) -> np.ndarray:
+        days = self.rng.choice(self.days, size=self.days_per_batch, replace=False)
+        return np.concatenate([
+            self.by_day[int(d)][self.rng.integers(0, len(self.by_day[int(d)]), self.per_day)]
+            for d in days
+        ])
+
+    def state_dict(self) -> dict:
+        return self.rng.bit_generator.state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.bit_generator.state = state
+
+
+def validation_batches(split: PackedSplit, batch_size: int, max_per_day: int | None = None):
+    """Fixed order, single-day batches of up to batch_size (official validation)."""
+    for day in split.days:
+        idx = split.trials_of_day(int(day))
+        if max_per_day is not None:
+            idx = idx[:max_per_day]
+        for start in range(0, len(idx), batch_size):
+            yield idx[start : start + batch_size]

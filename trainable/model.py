@@ -1,0 +1,55 @@
+"""GRUDecoder: the official nejm-brain-to-text phoneme decoder (model_training/rnn_model.py).
+
+day layer (x W_d + b_d, identity/zero init) -> softsign -> dropout -> time-major unfold
+patching -> multi-layer GRU from one learnable initial state -> linear head to 41 logits.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from trainable.config import ModelConfig
+
+
+class GRUDecoder(nn.Module):
+    def __init__(self, n_features: int, n_days: int, cfg: ModelConfig):
+        super().__init__()
+        self.patch_size = cfg.patch_size
+        self.patch_stride = cfg.patch_stride
+        self.n_layers = cfg.n_layers
+        # Official names (day_weights / day_biases) so parameter grouping by name matches.
+        self.day_weights = nn.ParameterList(
+            [nn.Parameter(torch.eye(n_features)) for _ in range(n_days)])
+        self.day_biases = nn.ParameterList(
+            [nn.Parameter(torch.zeros(1, n_features)) for _ in range(n_days)])
+        self.day_layer_activation = nn.Softsign()
+        self.day_layer_dropout = nn.Dropout(cfg.input_dropout)
+        self.gru = nn.GRU(n_features * cfg.patch_size, cfg.n_units, num_layers=cfg.n_layers,
+                          dropout=cfg.rnn_dropout if cfg.n_layers > 1 else 0.0,
+                          batch_first=True, bidirectional=False)
+        for name, param in self.gru.named_parameters():
+            if "weight_hh" in name:
+                nn.init.orthogonal_(param)
+            elif "weight_ih" in name:
+                nn.init.xavier_uniform_(param)
+        self.out = nn.Linear(cfg.n_units, cfg.n_classes)
+        nn.init.xavier_uniform_(self.out.weight)
+        self.h0 = nn.Parameter(nn.init.xavier_uniform_(torch.zeros(1, 1, cfg.n_units)))
+
+    def output_lengths(self, n_frames: torch.Tensor) -> torch.Tensor:
+        return torch.div(n_frames - self.patch_size, self.patch_stride,
+                         rounding_mode="floor") + 1
+
+    def forward(self, x: torch.Tensor, day: torch.Tensor) -> torch.Tensor:
+        weights = torch.stack([self.day_weights[int(d)] for d in day])
+        biases = torch.cat([self.day_biases[int(d)] for d in day]).unsqueeze(1)
+        x = torch.einsum("btd,bdk->btk", x, weights) + biases
+        x = self.day_layer_dropout(self.day_layer_activation(x))
+        # [B, T, F] -> [B, n_patches, F, patch] -> [B, n_patches, patch, F] -> flatten so the
+        # feature index is k * F + d (time-major inside a patch, as the official code).
+        x = x.unfold(1, self.patch_size, self.patch_stride).permute(0, 1, 3, 2)
+        x = x.reshape(x.shape[0], x.shape[1], -1)
+        h0 = self.h0.expand(self.n_layers, x.shape[0], -1).contiguous()
+        y, _ = self.gru(x, h0)
+        return self.out(y)

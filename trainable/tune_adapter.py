@@ -1,0 +1,83 @@
+"""The Ray Tune function trainable: a thin shell around TrainingRun.
+
+Only `ray.tune.*` names are used (Ray 2.60: ray.train.report fails inside Tune trials).
+A sampled config such as {eps, lr_max, white_noise_std, constant_offset_std, seed} becomes
+config overrides through the study's axis table; every evaluation is one `tune.report`.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from trainable.config import build_config, set_dotted
+from trainable.contract import AXES
+from trainable.data import Dataset
+from trainable.errors import ConfigError
+
+CHECKPOINT_FILE = "state.pt"
+
+
+def sample_to_overrides(sample: dict[str, Any], axes: dict[str, str] | None = None
+                        ) -> dict[str, Any]:
+    """Map a Tune sample onto dotted config keys.
+
+    Axis names go through `axes` (default: the four product axes); dotted names are config
+    keys already; `seed` sets both the training seed (init, dropout) and the data seed
+    (batch sampler, augmentation), so seeds are independent replicates.
+    """
+    axes = AXES if axes is None else axes
+    overrides: dict[str, Any] = {}
+    for name, value in sample.items():
+        if name == "seed":
+            overrides["train.seed"] = int(value)
+            overrides["data.seed"] = int(value)
+        elif name in axes:
+            overrides[axes[name]] = value
+        elif "." in name:
+            overrides[name] = value
+        else:
+            raise ConfigError(f"sampled parameter {name!r} is neither a study axis "
+                              f"({', '.join(axes)}) nor a dotted config key")
+    return overrides
+
+
+def resolve_trial_config(sample: dict, base_config: dict, axes: dict[str, str] | None = None):
+    tree = {section: dict(values) for section, values in base_config.items()}
+    for key, value in sample_to_overrides(sample, axes).items():
+        set_dotted(tree, key, value)
+    return build_config(tree, source="trial config")
+
+
+def tune_trainable(config: dict, *, base_config: dict, dataset: Dataset | str,
+                   axes: dict[str, str] | None = None, checkpoint_every: int = 2) -> None:
+    """Ray Tune function trainable.
+
+    `dataset` is a Dataset (shared through Ray's object store by tune.with_parameters) or
+    the folder of a Dataset.save_cache, memory-mapped by every trial (for data too large to
+    copy into the object store). A checkpoint is written every `checkpoint_every`
+    evaluations and with the last report; a restored trial continues from it.
+    """
+    from ray import tune
+
+    from trainable.loop import TrainingRun
+
+    cfg = resolve_trial_config(config, base_config, axes)
+    if isinstance(dataset, str):
+        dataset = Dataset.load_cache(dataset, mmap=True)
+    run = TrainingRun(cfg, dataset)
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            run.load(Path(directory) / CHECKPOINT_FILE)
+    if run.finished:  # restored from the final checkpoint: nothing left to do
+        return
+    for n_eval, report in enumerate(run, start=1):
+        report = {k: v for k, v in report.items() if k != "val_per_by_day"}
+        if report["done"] or n_eval % checkpoint_every == 0:
+            with tempfile.TemporaryDirectory() as tmp:
+                run.save(Path(tmp) / CHECKPOINT_FILE)
+                tune.report(report, checkpoint=tune.Checkpoint.from_directory(tmp))
+        else:
+            tune.report(report)
