@@ -35,6 +35,15 @@ from trainable.model import GRUDecoder
 from trainable.optim import build_optimizer, eps_dominance
 
 
+def is_evaluation_step(step: int, num_steps: int, eval_every: int) -> bool:
+    """Evaluate after batch 0, every eval_every batches, and after the last batch."""
+    return (step - 1) % eval_every == 0 or step == num_steps
+
+
+def n_evaluations(num_steps: int, eval_every: int) -> int:
+    return sum(is_evaluation_step(s, num_steps, eval_every) for s in range(1, num_steps + 1))
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
@@ -236,9 +245,8 @@ class TrainingRun:
             if not ok:
                 yield self._report(None, done=True)
                 return
-            last = self.step == cfg.num_steps
-            if (self.step - 1) % cfg.eval_every == 0 or last:
-                report = self._report(self.evaluate(), done=last)
+            if is_evaluation_step(self.step, cfg.num_steps, cfg.eval_every):
+                report = self._report(self.evaluate(), done=self.step == cfg.num_steps)
                 yield report
                 if report["diverged"]:
                     return

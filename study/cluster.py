@@ -1,0 +1,111 @@
+"""Ray start-up and shutdown: a local instance owned by the study, or an existing cluster.
+
+Ray's defaults write outside the project (/tmp/ray, ~/.ray/auth_token, ~/ray_results);
+here the temp dir sits under the storage folder (or a short /tmp path when that would
+exceed the 107-byte AF_UNIX socket limit), token auth is off for instances the study
+starts itself on loopback, and storage is always explicit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import sys
+from pathlib import Path
+
+from trainable.errors import UserError
+
+# Ray appends about 60 characters (session_<date>_<pid>/sockets/plasma_store) to the temp
+# dir, and Unix socket paths must stay under 107 bytes.
+_MAX_TEMP_DIR = 40
+
+
+def ray_temp_dir(storage: Path) -> Path:
+    preferred = (storage / ".ray").resolve()
+    if len(str(preferred)) <= _MAX_TEMP_DIR:
+        return preferred
+    digest = hashlib.sha1(str(preferred).encode()).hexdigest()[:8]
+    return Path("/tmp") / f"b2t-ray-{digest}"
+
+
+def configure_environment(storage: Path) -> Path:
+    """Environment for Ray and its workers; call before importing ray."""
+    temp = ray_temp_dir(storage)
+    temp.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("RAY_TMPDIR", str(temp))
+    os.environ.setdefault("TMPDIR", str(temp))  # keeps /tmp/pymp-* of the dashboard inside
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    return temp
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    if address in ("auto", "local") or address.startswith("ray://"):
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"--address {address}: expected HOST:PORT of a Ray head "
+                        "(e.g. 127.0.0.1:6379)")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or exc
+        raise UserError(f"--address {address}: no Ray cluster answers there ({reason}); start "
+                        "one with 'ray start --head' or drop --address to run locally"
+                        ) from None
+
+
+def start_ray(address: str | None, storage: Path, dashboard: bool, num_cpus: int | None,
+              num_gpus: int | None = None) -> dict:
+    """Start a local Ray instance or attach to `address` (RAY_ADDRESS is honoured).
+
+    Returns {"address", "dashboard_url", "owned"}: `owned` tells whether this process must
+    shut the instance down.
+    """
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    temp = configure_environment(storage)
+    import ray
+
+    project = str(Path(__file__).resolve().parent.parent)
+    if address:
+        _check_reachable(address)
+    if ray.is_initialized():  # a notebook or test session already holds Ray: use it
+        return {"address": None, "dashboard_url": None, "owned": False}
+    if address:
+        # Workers of an existing cluster import the driver's copy of the project.
+        ctx = ray.init(address=address, log_to_driver=True,
+                       runtime_env={"py_modules": [str(Path(project) / "trainable")],
+                                    "env_vars": {"RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS": "0"}})
+        owned = False
+    else:
+        # Ray 2.60 turns token auth on by default: the dashboard's API then answers 401 to
+        # a browser on loopback. The study's own instance listens on loopback only, so the
+        # token is off there; an existing cluster keeps whatever it was started with.
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            [project, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        ctx = ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), num_gpus=num_gpus,
+                       include_dashboard=dashboard, dashboard_host="127.0.0.1",
+                       _temp_dir=str(temp), log_to_driver=False)
+        owned = True
+    url = getattr(ctx, "dashboard_url", None) or None
+    if url and not url.startswith("http"):
+        url = f"http://{url}"
+    if dashboard:
+        if url:
+            print(f"Ray dashboard: {url} (no token needed on this local instance)",
+                  file=sys.stderr)
+        else:
+            print("Ray dashboard is not available (install ray[default])", file=sys.stderr)
+    return {"address": ctx.address_info.get("address") if hasattr(ctx, "address_info")
+            else address, "dashboard_url": url, "owned": owned}
+
+
+def stop_ray() -> None:
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()

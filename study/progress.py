@@ -1,0 +1,72 @@
+"""What a person sees while a study runs and when it ends."""
+
+from __future__ import annotations
+
+import sys
+
+from ray.tune import Callback
+
+
+class OutcomeLogger(Callback):
+    """One line per finished or errored trial: its axes, outcome and steps reached."""
+
+    def __init__(self, axes: list[str]):
+        self.axes = axes
+        self.done = 0
+
+    def _axes(self, trial) -> str:
+        cfg = trial.config
+        parts = [f"{a}={cfg[a]:.3g}" for a in self.axes if a in cfg]
+        return " ".join([*parts, f"seed={cfg.get('seed')}"])
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.done += 1
+        r = trial.last_result or {}
+        steps = f"{r.get('step', 0)}/{r.get('budget_steps', '?')} steps"
+        stopped = "" if r.get("done") else " (stopped early)"
+        best = r.get("best_val_per", float("nan"))
+        print(f"[{self.done}/{len(trials)}] {trial.trial_id} {self._axes(trial)}: "
+              f"{r.get('outcome', '?')}{stopped}, best PER {best:.3f}, {steps}",
+              file=sys.stderr, flush=True)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.done += 1
+        print(f"[{self.done}/{len(trials)}] {trial.trial_id} {self._axes(trial)}: ERRORED "
+              f"(see {trial.path}/error.txt)", file=sys.stderr, flush=True)
+
+
+def _trials(results) -> list:
+    return list(results._experiment_analysis.trials)
+
+
+def unfinished_trials(results) -> int:
+    """Trials neither terminated nor errored (the study was interrupted)."""
+    return sum(t.status not in ("TERMINATED", "ERROR") for t in _trials(results))
+
+
+def outcome_table(results) -> str:
+    """Outcome counts per cell of the varied axes."""
+    import pandas as pd
+
+    rows = []
+    for t in _trials(results):
+        r = t.last_result or {}
+        row = {k: v for k, v in t.config.items() if k not in ("cell",)}
+        row.pop("seed", None)
+        if t.status == "ERROR":
+            row["outcome"] = "errored"
+        elif not r.get("done"):
+            row["outcome"] = "stopped_early" if t.status == "TERMINATED" else "unfinished"
+        else:
+            row["outcome"] = r.get("outcome", "?")
+        rows.append(row)
+    if not rows:
+        return "no trials"
+    df = pd.DataFrame(rows)
+    axes = [c for c in df.columns if c != "outcome"]
+    varied = [a for a in axes if df[a].nunique() > 1] or axes
+    if len(df.groupby(varied)) > 40:  # continuous search: overall counts only
+        return "outcomes: " + ", ".join(f"{k} {v}" for k, v in
+                                        df["outcome"].value_counts().items())
+    table = pd.crosstab([df[a] for a in varied], df["outcome"])
+    return "outcomes per cell:\n" + table.to_string()

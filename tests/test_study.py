@@ -1,0 +1,164 @@
+"""Study orchestration on a real Ray instance (one per test session) with tiny trials."""
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from study.run import main
+
+TINY_SET = [
+    "--set", "data.n_features=16", "--set", "data.batch_size=8",
+    "--set", "data.days_per_batch=2", "--set", "model.n_units=16",
+    "--set", "model.n_layers=1",
+]
+
+
+def write_preset(path: Path, **fields) -> Path:
+    preset = {
+        "name": "tiny", "search": "grid", "scheduler": "fifo",
+        "blocks": [{"eps": {"values": [1e-8, 0.1]}, "lr_max": {"values": [0.002, 0.005]}}],
+        "seeds": 2,
+        "budgets": {"default": {"steps": 8, "eval_every": 2}},
+        "primary_hypothesis": "test", "claims": None,
+    }
+    preset.update(fields)
+    path.write_text(yaml.safe_dump(preset))
+    return path
+
+
+def read_trials(exp: Path) -> list[dict]:
+    trials = []
+    for d in sorted(exp.glob("trial_*")):
+        rows = [json.loads(line) for line in (d / "result.json").read_text().splitlines()
+                if line.strip()] if (d / "result.json").exists() else []
+        trials.append({"params": json.loads((d / "params.json").read_text()), "rows": rows,
+                       "errored": (d / "error.txt").exists(), "dir": d})
+    return trials
+
+
+def run_cli(*argv) -> int:
+    return main([str(a) for a in argv])
+
+
+@pytest.mark.ray
+def test_grid_gives_one_result_per_cell_and_seed(ray_session, tiny_data, tmp_path):
+    preset = write_preset(tmp_path / "p.yaml")
+    rc = run_cli("grid", "--preset", preset, "--data", tiny_data, "--storage", tmp_path / "r",
+                 "--name", "g", "--no-report", *TINY_SET)
+    assert rc == 0
+    exp = tmp_path / "r" / "g"
+    trials = read_trials(exp)
+    cells = sorted((t["params"]["eps"], t["params"]["lr_max"], t["params"]["seed"])
+                   for t in trials)
+    assert cells == sorted((e, lr, s) for e in (1e-8, 0.1) for lr in (0.002, 0.005)
+                           for s in (0, 1))
+    for t in trials:
+        assert t["rows"][-1]["done"] == 1 and t["rows"][-1]["step"] == 8
+        assert t["rows"][-1]["outcome"] in ("stable", "blank_collapse", "diverged",
+                                            "exploding", "slow")
+    study = yaml.safe_load((exp / "study.yaml").read_text())
+    assert study["kind"] == "confirmatory" and study["budget_steps"] == 8
+    assert study["data"]["fingerprint"] and study["versions"]["ray"].startswith("2.60")
+    assert study["axis_keys"]["eps"] == "optim.eps"
+    # the sampled eps really reached the optimizer: Adam's eps regime differs
+    dominance = {t["params"]["eps"]: t["rows"][-1]["eps_dominance"] for t in trials}
+    assert dominance[0.1] > dominance[1e-8]
+
+
+@pytest.mark.ray
+def test_asha_stops_some_trials_early(ray_session, tiny_data, tmp_path):
+    preset = write_preset(
+        tmp_path / "p.yaml", name="tinyasha", search="random", scheduler="asha", blocks=None,
+        axes={"lr_max": {"distribution": "loguniform", "low": 1e-5, "high": 3e-2}},
+        seeds=1, samples=8, budgets={"default": {"steps": 16, "eval_every": 2}},
+        asha={"grace_period": 1, "reduction_factor": 3})
+    rc = run_cli("asha", "--preset", preset, "--data", tiny_data, "--storage", tmp_path / "r",
+                 "--name", "a", "--no-report", *TINY_SET)
+    assert rc == 0
+    trials = read_trials(tmp_path / "r" / "a")
+    assert len(trials) == 8
+    steps = [t["rows"][-1]["step"] for t in trials]
+    assert min(steps) < 16 and max(steps) == 16
+    assert all(t["rows"][-1]["done"] == 0 for t in trials if t["rows"][-1]["step"] < 16)
+    study = yaml.safe_load((tmp_path / "r" / "a" / "study.yaml").read_text())
+    assert study["kind"] == "exploratory"
+
+
+@pytest.mark.ray
+def test_optuna_runs_two_trials_at_a_time(ray_session, tiny_data, tmp_path):
+    preset = write_preset(
+        tmp_path / "p.yaml", name="tinyopt", search="optuna", scheduler="fifo", blocks=None,
+        axes={"lr_max": {"distribution": "loguniform", "low": 1e-4, "high": 1e-2}},
+        seeds=1, samples=4, budgets={"default": {"steps": 30, "eval_every": 10}})
+    rc = run_cli("optuna", "--preset", preset, "--data", tiny_data, "--storage",
+                 tmp_path / "r", "--name", "o", "--no-report", *TINY_SET)
+    assert rc == 0
+    trials = read_trials(tmp_path / "r" / "o")
+    assert len(trials) == 4
+    assert len({t["params"]["lr_max"] for t in trials}) == 4
+    spans = []
+    for t in trials:
+        end = t["rows"][-1]["timestamp"]
+        spans.append((end - t["rows"][-1]["time_total_s"], end))
+    overlaps = sum(1 for i, a in enumerate(spans) for b in spans[i + 1:]
+                   if a[0] < b[1] and b[0] < a[1])
+    assert overlaps >= 1  # with 1 pending trial (Optuna's default) nothing would overlap
+
+
+@pytest.mark.ray
+def test_trial_that_raises_is_errored_and_study_completes(ray_session, tiny_data, tmp_path):
+    # patch_size 2000 is a valid config value but longer than every tiny trial: it fails
+    # inside the trial, not before the study starts.
+    preset = write_preset(tmp_path / "p.yaml", seeds=1, blocks=[
+        {"patch": {"key": "model.patch_size", "values": [14, 2000]}}])
+    rc = run_cli("grid", "--preset", preset, "--data", tiny_data, "--storage", tmp_path / "r",
+                 "--name", "e", "--no-report", *TINY_SET)
+    assert rc == 0
+    trials = read_trials(tmp_path / "r" / "e")
+    by_patch = {t["params"]["patch"]: t for t in trials}
+    assert by_patch[2000]["errored"] and not by_patch[14]["errored"]
+    assert by_patch[14]["rows"][-1]["done"] == 1
+
+
+def test_help_and_bad_flags(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["grid", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for flag in ("--preset", "--data", "--budget", "--address", "--cpus-per-trial",
+                 "--gpus-per-trial", "--max-concurrent", "--dashboard", "--no-report",
+                 "--storage", "--seeds", "--samples", "--set", "--train-config", "--name"):
+        assert flag in out
+    with pytest.raises(SystemExit) as exc:
+        main(["grid", "--cpus-per-trial", "zero"])
+    assert exc.value.code == 2
+    assert main(["grid", "--preset", "nope"]) == 2
+    assert "unknown preset" in capsys.readouterr().err
+    assert main(["grid", "--budget", "huge"]) == 2
+
+
+def test_resume_rejects_a_folder_that_is_not_an_experiment(tmp_path, capsys):
+    assert main(["resume", str(tmp_path)]) == 2
+    assert "not an experiment folder" in capsys.readouterr().err
+
+
+def test_existing_experiment_folder_is_not_overwritten(tmp_path, tiny_data, capsys):
+    exp = tmp_path / "r" / "x"
+    exp.mkdir(parents=True)
+    (exp / "study.yaml").write_text("keep: me\n")
+    rc = main(["grid", "--data", str(tiny_data), "--storage", str(tmp_path / "r"), "--name",
+               "x", *TINY_SET])
+    assert rc == 2 and "already exists" in capsys.readouterr().err
+    assert (exp / "study.yaml").read_text() == "keep: me\n"
+
+
+def test_address_where_nothing_listens_fails_fast(tmp_path, tiny_data, capsys):
+    start = time.monotonic()
+    rc = main(["grid", "--data", str(tiny_data), "--storage", str(tmp_path / "r"),
+               "--address", "127.0.0.1:1", *TINY_SET])
+    assert rc == 2
+    assert time.monotonic() - start < 30
+    assert "no Ray cluster answers" in capsys.readouterr().err
