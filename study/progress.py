@@ -10,8 +10,9 @@ from ray.tune import Callback
 class OutcomeLogger(Callback):
     """One line per finished or errored trial: its axes, outcome and steps reached."""
 
-    def __init__(self, axes: list[str]):
+    def __init__(self, axes: list[str], n_trials: int | None = None):
         self.axes = axes
+        self.n_trials = n_trials
         self.done = 0
 
     def _axes(self, trial) -> str:
@@ -25,13 +26,14 @@ class OutcomeLogger(Callback):
         steps = f"{r.get('step', 0)}/{r.get('budget_steps', '?')} steps"
         stopped = "" if r.get("done") else " (stopped early)"
         best = r.get("best_val_per", float("nan"))
-        print(f"[{self.done}/{len(trials)}] {trial.trial_id} {self._axes(trial)}: "
-              f"{r.get('outcome', '?')}{stopped}, best PER {best:.3f}, {steps}",
-              file=sys.stderr, flush=True)
+        print(f"[{self.done}/{self.n_trials or len(trials)}] {trial.trial_id} "
+              f"{self._axes(trial)}: {r.get('outcome', '?')}{stopped}, "
+              f"best PER {best:.3f}, {steps}", file=sys.stderr, flush=True)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.done += 1
-        print(f"[{self.done}/{len(trials)}] {trial.trial_id} {self._axes(trial)}: ERRORED "
+        print(f"[{self.done}/{self.n_trials or len(trials)}] {trial.trial_id} "
+              f"{self._axes(trial)}: ERRORED "
               f"(see {trial.path}/error.txt)", file=sys.stderr, flush=True)
 
 

@@ -215,8 +215,7 @@ def package_versions() -> dict:
 
 
 # ------------------------------------------------------------------- running
-def _tune_objects(preset: Preset, exp_dir: Path, resources: dict, max_concurrent: int,
-                  n_evals: int):
+def _tune_objects(preset: Preset, exp_dir: Path, n_evals: int, n_trials: int | None):
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
@@ -232,7 +231,7 @@ def _tune_objects(preset: Preset, exp_dir: Path, resources: dict, max_concurrent
         name=exp_dir.name, storage_path=str(exp_dir.parent), verbose=1,
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         failure_config=tune.FailureConfig(max_failures=2),
-        callbacks=[OutcomeLogger(list(preset.axis_keys()))])
+        callbacks=[OutcomeLogger(list(preset.axis_keys()), n_trials)])
     return scheduler, run_config
 
 
@@ -344,7 +343,7 @@ def launch(args) -> int:
                                                                args.gpus_per_trial)
         space, search_alg, num_samples = build_search(preset, cfg, seeds, samples,
                                                       search_seed=0)
-        scheduler, run_config = _tune_objects(preset, exp_dir, resources, max_conc, n_evals)
+        scheduler, run_config = _tune_objects(preset, exp_dir, n_evals, study["n_trials"])
         tuner = tune.Tuner(
             _make_trainable(study, dataset, resources),
             param_space=space,
