@@ -1,0 +1,352 @@
+"""report.html (one self-contained file, figures as data URIs) and summary.txt."""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis import stats
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1200px;
+margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
+h1{margin-bottom:.2em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;margin:.8em 0;font-size:.86em}
+th,td{border:1px solid #ddd;padding:.25em .55em;text-align:left;vertical-align:top}
+th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.badge{display:inline-block;padding:.15em .6em;border-radius:.3em;color:#fff;font-weight:600}
+.confirmatory{background:#2b7a3d}.exploratory{background:#b26b00}
+.note{background:#fff8e1;border-left:4px solid #e0a800;padding:.5em .8em;margin:.8em 0}
+.primary{background:#eef5ff;border-left:4px solid #2f6fd6;padding:.5em .8em;margin:.8em 0}
+.supported{color:#1e7b34;font-weight:600}.refuted{color:#b3261e;font-weight:600}
+.inconclusive{color:#6d6d6d;font-weight:600}
+img{max-width:100%;border:1px solid #eee;margin:.5em 0}
+figure{margin:1em 0}figcaption{font-size:.88em;color:#555}
+"""
+
+
+def _esc(value) -> str:
+    return html.escape(str(value))
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return ""
+    if isinstance(value, (float, np.floating)):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def table(frame: pd.DataFrame, numeric: tuple[str, ...] = (), classes: dict | None = None
+          ) -> str:
+    """A plain HTML table; `classes` maps a column to a function value -> css class."""
+    classes = classes or {}
+    head = "".join(f"<th>{_esc(c)}</th>" for c in frame.columns)
+    rows = []
+    for _, row in frame.iterrows():
+        cells = []
+        for column in frame.columns:
+            value = row[column]
+            css = []
+            if column in numeric:
+                css.append("num")
+            if column in classes:
+                css.append(classes[column](value))
+            attr = f' class="{" ".join(c for c in css if c)}"' if any(css) else ""
+            cells.append(f"<td{attr}>{_esc(_fmt(value))}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def embed(path: Path, caption: str) -> str:
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    return (f'<figure><img alt="{_esc(caption)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{_esc(caption)}</figcaption></figure>")
+
+
+def _what_was_run(experiment) -> str:
+    study = experiment.study
+    axes = []
+    for axis in experiment.axes:
+        if axis.values is not None:
+            spec = ", ".join(stats.format_value(v) for v in axis.values)
+        else:
+            raw = study["axes"][axis.name]
+            spec = f"{axis.distribution}({raw.get('low')}, {raw.get('high')})"
+        axes.append(f"{axis.name} ({axis.key or '-'}): {spec}")
+    data = study.get("data") or {}
+    seeds = study.get("seeds", study.get("n_seeds", ""))
+    versions = ", ".join(f"{k} {v}" for k, v in (study.get("versions") or {}).items())
+    items = [
+        ("study", experiment.name), ("preset", study.get("preset", "")),
+        ("kind", experiment.kind), ("search / scheduler",
+                                    f"{study.get('search', '')} / {study.get('scheduler', '')}"),
+        ("axes", "; ".join(axes)), ("seeds", seeds),
+        ("budget (steps)", study.get("budget_steps", "")),
+        ("metric", f"{study.get('metric', '')} ({study.get('mode', '')})"),
+        ("data", f"{data.get('path', '')}, fingerprint {data.get('fingerprint', '')}, "
+                 f"{data.get('n_sessions', '?')} sessions, {data.get('n_train_trials', '?')} "
+                 f"train / {data.get('n_val_trials', '?')} val trials"),
+        ("versions", versions), ("command", study.get("cli", "")),
+        ("started", study.get("started", "")), ("folder", str(experiment.path)),
+    ]
+    return table(pd.DataFrame(items, columns=["", "value"]))
+
+
+MAX_CELL_ROWS = 64
+DENOMINATOR_COLUMNS = {"n_finished": "finished", "n_stopped_early": "stopped early",
+                       "n_diverged": "diverged", "n_errored": "errored", "n_total": "total",
+                       "n": "full budget", "count_stable": "stable",
+                       "count_blank_collapse": "blank_collapse",
+                       "count_diverged": "outcome diverged", "count_exploding": "exploding",
+                       "count_slow": "slow"}
+
+
+def _denominator_table(cells: pd.DataFrame, factors) -> str:
+    shown = cells.rename(columns={f.column: f.axis for f in factors})
+    shown = shown[[f.axis for f in factors] + list(DENOMINATOR_COLUMNS)]
+    return table(shown.rename(columns=DENOMINATOR_COLUMNS),
+                 numeric=tuple(DENOMINATOR_COLUMNS.values()))
+
+
+def _denominators(results) -> str:
+    trials = results.frame
+    counts = trials["status"].value_counts().reindex(
+        ["finished", "stopped_early", "diverged", "errored"], fill_value=0)
+    overall = pd.DataFrame([{**{k.replace("_", " "): int(v) for k, v in counts.items()},
+                             "total": len(trials)}])
+    text = ("<p>Rates and tests count only full-budget runs (finished, or diverged: a "
+            "divergence is a complete observation of failure). Runs stopped early and runs "
+            "that errored are counted here and nowhere else. The outcome columns count "
+            "full-budget runs by final outcome.</p>")
+    parts = [text, table(overall)]
+    for block in results.blocks:
+        if not block.factors:
+            continue
+        if len(results.blocks) > 1:
+            parts.append(f"<h3>{_esc(block.label)}</h3>")
+        if len(block.cells) <= MAX_CELL_ROWS:
+            parts.append(_denominator_table(block.cells, block.factors))
+        else:
+            parts.append(f"<p>{len(block.cells)} cells: shown per level of each axis.</p>")
+            for factor in block.factors:
+                parts.append(_denominator_table(
+                    stats.cell_summary(block.frame, [factor.column]), [factor]))
+    return "".join(parts)
+
+
+def _tests_section(experiment, results) -> str:
+    parts = []
+    row = results.primary_row
+    text = experiment.study.get("primary_hypothesis") or ""
+    if row is not None:
+        parts.append(
+            f'<div class="primary"><b>Pre-registered primary test</b> ({_esc(text)}): '
+            f"{_esc(row['pair'])} on {_esc(stats.ENDPOINT_TEXT[row['endpoint']])}, "
+            f"{_esc(row['method'])}: statistic {_fmt(row['statistic'])} "
+            f"(df {_esc(row['df'])}), <b>p = {_fmt(row['p_value'])}</b> "
+            f"(unadjusted; n = {row['n']}). {_esc(row['note'])}</div>")
+    elif results.primary is not None and results.primary.kind == "regime":
+        parts.append(f'<div class="primary"><b>Pre-registered primary test</b> '
+                     f"({_esc(text)}): the lr/eps regime test; see its section below "
+                     "(read unadjusted).</div>")
+    else:
+        parts.append(f'<div class="note">Primary hypothesis: '
+                     f"{_esc(results.primary_note)}</div>")
+    if not experiment.confirmatory:
+        parts.append('<div class="note"><b>Exploratory.</b> The scheduler or an adaptive '
+                     "searcher decided which runs got the full budget, so these tests are "
+                     "exploratory: they describe the runs that were completed, not the "
+                     "factorial design. Confirm with a full-budget seeded grid.</div>")
+    tests = results.tests
+    if tests.empty:
+        parts.append("<p>Fewer than two axes vary: no interaction to test.</p>")
+        return "".join(parts)
+    columns = ["pair", "endpoint", "role", "method", "statistic", "df", "p_value", "p_holm",
+               "partial_eta2", "n", "separation", "note"]
+    if tests["block"].nunique() > 1:
+        columns.insert(0, "block")
+    shown = tests[columns].copy()
+    shown["endpoint"] = shown["endpoint"].map(stats.ENDPOINT_TEXT)
+    parts.append(
+        "<p>Each row tests whether the effect of one axis depends on the other (the "
+        "interaction term), with the remaining varied axes as additive blocks. PER: "
+        "two-way ANOVA, type III sums of squares with sum-to-zero contrasts, on the raw "
+        "final val_per of runs that neither collapsed nor diverged; effect size partial "
+        "eta<sup>2</sup>. Binary endpoints: Firth-penalised logistic regression with a "
+        "penalised likelihood-ratio test of the interaction columns (the constrained fit "
+        "keeps the full model's penalty); separation is detected by linear programming "
+        "and reported. p_holm: Holm-adjusted across all secondary rows (pairs x "
+        "endpoints); the primary test is read unadjusted at alpha = 0.05.</p>")
+    parts.append(table(shown, numeric=("statistic", "p_value", "p_holm", "partial_eta2", "n"),
+                       classes={"p_holm": lambda p: "supported" if _fmt(p) and p < stats.ALPHA
+                                else ""}))
+    return "".join(parts)
+
+
+def _fanova_section(results) -> str:
+    parts = ["<p>Share of the variance of each response across the grid explained by each "
+             "axis and each pair of axes (functional ANOVA; shares sum to 1 with the "
+             "higher-order remainder). Binary responses are rates per cell.</p>"]
+    for block in results.blocks:
+        fa = block.fanova
+        if len(results.blocks) > 1:
+            parts.append(f"<h3>{_esc(block.label)}</h3>")
+        if fa.empty or fa["term"].eq("").all():
+            parts.append("<p>No variance decomposition: no response varies.</p>")
+            continue
+        shares = fa[fa["term"] != ""].pivot_table(index="term", columns="response",
+                                                  values="share", sort=False)
+        shares = shares.map(lambda v: f"{v:.3f}" if np.isfinite(v) else "").reset_index()
+        methods = fa.drop_duplicates("response")[["response", "method", "oob_r2", "n",
+                                                  "note"]]
+        parts.append(table(shares, numeric=tuple(shares.columns[1:]))
+                     + table(methods, numeric=("oob_r2", "n")))
+    return "".join(parts)
+
+
+def _regime_section(results) -> str:
+    regime = results.regime
+    counts = regime.drop_duplicates("regime").set_index("regime")["n"].to_dict()
+    text = ("<p>With eps much larger than sqrt(v_hat) Adam is momentum SGD with step lr/eps "
+            "(Choi et al. 2019), so its stability boundary should run along lr/eps = const; "
+            "with tiny eps it should not depend on eps. A run is in the large-eps regime "
+            "when its median eps_dominance over the run exceeds "
+            f"{stats.EPS_DOMINANCE_THRESHOLD:g} (full-budget runs analysed, from the block "
+            f"where eps and lr_max vary: {counts.get('large_eps', 0)} large-eps, "
+            f"{counts.get('small_eps', 0)} small-eps). "
+            "Within each regime, Firth logistic fits of the endpoint on (log lr, log eps) are "
+            "compared by penalised LRT with the lr/eps-only model (p_eps_beyond_ratio) and "
+            "the lr-only model (p_eps_at_fixed_lr); boundary_slope = d log lr / d log eps "
+            "along the fitted boundary (1 under lr/eps = const, 0 if eps-independent).</p>")
+    shown = regime.assign(regime=regime["regime"].map(stats.REGIME_TEXT))
+    return text + table(shown, numeric=("n", "n_events", "p_eps_beyond_ratio",
+                                        "p_eps_at_fixed_lr", "boundary_slope"))
+
+
+def _claims_section(experiment, results) -> str:
+    claims, note = results.claims, results.claims_note
+    if claims is None:
+        return f"<p>{_esc(note)}</p>"
+    shown = claims[["id", "claim", "test", "effect", "n", "verdict", "reason"]]
+    if not experiment.confirmatory:
+        note += (" Exploratory study: these verdicts rest on the runs the scheduler let "
+                 "finish and are exploratory.")
+    return (f"<p>{_esc(note)} Decision rules are fixed in the claims file before results "
+            "are seen; effects carry 95% intervals (Newcombe for rate differences, Wilson "
+            "for rates, seeded bootstrap for ratios and variance shares).</p>"
+            + table(shown, classes={"verdict": lambda v: str(v)}))
+
+
+def render(experiment, results, figures: dict[str, tuple[Path, str]], definition: str
+           ) -> str:
+    """The whole report as one HTML string (figures embedded)."""
+    def fig(name: str) -> str:
+        return embed(*figures[name]) if name in figures else ""
+
+    def figs(kind: str) -> str:
+        return "".join(embed(*figures[k]) for k in figures if kind in k)
+
+    binning = sorted({note for block in results.blocks for note in block.binning})
+    kind = experiment.kind
+    caveats = "".join(f"<li>{_esc(c)}</li>" for c in results.caveats) or "<li>none</li>"
+    body = f"""
+<h1>Stability study: {_esc(experiment.name)}</h1>
+<p><span class="badge {_esc(kind)}">{_esc(kind)}</span>
+preset <b>{_esc(experiment.study.get('preset', ''))}</b>,
+{len(results.frame)} runs, {int(results.frame['status'].isin(('finished', 'diverged')).sum())}
+with a complete outcome.</p>
+<h2>What was run</h2>{_what_was_run(experiment)}
+<p><b>Definition.</b> {_esc(definition)}</p>
+<h2>Denominators</h2>{_denominators(results)}
+<h2>Stable-region map</h2>{figs('stable_map') or '<p>Fewer than two axes vary.</p>'}
+<h2>Outcome rates and PER by pair of axes</h2>
+<p>{_esc(' '.join(binning) or 'All axes are grid axes (no binning).')}</p>
+{figs('pair_')}
+<h2>Learning-rate sensitivity</h2>{figs('lr_sensitivity') or '<p>lr_max does not vary.</p>'}
+<h2>Interaction tests</h2>{_tests_section(experiment, results)}
+<h2>Effect sizes: functional ANOVA</h2>{_fanova_section(results)}
+<h2>The lr/eps regime test</h2>{fig('eps_regime')}{_regime_section(results)}
+<h2>Verdicts on claims</h2>{_claims_section(experiment, results)}
+<h2>Training curves</h2>{fig('training_curves')}
+<h2>Caveats</h2><ul>{caveats}</ul>
+<h2>Methods and references</h2>
+<ul>
+<li>Wilson score intervals for rates (Wilson 1927); Newcombe hybrid-score intervals for rate
+differences (Newcombe 1998); percentile bootstrap (2000 resamples, seeded) for medians.</li>
+<li>Two-way ANOVA with type III sums of squares, sum-to-zero contrasts (statsmodels).</li>
+<li>Firth-penalised logistic regression (Firth 1993) with penalised likelihood-ratio tests
+(Heinze &amp; Schemper 2002); separation detection (Konis 2007) via firthmodels.</li>
+<li>Holm step-down adjustment (Holm 1979).</li>
+<li>Functional ANOVA variance shares, exact on a complete grid; random-forest surrogate with
+out-of-bag R<sup>2</sup> otherwise (Hutter, Hoos &amp; Leyton-Brown, ICML 2014).</li>
+<li>Learning-rate sensitivity plot after Wortsman et al. 2023 (arXiv 2309.14322); the eps
+regime after Choi et al. 2019 (arXiv 1910.05446).</li>
+</ul>
+"""
+    return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{_esc(experiment.name)}: stability report</title><style>{CSS}</style>"
+            f"</head><body>{body}</body></html>")
+
+
+def summary_text(experiment, results, report_dir: Path) -> str:
+    """A short plain-text version of the report (the study driver prints it)."""
+    frame = results.frame
+    counts = frame["status"].value_counts()
+    lines = [
+        f"Stability study {experiment.name}: preset {experiment.study.get('preset', '?')}, "
+        f"{experiment.kind}",
+        f"Runs: {len(frame)} total; finished {counts.get('finished', 0)}, diverged "
+        f"{counts.get('diverged', 0)}, stopped early {counts.get('stopped_early', 0)}, "
+        f"errored {counts.get('errored', 0)} (budget {experiment.study.get('budget_steps')} "
+        "steps)",
+    ]
+    for block in results.blocks:
+        cells = block.cells
+        if not block.factors or cells.empty:
+            continue
+        full = cells[cells["n"] > 0]
+        stable = full[full["lo_stable"] > stats.STABLE_RATE_THRESHOLD]
+        unstable = full[full["hi_stable"] < stats.STABLE_RATE_THRESHOLD]
+        where = f" of {block.label}" if len(results.blocks) > 1 else ""
+        lines.append(f"Cells{where}: {len(stable)} stable, {len(unstable)} unstable, "
+                     f"{len(full) - len(stable) - len(unstable)} uncertain (95% Wilson "
+                     f"interval vs {stats.STABLE_RATE_THRESHOLD:.0%}), {len(cells) - len(full)} "
+                     "without a full-budget run")
+        for _, row in stable.sort_values("rate_stable", ascending=False).head(5).iterrows():
+            at = ", ".join(f"{f.axis}={row[f.column]}" for f in block.factors)
+            lines.append(f"  stable: {at} ({row['count_stable']}/{row['n']})")
+    row = results.primary_row
+    if row is not None:
+        lines.append(f"Primary test (unadjusted): {row['pair']} on {row['endpoint']}: "
+                     f"p = {_fmt(row['p_value'])} {row['note']}".rstrip())
+    elif results.primary is not None and results.primary.kind == "regime":
+        lines.append("Primary test: the lr/eps regime test (below)")
+    else:
+        lines.append(f"Primary test: {results.primary_note}")
+    tests = results.tests
+    if not tests.empty:
+        hits = tests[tests["p_holm"] < stats.ALPHA]
+        scope = "" if experiment.confirmatory else " (exploratory)"
+        lines.append(f"Interactions significant after Holm{scope}: " + (
+            "; ".join(f"{r['pair']} on {r['endpoint']} (p_holm={_fmt(r['p_holm'])})"
+                      for _, r in hits.iterrows()) or "none"))
+    for _, row in results.regime.iterrows():
+        if row["verdict"] not in ("no variation", "no runs in this regime"):
+            lines.append(f"Regime {row['regime']} / {row['endpoint']}: {row['verdict']} "
+                         f"(n={row['n']}, events={row['n_events']})")
+    if results.claims is not None:
+        lines.append("Claims:")
+        for _, row in results.claims.iterrows():
+            effect = f" {row['effect']}" if row["effect"] else ""
+            lines.append(f"  {row['id']}: {row['verdict'].upper()}{effect} ({row['reason']})")
+    else:
+        lines.append(f"Claims: {results.claims_note}")
+    lines.append(f"Caveats: {len(results.caveats)} (see report.html)")
+    lines.append(f"Report: {report_dir / 'report.html'}")
+    return "\n".join(lines) + "\n"

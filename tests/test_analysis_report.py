@@ -1,0 +1,141 @@
+"""End to end: a fake experiment folder in, every report file out; the CLI's errors."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from analysis_fixtures import write_fake_experiment
+
+from analysis import report
+
+ROOT = Path(__file__).resolve().parent.parent
+TABLES = ("trials.csv", "trials.parquet", "curves.csv", "curves.parquet", "cells.csv",
+          "tests.csv", "fanova.csv", "regime.csv", "claims.csv")
+
+
+@pytest.fixture(scope="module")
+def grid_report(tmp_path_factory):
+    path = write_fake_experiment(tmp_path_factory.mktemp("e2e"), n_seeds=3)
+    assert report.main([str(path)]) == 0
+    return path, path / "report"
+
+
+def test_every_output_is_written(grid_report):
+    _, out = grid_report
+    for name in (*TABLES, "report.html", "summary.txt"):
+        assert (out / name).is_file(), name
+    pngs = sorted(p.name for p in (out / "figures").glob("*.png"))
+    pairs = [p for p in pngs if p.startswith("pair_")]
+    assert len(pairs) == 6  # every pair of the 4 varied axes
+    assert {"stable_map.png", "lr_sensitivity.png", "training_curves.png",
+            "eps_regime.png"} <= set(pngs)
+
+
+def test_tables_have_one_row_per_trial_and_report(grid_report):
+    path, out = grid_report
+    trials = pd.read_parquet(out / "trials.parquet")
+    n_trials = sum(1 for d in path.iterdir() if (d / "params.json").is_file())
+    assert len(trials) == n_trials == pd.read_csv(out / "trials.csv").shape[0]
+    for column in ("trial_id", "folder", "eps", "lr_max", "white_noise_std",
+                   "constant_offset_std", "seed", "steps_reached", "budget_steps",
+                   "final_val_per", "best_val_per", "outcome", "status"):
+        assert column in trials
+    curves = pd.read_parquet(out / "curves.parquet")
+    assert curves.groupby("trial_id")["step"].apply(lambda s: s.is_unique).all()
+    assert len(curves) == trials["n_reports"].sum()
+
+
+def test_html_is_self_contained_with_every_figure(grid_report):
+    _, out = grid_report
+    page = (out / "report.html").read_text()
+    n_png = len(list((out / "figures").glob("*.png")))
+    assert page.count('src="data:image/png;base64,') == n_png
+    sources = re.findall(r'(?:src|href)="([^"]*)"', page)
+    assert all(s.startswith("data:") for s in sources)
+    for text in ("confirmatory", "sha256:fake0123", "Denominators", "Holm",
+                 "Pre-registered primary test", "Verdicts on claims", "Caveats",
+                 "Firth", "errored"):
+        assert text in page, text
+
+
+def test_summary_names_kind_counts_and_verdicts(grid_report):
+    _, out = grid_report
+    summary = (out / "summary.txt").read_text()
+    assert "confirmatory" in summary
+    assert "stopped early 1, errored 1" in summary
+    assert "weak_augmentation_collapses:" in summary
+    assert str(out / "report.html") in summary
+
+
+def test_exploratory_random_search_report(tmp_path):
+    rng = np.random.default_rng(3)
+    samples = [{"eps": float(10 ** rng.uniform(-8, 0)),
+                "lr_max": float(10 ** rng.uniform(-3.5, -1.5)),
+                "white_noise_std": float(rng.choice([0.25, 1.0])),
+                "constant_offset_std": 0.2, "seed": 0} for _ in range(24)]
+    spec = {"eps": {"key": "optim.eps", "distribution": "loguniform", "low": 1e-8,
+                    "high": 1.0},
+            "lr_max": {"key": "optim.lr_max", "distribution": "loguniform", "low": 3e-4,
+                       "high": 3e-2},
+            "white_noise_std": {"key": "augment.white_noise_std", "values": [0.25, 1.0]},
+            "constant_offset_std": {"key": "augment.constant_offset_std", "values": [0.2]}}
+    path = write_fake_experiment(tmp_path, samples=samples, axes_spec=spec,
+                                 kind="exploratory", scheduler_stop=0.3, name="asha",
+                                 claims=None)
+    out = report.build_report(path, tmp_path / "elsewhere")
+    assert out == tmp_path / "elsewhere" and not (path / "report").exists()
+    pngs = list((out / "figures").glob("pair_*.png"))
+    assert len(pngs) == 3  # constant_offset_std does not vary
+    page = (out / "report.html").read_text()
+    assert "Exploratory." in page and "quantile bins" in page
+    tests = pd.read_csv(out / "tests.csv")
+    assert (tests["scope"] == "exploratory").all()
+    fanova = pd.read_csv(out / "fanova.csv")
+    assert fanova["method"].dropna().str.contains("random-forest").all()
+    assert "study.yaml names no claims file" in (out / "summary.txt").read_text()
+
+
+def test_cli_rejects_a_folder_that_is_not_an_experiment(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "analysis.report", str(tmp_path)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(tmp_path) in lines[0] and "study.yaml" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_reports_a_bad_claims_file(tmp_path, capsys):
+    path = write_fake_experiment(tmp_path, n_seeds=1, n_errored=0, n_stopped_early=0)
+    assert report.main([str(path), "--claims", str(tmp_path / "nope.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "nope.yaml" in err and err.count("\n") == 1
+
+
+def test_multi_block_design_is_analysed_block_by_block(tmp_path):
+    blocks = [{"eps": [1e-8, 1e-4, 1e-2, 0.1, 1.0], "lr_max": [0.002, 0.005, 0.01]},
+              {"white_noise_std": [0.25, 0.5, 1.0], "constant_offset_std": [0.05, 0.2]}]
+    path = write_fake_experiment(tmp_path, blocks=blocks, n_seeds=2, name="map")
+    out = report.build_report(path)
+    pngs = sorted(p.name for p in (out / "figures").glob("*pair_*.png"))
+    assert pngs == ["block1_pair_eps__lr_max.png",
+                    "block2_pair_white_noise_std__constant_offset_std.png"]
+    tests = pd.read_csv(out / "tests.csv")
+    assert len(tests) == 2 * 4 and set(tests["block"]) == {
+        "eps x lr_max", "white_noise_std x constant_offset_std"}
+    cells = pd.read_csv(out / "cells.csv")
+    # The errored and the stopped-early run sit at the base point, shared by both blocks.
+    assert cells.groupby("block")["n_total"].sum().to_dict() == {
+        "eps x lr_max": 15 * 2 + 2, "white_noise_std x constant_offset_std": 6 * 2 + 2}
+    # The regime test reads block 1 (several eps at the base augmentation) only.
+    regime = pd.read_csv(out / "regime.csv").set_index(["regime", "endpoint"])
+    assert regime.loc[("large_eps", "collapse"), "n"] == 3 * 3 * 2
+    # A claim pooled over the other axes is judged in the block that varies its axis.
+    verdicts = pd.read_csv(out / "claims.csv").set_index("id")
+    assert verdicts.loc["tiny_eps_explodes", "n"] == "6 vs 6"
+    assert "blocks" in (out / "report.html").read_text()

@@ -1,0 +1,236 @@
+"""The statistics: planted interactions are found, absent ones are not, and nothing crashes
+on separation or a constant outcome."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from analysis_fixtures import planted_trials
+from firthmodels import FirthLogisticRegression
+
+from analysis import stats
+from analysis.load import Axis
+
+AXES = [Axis("eps", "optim.eps", (1e-8, 0.1), None),
+        Axis("lr_max", "optim.lr_max", (0.002, 0.005), None),
+        Axis("white_noise_std", "augment.white_noise_std", (0.25, 1.0), None),
+        Axis("constant_offset_std", "augment.constant_offset_std", (0.05, 0.2), None)]
+
+
+def _logit(x: float) -> float:
+    return 1 / (1 + np.exp(-x))
+
+
+def additive_model(cell, rng):
+    """Main effects of every axis on PER and on collapse, no interaction anywhere."""
+    from analysis_fixtures import Planted
+
+    big_eps, strong = cell["eps"] > 1e-3, cell["white_noise_std"] > 0.5
+    high_lr, offset = cell["lr_max"] > 0.003, cell["constant_offset_std"] > 0.1
+    p_collapse = _logit(-1.0 + 1.0 * big_eps - 1.0 * strong + 0.5 * high_lr)
+    if rng.random() < p_collapse:
+        return Planted("blank_collapse", 1.0)
+    per = 0.30 + 0.03 * big_eps - 0.04 * strong - 0.02 * high_lr - 0.01 * offset
+    return Planted("stable", float(rng.normal(per, 0.02)))
+
+
+def interaction_model(cell, rng):
+    """eps changes what augmentation does, both for PER and for collapse."""
+    from analysis_fixtures import Planted
+
+    big_eps, strong = cell["eps"] > 1e-3, cell["white_noise_std"] > 0.5
+    p_collapse = (0.05 if strong else 0.8) if big_eps else 0.5
+    if rng.random() < p_collapse:
+        return Planted("blank_collapse", 1.0)
+    per = 0.30 - (0.10 if big_eps and strong else 0.0)
+    return Planted("stable", float(rng.normal(per, 0.02)))
+
+
+def separated_model(cell, rng):
+    from analysis_fixtures import Planted
+
+    weak = cell["white_noise_std"] < 0.5
+    if cell["eps"] > 1e-3 and weak:
+        return Planted("blank_collapse", 1.0)
+    return Planted("stable", float(rng.normal(0.3, 0.02)))
+
+
+def prepared(model, n_seeds: int, seed: int):
+    return stats.factorize(planted_trials(model, n_seeds, seed), AXES)
+
+
+def eps_noise_tests(frame, factors):
+    by_axis = {f.axis: f for f in factors}
+    pair = (by_axis["eps"], by_axis["white_noise_std"])
+    return (stats.anova_interaction(frame, pair, factors),
+            stats.logistic_interaction(frame, pair, factors, "collapse"))
+
+
+def test_planted_interaction_is_detected():
+    draws, anova_hits, glm_hits = 10, 0, 0
+    for seed in range(draws):
+        frame, factors = prepared(interaction_model, n_seeds=6, seed=seed)
+        anova, glm = eps_noise_tests(frame, factors)
+        anova_hits += anova["p_value"] < stats.ALPHA
+        glm_hits += glm["p_value"] < stats.ALPHA
+    assert anova_hits / draws >= 0.9 and glm_hits / draws >= 0.9
+    assert anova["partial_eta2"] > 0.2
+    assert glm["method"].startswith("Firth")
+
+
+def test_no_interaction_false_positive_rate():
+    anova_hits = glm_hits = 0
+    draws = 40
+    for seed in range(draws):
+        frame, factors = prepared(additive_model, n_seeds=3, seed=100 + seed)
+        anova, glm = eps_noise_tests(frame, factors)
+        assert np.isfinite(anova["p_value"]) and np.isfinite(glm["p_value"])
+        anova_hits += anova["p_value"] < stats.ALPHA
+        glm_hits += glm["p_value"] < stats.ALPHA
+    assert anova_hits / draws <= 0.15
+    assert glm_hits / draws <= 0.15
+
+
+def test_perfect_separation_is_reported_not_fatal():
+    frame, factors = prepared(separated_model, n_seeds=3, seed=0)
+    _, glm = eps_noise_tests(frame, factors)
+    assert np.isfinite(glm["p_value"])
+    assert glm["separation"] == "yes"
+    assert "separation" in glm["note"]
+
+
+def test_constant_outcome_reports_no_variation():
+    from analysis_fixtures import null_model
+
+    frame, factors = prepared(null_model, n_seeds=2, seed=0)
+    tests = stats.holm_secondary(stats.interaction_tests(frame, factors, confirmatory=True))
+    binary = tests[tests["endpoint"] != "per"]
+    assert binary["note"].str.startswith("no variation").all()
+    assert binary["p_value"].isna().all() and binary["p_holm"].isna().all()
+    assert tests.loc[tests["endpoint"] == "per", "p_value"].notna().all()
+
+
+def test_holm_adjusts_across_pairs_and_endpoints():
+    frame, factors = prepared(interaction_model, n_seeds=3, seed=2)
+    tests = stats.holm_secondary(stats.interaction_tests(frame, factors, confirmatory=True))
+    assert len(tests) == 6 * 4
+    tested = tests["p_value"].notna()
+    assert (tests.loc[tested, "p_holm"] >= tests.loc[tested, "p_value"]).all()
+
+
+def test_firth_lrt_matches_firthmodels_single_coefficient_lrt():
+    rng = np.random.default_rng(3)
+    n = 60
+    X = np.column_stack([np.ones(n), rng.choice([-1.0, 1.0], n), rng.normal(size=n)])
+    X = np.column_stack([X, X[:, 1] * X[:, 2]])
+    y = (rng.random(n) < _logit(0.4 + X[:, 1] + 0.7 * X[:, 3])).astype(float)
+    ours = stats.firth_lrt(X, y, [3])
+    reference = FirthLogisticRegression(fit_intercept=False, gtol=1e-8, xtol=1e-8,
+                                        max_iter=200).fit(X, y).lrt(3)
+    assert ours.p_value == pytest.approx(reference.lrt_pvalues_[3], rel=1e-4)
+
+
+def test_grid_shares_exact_decomposition():
+    a = np.array([0.0, 1.0])[:, None]
+    b = np.array([0.0, 2.0])[None, :]
+    additive = a + b
+    shares = stats.grid_shares(additive, ["a", "b"])
+    assert shares["a x b"] == pytest.approx(0.0, abs=1e-12)
+    assert shares["a"] == pytest.approx(0.2) and shares["b"] == pytest.approx(0.8)
+    pure = np.array([[1.0, -1.0], [-1.0, 1.0]])
+    assert stats.grid_shares(pure, ["a", "b"])["a x b"] == pytest.approx(1.0)
+    assert stats.grid_shares(np.zeros((2, 2)), ["a", "b"]) == {}
+
+
+def test_fanova_exact_on_grid_and_surrogate_otherwise():
+    frame, factors = prepared(interaction_model, n_seeds=3, seed=4)
+    exact = stats.fanova(frame, factors, exact_allowed=True)
+    collapse = exact[exact["response"] == "collapse"].set_index("term")
+    assert collapse["method"].str.startswith("exact").all()
+    assert collapse["share"].sum() == pytest.approx(1.0)
+    assert collapse.loc["eps x white_noise_std", "share"] > 0.1
+    surrogate = stats.fanova(frame, factors, exact_allowed=False).set_index("response")
+    assert surrogate.loc["collapse", "method"].str.contains("random-forest").all()
+    assert surrogate.loc["collapse", "oob_r2"].notna().all()
+    # No run of this model diverges: nothing to decompose.
+    assert surrogate.loc["divergence", "note"] == "no variation"
+
+
+def test_continuous_axes_are_binned_at_quantiles():
+    rng = np.random.default_rng(0)
+    trials = pd.DataFrame({"eps": 10 ** rng.uniform(-8, 0, 40),
+                           "lr_max": rng.choice([0.002, 0.005], 40)})
+    axes = [Axis("eps", "optim.eps", None, "loguniform"),
+            Axis("lr_max", "optim.lr_max", (0.002, 0.005), None)]
+    frame, factors = stats.factorize(trials, axes)
+    eps = factors[0]
+    assert eps.binned and len(eps.levels) == stats.N_BINS
+    assert frame[eps.column].value_counts().min() >= 40 // stats.N_BINS - 1
+    assert not factors[1].binned
+    assert "quantile bins" in stats.binning_notes(factors)[0]
+
+
+def regime_trials(depends_on_ratio: bool, seed: int = 0) -> pd.DataFrame:
+    """Large-eps runs whose divergence follows lr/eps (or lr alone)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for eps in (1e-3, 1e-2, 1e-1, 1.0):
+        for lr in (1e-4, 1e-3, 1e-2, 1e-1):
+            for s in range(4):
+                x = np.log10(lr / eps) if depends_on_ratio else np.log10(lr) + 2.5
+                diverged = rng.random() < _logit(2.5 * (x + 0.5))
+                rows.append({"eps": eps, "lr_max": lr, "seed": s,
+                             "status": "diverged" if diverged else "finished",
+                             "outcome": "diverged" if diverged else "stable",
+                             "median_eps_dominance": 0.9})
+    return pd.DataFrame(rows)
+
+
+def test_regime_test_recognises_lr_over_eps_boundary():
+    result = stats.regime_test(regime_trials(True)).set_index(["regime", "endpoint"])
+    row = result.loc[("large_eps", "divergence")]
+    assert row["verdict"].startswith("consistent with lr/eps")
+    assert row["boundary_slope"] == pytest.approx(1.0, abs=0.5)
+    assert result.loc[("small_eps", "divergence"), "verdict"] == "no runs in this regime"
+
+
+def test_regime_test_rejects_lr_over_eps_when_eps_is_irrelevant():
+    result = stats.regime_test(regime_trials(False)).set_index(["regime", "endpoint"])
+    row = result.loc[("large_eps", "divergence")]
+    assert row["verdict"].startswith("eps acts beyond lr/eps")
+    assert abs(row["boundary_slope"]) < 0.5
+
+
+def test_primary_hypothesis_is_parsed_and_kept_out_of_holm():
+    axes = [a.name for a in AXES]
+    primary, note = stats.parse_primary("eps x white_noise_std interaction on blank_collapse",
+                                        axes)
+    assert (primary.kind, primary.a, primary.b, primary.endpoint) == (
+        "interaction", "eps", "white_noise_std", "collapse") and note == ""
+    per = stats.parse_primary("lr_max by constant_offset_std on final PER", axes)[0]
+    assert (per.a, per.b, per.endpoint) == ("lr_max", "constant_offset_std", "per")
+    regime = stats.parse_primary("the boundary follows lr_max/eps = const", axes)[0]
+    assert regime.kind == "regime"
+    assert "could not match" in stats.parse_primary("augmentation matters", axes)[1]
+    assert stats.parse_primary(None, axes)[0] is None
+    frame, factors = prepared(interaction_model, n_seeds=2, seed=5)
+    tests = stats.holm_secondary(stats.interaction_tests(frame, factors, confirmatory=True,
+                                                         primary=primary))
+    row = tests[tests["role"] == "primary"]
+    assert len(row) == 1 and row.iloc[0]["endpoint"] == "collapse"
+    assert np.isnan(row.iloc[0]["p_holm"])
+    assert tests.loc[tests["role"] == "secondary", "p_holm"].notna().any()
+
+
+def test_cell_summary_rates_and_intervals():
+    frame, factors = prepared(separated_model, n_seeds=4, seed=0)
+    eps = factors[0]
+    cells = stats.cell_summary(frame, [eps.column]).set_index(eps.column)
+    small = cells.loc["1e-08"]
+    assert small["n"] == 32 and small["count_stable"] == 32
+    assert small["lo_stable"] > 0.85 and small["hi_stable"] == pytest.approx(1.0)
+    big = cells.loc["0.1"]
+    assert big["rate_blank_collapse"] == pytest.approx(0.5)
+    assert stats.stable_uncertain(big["lo_stable"], big["hi_stable"])
+    assert big["per_lo"] <= big["per_median"] <= big["per_hi"]
