@@ -21,7 +21,7 @@ import pandas as pd
 from analysis import claims as claims_mod
 from analysis import figures, html, stats
 from analysis.load import Block, Experiment, load_experiment
-from trainable.errors import UserError
+from trainable.errors import run_cli
 
 # An R^2 below this means the surrogate's variance shares describe the forest, not the data.
 SURROGATE_MIN_R2 = 0.5
@@ -270,13 +270,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="report folder (default: <experiment>/report)")
     parser.add_argument("--claims", help="claims YAML (default: the one study.yaml names)")
     args = parser.parse_args(argv)
-    try:
+    def body() -> int:
         out = build_report(args.experiment, args.out, args.claims)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return err.exit_code
-    sys.stdout.write((out / "summary.txt").read_text())
-    return 0
+        sys.stdout.write((out / "summary.txt").read_text())
+        return 0
+
+    return run_cli(body)
 
 
 if __name__ == "__main__":

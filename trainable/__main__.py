@@ -7,7 +7,7 @@ import json
 import sys
 import time
 
-from trainable.errors import UserError
+from trainable.errors import run_cli
 
 
 def format_report(r: dict) -> str:
@@ -38,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="continue from a checkpoint written by --save")
     parser.add_argument("--json", action="store_true", help="print reports as JSON lines")
     args = parser.parse_args(argv)
-    try:
+
+    def body() -> int:
         from trainable.config import load_config
         from trainable.data import load_dataset
         from trainable.loop import TrainingRun
@@ -64,13 +65,9 @@ def main(argv: list[str] | None = None) -> int:
         if report is not None:
             print(f"outcome: {report['outcome']} (best val PER {report['best_val_per']:.3f}, "
                   f"{run.step} of {cfg.train.num_steps} steps)")
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return err.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    return 0
+        return 0
+
+    return run_cli(body)
 
 
 if __name__ == "__main__":

@@ -15,3 +15,18 @@ class ConfigError(UserError):
 
 class DataError(UserError):
     pass
+
+
+def run_cli(body) -> int:
+    """Run a command's body: a UserError prints one line on stderr and returns its exit
+    code (no traceback); Ctrl-C returns 130."""
+    import sys
+
+    try:
+        return body()
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

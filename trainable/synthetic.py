@@ -60,7 +60,7 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_valid
 from scipy.ndimage import gaussian_filter1d
 
 from trainable.config import CONFIG_DIR, parse_override, read_yaml, set_dotted
-from trainable.errors import ConfigError, UserError
+from trainable.errors import ConfigError, UserError, run_cli
 from trainable.vocab import N_CLASSES, PHONEME_TO_ID, SIL_ID, sentence_to_ids, word_phonemes
 
 # Bump whenever the generator's output for a given spec changes: it is part of the
@@ -582,18 +582,14 @@ def main(argv: list[str] | None = None) -> int:
                         metavar="KEY=VALUE", help="override a knob, e.g. n_sessions=45")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     args = parser.parse_args(argv)
-    try:
+    def body() -> int:
         spec = SyntheticSpec.load(args.spec, args.overrides)
         start = time.perf_counter()
         out = generate(spec, args.out, progress=not args.quiet)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return err.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    print(f"{out} (fingerprint {spec.fingerprint()}, {time.perf_counter() - start:.1f} s)")
-    return 0
+        print(f"{out} (fingerprint {spec.fingerprint()}, {time.perf_counter() - start:.1f} s)")
+        return 0
+
+    return run_cli(body)
 
 
 if __name__ == "__main__":
