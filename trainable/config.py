@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,7 +18,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from trainable.errors import ConfigError
 
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+def _config_dir() -> Path:
+    """configs/ of the checkout (editable installs, the normal set-up), else the copy a
+    regular install puts under <prefix>/share/b2t-stability/configs (pyproject data-files)."""
+    checkout = Path(__file__).resolve().parent.parent / "configs"
+    if checkout.is_dir():
+        return checkout
+    return Path(sys.prefix) / "share" / "b2t-stability" / "configs"
+
+
+CONFIG_DIR = _config_dir()
 
 
 class _Section(BaseModel):
@@ -163,6 +175,8 @@ def _format_error(err: ValidationError, source: str) -> str:
         hint = f"; did you mean {close[0]!r}?" if close else ""
         return f"{source}: unknown config key {key!r}{hint}"
     value = first.get("input")
+    if isinstance(value, dict):  # a section's own check (e.g. lr_min <= lr_max) names its keys
+        return f"{source}: {key or 'config'}: {msg.removeprefix('Value error, ')}"
     where = f"{key}={value!r}" if key else "config"
     return f"{source}: {where}: {msg}"
 
