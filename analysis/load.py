@@ -6,7 +6,7 @@ here needs Ray; Tune's state files (experiment_state-*.json, tuner.pkl, ...) are
 
 Trial status is derived from the reports, never from Tune's state: Ray marks both
 ASHA-stopped and finished runs TERMINATED.
-  errored        an error file and no final (`done`) report
+  errored        an error file and no final (`completed`) report
   diverged       final outcome `diverged`: a complete observation of failure
   finished       final report reached the step budget
   stopped_early  no final report, not errored, step < budget (scheduler stop, interrupt)
@@ -295,7 +295,7 @@ def _read_trial(trial_dir: Path, axes: list[Axis], study_budget, caveats: list[s
         return row, reports.assign(trial_id=trial_id)
 
     last = reports.iloc[-1]
-    done = bool(reports.get("done", pd.Series([0])).fillna(0).astype(int).max())
+    done = bool(reports.get("completed", pd.Series([0])).fillna(0).astype(int).max())
     steps = float(last["step"])
     row["steps_reached"] = steps
     outcome = last.get("outcome")

@@ -8,7 +8,6 @@ claims.csv, figures/*.png, report.html (self-contained) and summary.txt.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import sys
 import warnings
@@ -21,7 +20,7 @@ import pandas as pd
 from analysis import claims as claims_mod
 from analysis import figures, html, stats
 from analysis.load import Block, Experiment, load_experiment
-from trainable.errors import run_cli
+from trainable.errors import OneLineArgumentParser, run_cli
 
 # An R^2 below this means the surrogate's variance shares describe the forest, not the data.
 SURROGATE_MIN_R2 = 0.5
@@ -262,7 +261,7 @@ def build_report(experiment_dir: str | Path, out: str | Path | None = None,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="python -m analysis.report",
         description="Stable-region map, interaction tests and claim verdicts for one "
                     "experiment folder.")

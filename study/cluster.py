@@ -1,9 +1,9 @@
 """Ray start-up and shutdown: a local instance owned by the study, or an existing cluster.
 
 Ray's defaults write outside the project (/tmp/ray, ~/.ray/auth_token, ~/ray_results);
-here the temp dir sits under the storage folder (or a short /tmp path when that would
-exceed the 107-byte AF_UNIX socket limit), token auth is off for instances the study
-starts itself on loopback, and storage is always explicit.
+here the temp dir is RAY_TMPDIR when set, else under the storage folder (or a short /tmp
+path when that would exceed the 107-byte AF_UNIX socket limit), token auth is off for
+instances the study starts itself on loopback, and storage is always explicit.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ _MAX_TEMP_DIR = 40
 
 
 def ray_temp_dir(storage: Path) -> Path:
+    if os.environ.get("RAY_TMPDIR"):  # the user's choice wins (a shared machine, CI)
+        return Path(os.environ["RAY_TMPDIR"])
     preferred = (storage / ".ray").resolve()
     if len(str(preferred)) <= _MAX_TEMP_DIR:
         return preferred
@@ -56,6 +58,32 @@ def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
         raise UserError(f"--address {address}: no Ray cluster answers there ({reason}); start "
                         "one with 'ray start --head' or drop --address to run locally"
                         ) from None
+    if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+        return
+    # A port that accepts connections but does not speak gRPC (another service, a wrong
+    # port) makes ray.init retry for many minutes; a Ray head answers the HTTP/2 handshake.
+    import grpc
+
+    channel = grpc.insecure_channel(f"{host}:{port}")
+    try:
+        grpc.channel_ready_future(channel).result(timeout=timeout_s)
+    except grpc.FutureTimeoutError:
+        raise UserError(f"--address {address}: something listens there but it is not a Ray "
+                        f"head (no gRPC answer within {timeout_s:g} s); give the address that "
+                        "'ray start --head' printed, or drop --address to run locally"
+                        ) from None
+    finally:
+        channel.close()
+
+
+def resolve_address(address: str | None) -> str | None:
+    """The cluster to attach to (--address, else RAY_ADDRESS), checked to answer as a Ray
+    head; None means start a local instance. Called before the data is read, so a wrong
+    address fails in seconds rather than after loading."""
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address:
+        _check_reachable(address)
+    return address
 
 
 def start_ray(address: str | None, storage: Path, dashboard: bool, num_cpus: int | None,
@@ -65,13 +93,11 @@ def start_ray(address: str | None, storage: Path, dashboard: bool, num_cpus: int
     Returns {"address", "dashboard_url", "owned"}: `owned` tells whether this process must
     shut the instance down.
     """
-    address = address or os.environ.get("RAY_ADDRESS") or None
+    address = resolve_address(address)
     temp = configure_environment(storage)
     import ray
 
     project = str(Path(__file__).resolve().parent.parent)
-    if address:
-        _check_reachable(address)
     if ray.is_initialized():  # a notebook or test session already holds Ray: use it
         return {"address": None, "dashboard_url": None, "owned": False}
     if address:

@@ -17,14 +17,15 @@ class OutcomeLogger(Callback):
 
     def _axes(self, trial) -> str:
         cfg = trial.config
-        parts = [f"{a}={cfg[a]:.3g}" for a in self.axes if a in cfg]
+        parts = [f"{a}={cfg[a]:.3g}" if isinstance(cfg[a], (int, float)) else f"{a}={cfg[a]}"
+                 for a in self.axes if a in cfg]
         return " ".join([*parts, f"seed={cfg.get('seed')}"])
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.done += 1
         r = trial.last_result or {}
         steps = f"{r.get('step', 0)}/{r.get('budget_steps', '?')} steps"
-        stopped = "" if r.get("done") else " (stopped early)"
+        stopped = "" if r.get("completed") else " (stopped early)"
         best = r.get("best_val_per", float("nan"))
         print(f"[{self.done}/{self.n_trials or len(trials)}] {trial.trial_id} "
               f"{self._axes(trial)}: {r.get('outcome', '?')}{stopped}, "
@@ -41,9 +42,22 @@ def _trials(results) -> list:
     return list(results._experiment_analysis.trials)
 
 
-def unfinished_trials(results) -> int:
-    """Trials neither terminated nor errored (the study was interrupted)."""
-    return sum(t.status not in ("TERMINATED", "ERROR") for t in _trials(results))
+def unfinished_trials(results, planned: int, early_stopping: bool) -> int:
+    """Planned trials that neither completed nor errored: the study was interrupted.
+
+    Tune creates grid trials lazily, so an interrupted grid has fewer trials than planned;
+    it also marks trials that were running at the interrupt TERMINATED, so without early
+    stopping a trial counts as complete only with its final (completed) report.
+    """
+    trials = _trials(results)
+    incomplete = 0
+    for t in trials:
+        if t.status == "ERROR":
+            continue
+        if t.status != "TERMINATED" or (not early_stopping and
+                                        not (t.last_result or {}).get("completed")):
+            incomplete += 1
+    return incomplete + max(planned - len(trials), 0)
 
 
 def outcome_table(results) -> str:
@@ -57,7 +71,7 @@ def outcome_table(results) -> str:
         row.pop("seed", None)
         if t.status == "ERROR":
             row["outcome"] = "errored"
-        elif not r.get("done"):
+        elif not r.get("completed"):
             row["outcome"] = "stopped_early" if t.status == "TERMINATED" else "unfinished"
         else:
             row["outcome"] = r.get("outcome", "?")

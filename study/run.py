@@ -19,9 +19,8 @@ from pathlib import Path
 import yaml
 
 from study.presets import Preset, check_axes_exist, grid_points, load_preset
-from trainable.config import CONFIG_DIR, Config, build_config, load_config
-from trainable.errors import ConfigError, UserError
-from trainable.loop import n_evaluations
+from trainable.config import CONFIG_DIR, Config, build_config, load_config, read_yaml
+from trainable.errors import ConfigError, OneLineArgumentParser, UserError
 
 COMMANDS = ("grid", "map", "asha", "optuna")
 STUDY_FILE = "study.yaml"
@@ -31,7 +30,7 @@ PACKAGES = ("b2t-stability", "ray", "torch", "optuna", "numpy", "pandas", "h5py"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="python -m study.run",
         description="Run a Ray Tune study of GRU/CTC training stability over Adam eps, "
                     "lr_max, white_noise_std and constant_offset_std, then write its report.")
@@ -181,9 +180,6 @@ def build_search(preset: Preset, cfg: Config, seeds: int, samples: int, search_s
 
         space["seed"] = tune.grid_search(list(range(seeds)))
         return space, BasicVariantGenerator(random_state=search_seed), samples
-    if seeds != 1:
-        raise UserError("optuna studies take one seed per sample (--seeds 1): TPE cannot "
-                        "tell seed noise from an axis effect within one trial")
     from ray.tune.search.optuna import OptunaSearch
 
     space["seed"] = 0
@@ -194,12 +190,21 @@ def validate_cells(preset: Preset, cfg: Config, seeds: int) -> int:
     """Every grid cell must give a valid training config (checked before Ray starts)."""
     from trainable.tune_adapter import resolve_trial_config
 
+    base = cfg.model_dump(mode="json")
+    keys = preset.axis_keys()
     if preset.search != "grid":
+        # A sampled value can be any point of the box: check each axis at both ends.
+        for name, axis in preset.axis_specs().items():
+            for value in (axis.low, axis.high):
+                try:
+                    resolve_trial_config({name: value, "seed": 0}, base, keys)
+                except ConfigError as err:
+                    raise ConfigError(f"preset {preset.name!r}: axis {name!r} at {value:g}: "
+                                      f"{str(err).split(': ', 1)[-1]}") from None
         return 0
     points = grid_points(preset, cfg)
-    base = cfg.model_dump(mode="json")
     for point in points:
-        resolve_trial_config({**point, "seed": 0}, base, preset.axis_keys())
+        resolve_trial_config({**point, "seed": 0}, base, keys)
     return len(points) * seeds
 
 
@@ -263,28 +268,34 @@ def _default_concurrency(cpus_per_trial: float, gpus_per_trial: float) -> int:
     return max(n, 1)
 
 
-def _load_data(data_arg, synthetic_set, cfg: Config):
+def _load_data(data_arg, synthetic_set, cfg: Config, fingerprint: str | None = None):
+    """Read and validate the data; with `fingerprint` (resume), it must be unchanged."""
     from trainable.data import load_dataset
     from trainable.source import resolve_data_root
 
     root, desc = resolve_data_root(data_arg, synthetic_overrides=synthetic_set)
     start = time.perf_counter()
     dataset = load_dataset(root, cfg)
+    if fingerprint is not None and dataset.fingerprint() != fingerprint:
+        raise UserError(f"{root}: data changed since the study started (fingerprint "
+                        f"{dataset.fingerprint()} != {fingerprint}); restore the data or "
+                        "start a new study")
     print(f"{desc}: {dataset.report.summary()} (read and validated in "
           f"{time.perf_counter() - start:.1f} s)", file=sys.stderr)
     return root, dataset
 
 
 def launch(args) -> int:
-    from study.cluster import start_ray, stop_ray
+    from study.cluster import resolve_address, start_ray, stop_ray
 
     preset = load_preset(args.preset or args.command)
     budget = resolve_budget(preset, args.budget)
     seeds = args.seeds or budget["seeds"] or preset.seeds
     samples = args.samples or budget["samples"] or preset.samples
+    if preset.search == "optuna" and seeds != 1:
+        raise UserError("optuna studies take one seed per sample (--seeds 1): TPE cannot "
+                        "tell seed noise from an axis effect within one trial")
     cfg_path = Path(args.train_config) if args.train_config else CONFIG_DIR / preset.train_config
-    from trainable.config import read_yaml
-
     tree = read_yaml(cfg_path)
     overrides = budget_overrides(budget, tree) + list(args.overrides)
     threads = max(1, int(args.cpus_per_trial))
@@ -300,7 +311,10 @@ def launch(args) -> int:
     if exp_dir.exists() and any(exp_dir.iterdir()):
         raise UserError(f"{exp_dir}: experiment folder already exists; continue it with "
                         f"'python -m study.run resume {exp_dir}' or choose another --name")
+    resolve_address(args.address)
     root, dataset = _load_data(args.data, args.synthetic_set, cfg)
+    from trainable.loop import n_evaluations  # imports torch: not needed to reject input
+
     n_evals = n_evaluations(cfg.train.num_steps, cfg.train.eval_every)
     study = {
         "name": name,
@@ -361,50 +375,52 @@ def launch(args) -> int:
     finally:
         if cluster["owned"]:
             stop_ray()
-    return finish(exp_dir, results, args.no_report)
+    return finish(exp_dir, results, study, args.no_report)
 
 
 def resume(args) -> int:
-    from study.cluster import start_ray, stop_ray
+    from study.cluster import resolve_address, start_ray, stop_ray
 
     exp_dir = Path(args.experiment).expanduser().resolve()
     study_file = exp_dir / STUDY_FILE
     if not study_file.is_file():
         raise UserError(f"{exp_dir}: not an experiment folder of this tool (no {STUDY_FILE}); "
                         "give the folder that 'python -m study.run grid' created")
-    study = yaml.safe_load(study_file.read_text())
+    study = read_yaml(study_file)
     cfg = build_config(study["train_config"], source=str(study_file))
-    _, dataset = _load_data(study["data"]["path"], [], cfg)
-    if dataset.fingerprint() != study["data"]["fingerprint"]:
-        raise UserError(f"{study['data']['path']}: data changed since the study started "
-                        f"(fingerprint {dataset.fingerprint()} != "
-                        f"{study['data']['fingerprint']}); restore the data or start a new "
-                        "study")
+    if not (exp_dir / "tuner.pkl").is_file():  # what tune.Tuner.can_restore looks for
+        raise UserError(f"{exp_dir}: Tune saved no experiment state there (the study stopped "
+                        "before it began); delete the folder and start the study again")
+    resolve_address(args.address)
+    _, dataset = _load_data(study["data"]["path"], [], cfg, study["data"]["fingerprint"])
     cluster = start_ray(args.address, exp_dir.parent, args.dashboard, None)
     try:
         from ray import tune
 
-        if not tune.Tuner.can_restore(str(exp_dir)):
-            raise UserError(f"{exp_dir}: Tune saved no experiment state there yet; start the "
-                            "study again")
         res = study["resources"]
         resources = _resources(res["cpus_per_trial"], res["gpus_per_trial"])
+        # Tune does not pickle the grid's sample_from functions: without the space given
+        # again, trials not started before the interrupt get placeholders as their axes.
+        preset = Preset.model_validate(study["preset_config"])
+        space, _, _ = build_search(preset, cfg, len(study["seeds"]), study["samples"] or 1,
+                                   search_seed=0)
         tuner = tune.Tuner.restore(str(exp_dir), trainable=_make_trainable(study, dataset,
                                                                           resources),
+                                   param_space=space,
                                    resume_unfinished=True, resume_errored=True)
         print(f"resuming {exp_dir}", file=sys.stderr)
         results = tuner.fit()
     finally:
         if cluster["owned"]:
             stop_ray()
-    return finish(exp_dir, results, args.no_report)
+    return finish(exp_dir, results, study, args.no_report)
 
 
-def finish(exp_dir: Path, results, no_report: bool) -> int:
+def finish(exp_dir: Path, results, study: dict, no_report: bool) -> int:
     from study.progress import outcome_table, unfinished_trials
 
     print(outcome_table(results))
-    pending = unfinished_trials(results)
+    pending = unfinished_trials(results, study["n_trials"], study["scheduler"] != "fifo")
     if pending:
         print(f"{pending} trial(s) did not finish; continue with: python -m study.run resume "
               f"{exp_dir}", file=sys.stderr)

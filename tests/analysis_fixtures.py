@@ -143,7 +143,7 @@ def _curve(planted: Planted, cell: dict, budget: int, eval_every: int, stop_at: 
             "eps_dominance": dominance if step > 1 else 1.0, "steps_per_s": 5.0,
             "collapsed": int(outcome == "blank_collapse"), "diverged": int(diverged_now),
             "exploded": int(planted.outcome == "exploding" and i >= len(steps) // 2),
-            "outcome": outcome, "done": int(diverged_now or step == budget),
+            "outcome": outcome, "completed": int(diverged_now or step == budget),
             "budget_steps": budget, "best_val_per": best,
             "initial_val_loss": INITIAL_LOSS * (0.2 + 0.8 * INITIAL_PER),
             "initial_val_per": INITIAL_PER,

@@ -56,7 +56,7 @@ def test_grid_gives_one_result_per_cell_and_seed(ray_session, tiny_data, tmp_pat
     assert cells == sorted((e, lr, s) for e in (1e-8, 0.1) for lr in (0.002, 0.005)
                            for s in (0, 1))
     for t in trials:
-        assert t["rows"][-1]["done"] == 1 and t["rows"][-1]["step"] == 8
+        assert t["rows"][-1]["completed"] == 1 and t["rows"][-1]["step"] == 8
         assert t["rows"][-1]["outcome"] in ("stable", "blank_collapse", "diverged",
                                             "exploding", "slow")
     study = yaml.safe_load((exp / "study.yaml").read_text())
@@ -72,7 +72,7 @@ def test_grid_gives_one_result_per_cell_and_seed(ray_session, tiny_data, tmp_pat
 def test_asha_stops_some_trials_early(ray_session, tiny_data, tmp_path):
     preset = write_preset(
         tmp_path / "p.yaml", name="tinyasha", search="random", scheduler="asha", blocks=None,
-        axes={"lr_max": {"distribution": "loguniform", "low": 1e-5, "high": 3e-2}},
+        axes={"lr_max": {"distribution": "loguniform", "low": 1e-4, "high": 3e-2}},
         seeds=1, samples=8, budgets={"default": {"steps": 16, "eval_every": 2}},
         asha={"grace_period": 1, "reduction_factor": 3})
     rc = run_cli("asha", "--preset", preset, "--data", tiny_data, "--storage", tmp_path / "r",
@@ -82,7 +82,7 @@ def test_asha_stops_some_trials_early(ray_session, tiny_data, tmp_path):
     assert len(trials) == 8
     steps = [t["rows"][-1]["step"] for t in trials]
     assert min(steps) < 16 and max(steps) == 16
-    assert all(t["rows"][-1]["done"] == 0 for t in trials if t["rows"][-1]["step"] < 16)
+    assert all(t["rows"][-1]["completed"] == 0 for t in trials if t["rows"][-1]["step"] < 16)
     study = yaml.safe_load((tmp_path / "r" / "a" / "study.yaml").read_text())
     assert study["kind"] == "exploratory"
 
@@ -120,7 +120,7 @@ def test_trial_that_raises_is_errored_and_study_completes(ray_session, tiny_data
     trials = read_trials(tmp_path / "r" / "e")
     by_patch = {t["params"]["patch"]: t for t in trials}
     assert by_patch[2000]["errored"] and not by_patch[14]["errored"]
-    assert by_patch[14]["rows"][-1]["done"] == 1
+    assert by_patch[14]["rows"][-1]["completed"] == 1
 
 
 def test_help_and_bad_flags(capsys):

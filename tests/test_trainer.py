@@ -133,7 +133,7 @@ def test_reports_carry_the_contract_and_finite_values(tiny_data, tiny_config):
             if key != "outcome":
                 assert math.isfinite(r[key])
         assert r["outcome"] in contract.OUTCOMES
-    assert reports[-1]["done"] == 1 and reports[0]["done"] == 0
+    assert reports[-1]["completed"] == 1 and reports[0]["completed"] == 0
     assert 0.0 <= reports[-1]["eps_dominance"] <= 1.0
 
 
@@ -168,7 +168,7 @@ def test_nonfinite_loss_stops_cleanly_as_diverged(tiny_data, tiny_config):
                       optim__lr_warmup_steps=0)
     reports = _run(cfg, tiny_data)
     last = reports[-1]
-    assert last["diverged"] == 1 and last["outcome"] == "diverged" and last["done"] == 1
+    assert last["diverged"] == 1 and last["outcome"] == "diverged" and last["completed"] == 1
     assert last["step"] < 40
     for key in contract.METRICS:
         assert math.isfinite(last[key])

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 
-from trainable.errors import run_cli
+from trainable.errors import OneLineArgumentParser, run_cli
 
 
 def format_report(r: dict) -> str:
@@ -19,7 +18,7 @@ def format_report(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="python -m trainable",
         description="Train the GRU/CTC phoneme decoder once and print one line per "
                     "evaluation, then the outcome.")

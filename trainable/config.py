@@ -6,6 +6,7 @@ value raises ConfigError naming the key, the value and what was expected.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import re
 import sys
@@ -240,11 +241,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] | dict | No
     """
     path = Path(path) if path is not None else CONFIG_DIR / "train" / "proxy.yaml"
     tree = read_yaml(path)
-    items = overrides.items() if isinstance(overrides, dict) else (
-        parse_override(o) for o in (overrides or []))
+    items = list(overrides.items()) if isinstance(overrides, dict) else [
+        parse_override(o) for o in (overrides or [])]
+    if not items:
+        return build_config(tree, source=str(path))
+    build_config(copy.deepcopy(tree), source=str(path))  # a bad file is named as the file
     for key, value in items:
         set_dotted(tree, key, value)
-    return build_config(tree, source=str(path))
+    return build_config(tree, source="--set")
 
 
 def config_to_dict(cfg: Config) -> dict:

@@ -47,15 +47,16 @@ METRICS: tuple[str, ...] = (
 FLAGS: tuple[str, ...] = ("collapsed", "diverged", "exploded")
 
 # Extra keys every report carries besides METRICS.
-#   outcome: the running classification; final once `done` is 1.
-#   done: 1 on the last report of a run (budget reached or stopped as diverged).
+#   outcome: the running classification; final once `completed` is 1.
+#   completed: 1 on the last report of a run (budget reached or stopped as diverged).
+#     Not Tune's own `done`, which Tune also sets on a trial its scheduler stopped early.
 #   budget_steps: the run's full step budget, so the analysis can tell a finished run
 #     from one stopped early by a scheduler (Ray marks both TERMINATED).
 #   best_val_per: the lowest val_per so far (the official trainer keeps that checkpoint).
 #   initial_val_loss / initial_val_per: the step-0 values, used as caps for failed runs.
 REPORT_EXTRAS: tuple[str, ...] = (
     "outcome",
-    "done",
+    "completed",
     "budget_steps",
     "best_val_per",
     "initial_val_loss",

@@ -24,7 +24,6 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import torch
 
 from trainable.config import Config
 from trainable.errors import DataError
@@ -60,8 +59,10 @@ class PackedSplit:
     def days(self) -> np.ndarray:
         return np.unique(self.day)
 
-    def batch(self, indices) -> dict[str, torch.Tensor]:
+    def batch(self, indices) -> dict:
         """Zero-padded batch of the given trials (as the official pad_sequence collate)."""
+        import torch  # here, so that reading and validating data does not load torch
+
         indices = np.asarray(indices)
         lens = self.n_frames[indices]
         t_max = int(lens.max())

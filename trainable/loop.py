@@ -226,7 +226,7 @@ class TrainingRun:
             "exploded": int(self.ever_exploded),
             "outcome": monitor.outcome(self.diverged, collapsed, self.ever_exploded,
                                        ev["val_per"], cfg.monitor),
-            "done": int(done),
+            "completed": int(done),
             "budget_steps": budget,
             "best_val_per": best,
             "initial_val_loss": initial_loss,

@@ -36,7 +36,6 @@ CLI: ``python -m trainable.synthetic --out DIR [--spec YAML] [--set key=value ..
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import difflib
 import hashlib
@@ -60,7 +59,7 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_valid
 from scipy.ndimage import gaussian_filter1d
 
 from trainable.config import CONFIG_DIR, parse_override, read_yaml, set_dotted
-from trainable.errors import ConfigError, UserError, run_cli
+from trainable.errors import ConfigError, OneLineArgumentParser, UserError, run_cli
 from trainable.vocab import N_CLASSES, PHONEME_TO_ID, SIL_ID, sentence_to_ids, word_phonemes
 
 # Bump whenever the generator's output for a given spec changes: it is part of the
@@ -572,7 +571,7 @@ def ensure_synthetic(spec: SyntheticSpec, cache_root: str | Path, progress: bool
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="python -m trainable.synthetic",
         description="Write a synthetic dataset in the Brain-to-Text '25 HDF5 layout.")
     parser.add_argument("--out", required=True, help="output folder (must not exist yet)")

@@ -78,7 +78,7 @@ def tune_trainable(config: dict, *, base_config: dict, dataset: Dataset | str,
         return
     for n_eval, report in enumerate(run, start=1):
         report = {k: v for k, v in report.items() if k != "val_per_by_day"}
-        if report["done"] or n_eval % checkpoint_every == 0:
+        if report["completed"] or n_eval % checkpoint_every == 0:
             with tempfile.TemporaryDirectory() as tmp:
                 run.save(Path(tmp) / CHECKPOINT_FILE)
                 tune.report(report, checkpoint=tune.Checkpoint.from_directory(tmp))

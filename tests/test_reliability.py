@@ -1,0 +1,433 @@
+"""Faults a long study must survive without losing a trial: a killed driver, a killed trial
+worker, a lost node, NaN/Inf in training or data, a second study at the same time, Ctrl-C.
+
+Drivers run as real subprocesses (`python -m study.run`), each with its own local Ray under
+a short RAY_TMPDIR; a run's processes are found by that RAY_TMPDIR in their environment, so
+the tests stop what they started and nothing else. Trials are tiny (16 GRU units, 16
+features): the tests wait on what the trials write (result.json rows), not on sleeps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from test_study import TINY_SET, run_cli, write_preset
+from trainable.contract import METRICS
+
+ROOT = Path(__file__).resolve().parent.parent
+STEPS, EVAL_EVERY = 100, 10  # 11 evaluations, a checkpoint every 2 (study.run)
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+
+# ------------------------------------------------------------------- helpers
+def rows_of(trial_dir: Path) -> list[dict]:
+    """The reports in a trial's result.json; a line Tune is still writing is skipped."""
+    path = trial_dir / "result.json"
+    rows = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            with contextlib.suppress(ValueError):
+                rows.append(json.loads(line))
+    return rows
+
+
+def trial_rows(exp: Path) -> dict[str, list[dict]]:
+    return {d.name: rows_of(d) for d in sorted(exp.glob("trial_*"))}
+
+
+def is_done(rows: list[dict]) -> bool:
+    return bool(rows) and bool(rows[-1]["completed"])
+
+
+def processes_of(ray_tmp: Path) -> list[int]:
+    """PIDs whose environment names this run's RAY_TMPDIR: the driver, Ray's daemons and
+    the trial workers (which sit in sessions of their own, out of the driver's group)."""
+    marker = f"RAY_TMPDIR={ray_tmp}".encode()
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if marker in (proc / "environ").read_bytes().split(b"\0"):
+                    pids.append(int(proc.name))
+            except OSError:  # gone, or not ours
+                pass
+    return pids
+
+
+def kill_all(ray_tmp: Path, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while (pids := processes_of(ray_tmp)) and time.monotonic() < deadline:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.2)
+    assert not processes_of(ray_tmp)
+
+
+class Run:
+    """A short RAY_TMPDIR for one test's Ray instances; everything started under it is
+    killed at the end, even when the test fails."""
+
+    def __init__(self, tmp_path: Path):
+        self.ray_tmp = Path(tempfile.mkdtemp(prefix="b2t-rel-", dir="/tmp"))
+        self.logs = tmp_path / "logs"
+        self.logs.mkdir(parents=True)
+        self.env = dict(os.environ, RAY_TMPDIR=str(self.ray_tmp), TMPDIR=str(self.ray_tmp),
+                        RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0",
+                        PYTHONPATH=str(ROOT))
+        self.env.pop("RAY_ADDRESS", None)
+        self.files: list = []
+
+    def start(self, name: str, *argv, stdin=None) -> subprocess.Popen:
+        """A process in a session of its own (so a signal to its group reaches only it and
+        the Ray daemons it starts), its output in logs/<name>.log."""
+        log = open(self.logs / f"{name}.log", "w")  # noqa: SIM115 - closed with the run
+        self.files.append(log)
+        return subprocess.Popen([sys.executable, *map(str, argv)], cwd=ROOT, env=self.env,
+                                stdout=log, stderr=subprocess.STDOUT, stdin=stdin,
+                                start_new_session=True, text=True)
+
+    def study(self, name: str, *argv) -> subprocess.Popen:
+        return self.start(name, "-m", "study.run", *argv)
+
+    def log(self, name: str) -> str:
+        return (self.logs / f"{name}.log").read_text()
+
+    def close(self) -> None:
+        try:
+            kill_all(self.ray_tmp)
+        finally:
+            for f in self.files:
+                f.close()
+            shutil.rmtree(self.ray_tmp, ignore_errors=True)
+
+
+@pytest.fixture
+def run(tmp_path):
+    r = Run(tmp_path)
+    yield r
+    r.close()
+
+
+def wait_for(what: str, condition: Callable[[], object], proc: subprocess.Popen | None = None,
+             timeout: float = 120.0, log: Callable[[], str] = lambda: ""):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"the process exited ({proc.returncode}) before {what}:\n{log()[-3000:]}")
+        time.sleep(0.05)
+    pytest.fail(f"timed out waiting for {what}:\n{log()[-3000:]}")
+
+
+def tiny_grid(path: Path, name: str, lr_max=(0.002, 0.005), eps=(1e-8, 0.1), seeds=2,
+              steps=STEPS) -> Path:
+    blocks = [{"eps": {"values": list(eps)}, "lr_max": {"values": list(lr_max)}}]
+    return write_preset(path, name=name, blocks=blocks, seeds=seeds,
+                        budgets={"default": {"steps": steps, "eval_every": EVAL_EVERY}})
+
+
+def study_args(preset: Path, data: Path, storage: Path, name: str) -> list:
+    return ["grid", "--preset", preset, "--data", data, "--storage", storage, "--name", name,
+            "--no-report", *TINY_SET]
+
+
+def eval_steps(steps: int = STEPS) -> list[int]:
+    return sorted({*range(1, steps + 1, EVAL_EVERY), steps})
+
+
+def assert_all_finished(exp: Path, planned: int, retried: tuple[str, ...] = ()
+                        ) -> dict[str, list[dict]]:
+    """Every planned trial has a folder, a final report and every evaluation's report;
+    only trials that failed and were retried have an error file (Tune keeps it)."""
+    rows = trial_rows(exp)
+    assert len(rows) == planned, sorted(rows)
+    unfinished = [name for name, r in rows.items() if not is_done(r)]
+    assert not unfinished, unfinished
+    for name, r in rows.items():
+        assert sorted({row["step"] for row in r}) == eval_steps(r[-1]["budget_steps"]), name
+    assert sorted(p.parent.name for p in exp.glob("trial_*/error.txt")) == sorted(retried)
+    return rows
+
+
+def tune_state(exp: Path) -> dict[str, dict]:
+    """Trial folder -> {status, num_failures} in Tune's latest experiment-state snapshot
+    (what a resume starts from); empty while none is written."""
+    with contextlib.suppress(ValueError):
+        state = json.loads(max(exp.glob("experiment_state-*.json")).read_text())
+        return {f"trial_{json.loads(t[0])['trial_id']}": {"status": json.loads(t[0])["status"],
+                                                         **json.loads(t[1])}
+                for t in state["trial_data"]}
+    return {}
+
+
+def new_rows(before: dict[str, list], after: dict[str, list]) -> dict[str, list[dict]]:
+    return {name: rows[len(before.get(name, [])):] for name, rows in after.items()}
+
+
+def worker_parent(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+# -------------------------------------------------------------------- faults
+def test_sigkilled_driver_resumes_without_losing_or_rerunning_trials(run, tiny_data, tmp_path):
+    preset = tiny_grid(tmp_path / "p.yaml", "killed")  # 4 cells x 2 seeds
+    exp = tmp_path / "r" / "k"
+    driver = run.study("first", *study_args(preset, tiny_data, tmp_path / "r", "k"))
+
+    def finished_and_midway():
+        rows, state = trial_rows(exp), tune_state(exp)
+        # Finished: the final report is written and Tune's snapshot says so. (A trial that
+        # ends after the last snapshot is replayed from its previous checkpoint.)
+        done = [n for n, r in rows.items()
+                if is_done(r) and state.get(n, {}).get("status") == "TERMINATED"]
+        # 5 reports = 2 checkpoints: Tune's snapshot holds one of them by then
+        midway = [n for n, r in rows.items() if len(r) >= 5 and not is_done(r)]
+        return len(done) >= 2 and midway
+
+    wait_for("2 trials finished and one half-way", finished_and_midway, driver,
+             log=lambda: run.log("first"))
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    before, state = trial_rows(exp), tune_state(exp)  # what was written before it died
+    kill_all(run.ray_tmp)  # the orphaned Ray daemons and trial workers of that run
+    finished = [n for n, r in before.items()
+                if is_done(r) and state[n]["status"] == "TERMINATED"]
+    midway = [n for n, r in before.items() if len(r) >= 5 and not is_done(r)]
+    assert len(finished) >= 2 and midway and len(before) < 8
+
+    resumed = run.study("resume", "resume", exp, "--no-report")
+    assert resumed.wait(timeout=240) == 0, run.log("resume")
+    after = assert_all_finished(exp, planned=8)
+    added = new_rows(before, after)
+    assert all(not added[n] for n in finished)  # finished trials were not run again
+    for name in midway:  # continued from a checkpoint, not from step 1
+        assert added[name][0]["step"] > 1 and added[name][-1]["step"] == STEPS
+    params = {(json.loads((exp / n / "params.json").read_text())["cell"],
+               json.loads((exp / n / "params.json").read_text())["seed"]) for n in after}
+    assert params == {(c, s) for c in range(4) for s in range(2)}  # none lost, none twice
+    replayed = [n for n, r in before.items() if is_done(r) and n not in finished]
+    print(f"\nSIGKILL: {len(finished)} finished before, {len(replayed)} finished after the "
+          f"last snapshot, {len(midway)} resumed mid-way, {8 - len(before)} never started; "
+          "8/8 finished after resume, 0 lost")
+
+
+def test_killed_trial_worker_is_retried_from_its_checkpoint(ray_session, tiny_data, tmp_path):
+    import threading
+
+    preset = tiny_grid(tmp_path / "p.yaml", "workerkill", lr_max=(0.005,), seeds=2)
+    exp = tmp_path / "r" / "w"
+    killed: dict = {}
+
+    def kill_a_worker():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            for name, rows in trial_rows(exp).items():
+                if len(rows) >= 3 and not is_done(rows):  # its first checkpoint is known
+                    killed.update(trial=name, pid=rows[-1]["pid"], rows=len(rows))
+                    os.kill(rows[-1]["pid"], signal.SIGKILL)
+                    return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_a_worker, daemon=True)
+    killer.start()
+    rc = run_cli(*study_args(preset, tiny_data, tmp_path / "r", "w"))
+    killer.join()
+    assert rc == 0 and killed, killed
+    rows = assert_all_finished(exp, planned=4, retried=(killed["trial"],))
+    retried = [r for r in rows[killed["trial"]] if r["pid"] != killed["pid"]]
+    assert retried[0]["step"] > 1  # from its checkpoint, not from the start
+    counted = {n: t["num_failures"] for n, t in tune_state(exp).items()}
+    assert counted[killed["trial"]] == 1 and sorted(counted.values()) == [0, 0, 0, 1]
+    print(f"\nworker kill: trial {killed['trial']} killed after {killed['rows']} reports "
+          f"(step {rows[killed['trial']][killed['rows'] - 1]['step']}), retried from its "
+          f"checkpoint: next report at step {retried[0]['step']}; failures {counted}; "
+          "4/4 finished, 0 lost")
+
+
+CLUSTER = textwrap.dedent("""
+    import json, sys
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1,
+                      "include_dashboard": False})
+    worker = cluster.add_node(num_cpus=1)
+    print(json.dumps({"address": cluster.address,
+                      "head_raylet": cluster.head_node.all_processes["raylet"][0].process.pid,
+                      "worker_raylet": worker.all_processes["raylet"][0].process.pid}),
+          flush=True)
+    for line in sys.stdin:
+        if line.strip() == "remove":
+            cluster.remove_node(worker)
+            print("removed", flush=True)
+        else:
+            break
+    cluster.shutdown()
+""")
+
+
+def test_lost_worker_node_trials_finish_on_the_head(run, tiny_data, tmp_path):
+    nodes = run.start("cluster", "-c", CLUSTER, stdin=subprocess.PIPE)
+    info = wait_for("the two-node cluster", lambda: next(
+        (json.loads(line) for line in run.log("cluster").splitlines() if line.startswith("{")),
+        None), nodes, log=lambda: run.log("cluster"))
+    try:
+        preset = tiny_grid(tmp_path / "p.yaml", "twonode", lr_max=(0.005,), seeds=2)
+        exp = tmp_path / "r" / "n"
+        driver = run.study("driver", *study_args(preset, tiny_data, tmp_path / "r", "n"),
+                           "--address", info["address"])
+
+        def on_worker_node_midway():
+            for name, rows in trial_rows(exp).items():
+                if (len(rows) >= 3 and not is_done(rows)
+                        and worker_parent(rows[-1]["pid"]) == info["worker_raylet"]):
+                    return name, len(rows), rows[-1]["pid"]
+            return None
+
+        moved, n_before, old_pid = wait_for("a trial half-way on the worker node",
+                                            on_worker_node_midway, driver,
+                                            log=lambda: run.log("driver"))
+        nodes.stdin.write("remove\n")
+        nodes.stdin.flush()
+        wait_for("the node removal", lambda: "removed" in run.log("cluster"), nodes)
+        assert driver.wait(timeout=240) == 0, run.log("driver")
+        rows = assert_all_finished(exp, planned=4, retried=(moved,))
+        after = [r for r in rows[moved][n_before:] if r["pid"] != old_pid]
+        assert after[0]["step"] > 1  # from its checkpoint, not from the start
+        assert after[-1]["step"] == STEPS
+        # the moved trial now reports from a process of the head node
+        new_pid = after[-1]["pid"]
+        print(f"\nnode loss: trial {moved} moved after {n_before} reports, resumed at step "
+              f"{after[0]['step']} (pid {old_pid} -> {new_pid}); 4/4 finished")
+    finally:
+        if nodes.poll() is None:
+            nodes.stdin.write("stop\n")
+            nodes.stdin.flush()
+            nodes.wait(timeout=60)
+
+
+def test_sigint_leaves_no_ray_processes_and_a_resumable_folder(run, tiny_data, tmp_path):
+    preset = tiny_grid(tmp_path / "p.yaml", "ctrlc", lr_max=(0.005,), seeds=1)
+    exp = tmp_path / "r" / "c"
+    driver = run.study("first", *study_args(preset, tiny_data, tmp_path / "r", "c"))
+    wait_for("a trial half-way", lambda: any(len(r) >= 5 and not is_done(r)
+                                             for r in trial_rows(exp).values()),
+             driver, log=lambda: run.log("first"))
+    os.killpg(driver.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    assert driver.wait(timeout=60) == 130, run.log("first")
+    before = trial_rows(exp)
+    wait_for("the run's Ray processes to exit", lambda: not processes_of(run.ray_tmp),
+             timeout=15)
+    assert "resume" in run.log("first") and "Traceback" not in run.log("first")
+
+    resumed = run.study("resume", "resume", exp, "--no-report")
+    assert resumed.wait(timeout=240) == 0, run.log("resume")
+    after = assert_all_finished(exp, planned=2)
+    for name, rows in new_rows(before, after).items():
+        if before.get(name) and not is_done(before[name]):
+            assert rows and rows[0]["step"] > 1
+    print(f"\nCtrl-C: {sum(is_done(r) for r in before.values())} finished before, "
+          f"{len(before)} started; 2/2 after resume; no Ray process left")
+
+
+def test_two_studies_at_once_keep_to_their_own_folders(run, tiny_data, tmp_path):
+    presets = {"a": tiny_grid(tmp_path / "a.yaml", "a", lr_max=(0.002, 0.003), eps=(0.1,),
+                              seeds=1),
+               "b": tiny_grid(tmp_path / "b.yaml", "b", lr_max=(0.004, 0.005), eps=(0.1,),
+                              seeds=1)}
+    other = Run(tmp_path / "b")  # a second RAY_TMPDIR: each driver starts its own Ray
+    try:
+        drivers = {"a": run.study("a", *study_args(presets["a"], tiny_data, tmp_path / "ra",
+                                                   "a")),
+                   "b": other.study("b", *study_args(presets["b"], tiny_data, tmp_path / "rb",
+                                                     "b"))}
+        for name, proc in drivers.items():
+            assert proc.wait(timeout=240) == 0, (run if name == "a" else other).log(name)
+    finally:
+        other.close()
+    ids = {}
+    for name, lrs in (("a", {0.002, 0.003}), ("b", {0.004, 0.005})):
+        exp = tmp_path / f"r{name}" / name
+        rows = assert_all_finished(exp, planned=2)
+        assert sorted(p.name for p in exp.parent.iterdir()) == [name]
+        params = [json.loads((exp / t / "params.json").read_text()) for t in rows]
+        assert {p["lr_max"] for p in params} == lrs
+        assert yaml.safe_load((exp / "study.yaml").read_text())["name"] == name
+        ids[name] = {r[-1]["trial_id"] for r in rows.values()}
+    assert not ids["a"] & ids["b"]
+
+
+# ---------------------------------------------------------------- NaN and Inf
+def nonfinite_metrics(exp: Path) -> list[str]:
+    return [f"{name} step {r['step']}: {key}={r[key]}"
+            for name, rows in trial_rows(exp).items() for r in rows
+            for key in METRICS if not math.isfinite(r[key])]
+
+
+# Adam with eps 1e-12, no clipping and no warm-up: lr_max >= 1e4 turns the first steps
+# non-finite in the tiny model (test_trainer::test_nonfinite_loss_stops_cleanly_as_diverged).
+EXPLODING = ["--set", "optim.eps=1e-12", "--set", "optim.grad_clip=1e12",
+             "--set", "optim.lr_warmup_steps=0"]
+
+
+@pytest.mark.parametrize("search", ["asha", "optuna"])
+def test_diverging_trials_do_not_stop_a_search(ray_session, tiny_data, tmp_path, search):
+    preset = write_preset(
+        tmp_path / "p.yaml", name=f"nan{search}", search="random" if search == "asha"
+        else "optuna", scheduler="asha", blocks=None, seeds=1, samples=6,
+        axes={"lr_max": {"distribution": "loguniform", "low": 1e2, "high": 1e6}},
+        budgets={"default": {"steps": 40, "eval_every": 4}},
+        asha={"grace_period": 2, "reduction_factor": 2})
+    rc = run_cli(search, "--preset", preset, "--data", tiny_data, "--storage", tmp_path / "r",
+                 "--name", "x", "--no-report", *TINY_SET, *EXPLODING)
+    assert rc == 0
+    exp = tmp_path / "r" / "x"
+    rows = trial_rows(exp)
+    assert len(rows) == 6 and not list(exp.glob("trial_*/error.txt"))
+    diverged = [n for n, r in rows.items() if r[-1]["diverged"]]
+    assert diverged  # and the search went on to schedule every sample
+    for name in diverged:
+        last = rows[name][-1]
+        assert is_done(rows[name]) and last["outcome"] == "diverged" and last["step"] < 40
+        assert last["nonfinite_steps"] >= 1
+    assert not nonfinite_metrics(exp)
+    print(f"\n{search}: 6/6 trials scheduled, {len(diverged)} diverged, all metrics finite")
+
+
+def test_nan_in_data_is_dropped_or_refused_before_ray(ray_session, tmp_path, capsys):
+    from h5_fixtures import write_dataset
+
+    data = write_dataset(tmp_path / "nan", n_features=16, defect="nan")
+    preset = tiny_grid(tmp_path / "p.yaml", "nandata", lr_max=(0.005,), seeds=1, steps=20)
+    rc = run_cli(*study_args(preset, data, tmp_path / "r", "refused"))
+    assert rc == 2 and not (tmp_path / "r" / "refused").exists()
+    assert "data.nonfinite_features=drop" in capsys.readouterr().err
+
+    rc = run_cli(*study_args(preset, data, tmp_path / "r", "dropped"),
+                 "--set", "data.nonfinite_features=drop")
+    assert rc == 0
+    exp = tmp_path / "r" / "dropped"
+    assert_all_finished(exp, planned=2)
+    assert yaml.safe_load((exp / "study.yaml").read_text())["data"]["dropped"] == 1
+    assert not nonfinite_metrics(exp)
