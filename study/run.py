@@ -20,7 +20,7 @@ import yaml
 
 from study.presets import Preset, check_axes_exist, grid_points, load_preset
 from trainable.config import CONFIG_DIR, Config, build_config, load_config, read_yaml
-from trainable.errors import ConfigError, OneLineArgumentParser, UserError
+from trainable.errors import ConfigError, OneLineArgumentParser, UserError, run_cli
 
 COMMANDS = ("grid", "map", "asha", "optuna")
 STUDY_FILE = "study.yaml"
@@ -438,16 +438,7 @@ def finish(exp_dir: Path, results, study: dict, no_report: bool) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        if args.command == "resume":
-            return resume(args)
-        return launch(args)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return err.exit_code
-    except ConfigError as err:  # pragma: no cover - ConfigError is a UserError
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return run_cli(lambda: resume(args) if args.command == "resume" else launch(args))
 
 
 if __name__ == "__main__":
