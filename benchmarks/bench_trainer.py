@@ -11,14 +11,13 @@ Run on an otherwise idle machine: timings on a shared 2-core VM vary by +-25%.
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import torch
 
 from trainable.augment import transform
 from trainable.config import load_config
-from trainable.data import load_dataset
+from trainable.data import DayBatchSampler, load_dataset
 from trainable.decode import ctc_loss_per_utterance
 from trainable.loop import TrainingRun
 from trainable.model import GRUDecoder
@@ -52,15 +51,14 @@ def step_flops(batch: dict, model: GRUDecoder, n_features: int, cfg) -> float:
     return 3 * (day + gru + head)
 
 
-def time_steps(fn, steps: int) -> float:
+def timed(fn, steps: int) -> float:
+    """Total seconds of `steps` calls after 3 warm-up calls."""
     for _ in range(3):
         fn()
-    times = []
+    start = time.perf_counter()
     for _ in range(steps):
-        start = time.perf_counter()
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -74,17 +72,23 @@ def main() -> None:
     dataset = load_dataset(root, cfg)
 
     run = TrainingRun(cfg, dataset)
-    trainer_s = time_steps(run.train_step, args.steps)
+    # Both loops see the same batches in the same order (a sampler with the trainer's seed).
+    sampler = DayBatchSampler(dataset.train, cfg.data.batch_size, cfg.data.days_per_batch,
+                              cfg.data.seed)
+    batches = [dataset.train.batch(sampler.next_indices()) for _ in range(args.steps + 3)]
+    trainer_s = timed(run.train_step, args.steps)
 
-    # The bare loop: the same work with nothing around it (fixed batch, no monitors).
+    # The bare loop: the same work with nothing around it (batches prepared in advance,
+    # no monitors, no bookkeeping).
     torch.manual_seed(0)
     model = GRUDecoder(dataset.n_features, len(dataset.sessions), cfg.model)
     optimizer, scheduler = build_optimizer(model, cfg.optim, torch.device("cpu"))
-    batch = dataset.train.batch(run.sampler.next_indices())
     gen = torch.Generator().manual_seed(0)
     params = list(model.parameters())
+    queue = iter(batches)
 
     def bare_step():
+        batch = next(queue)
         x, n = transform(batch["features"], batch["n_frames"], cfg.augment, run.kernel, gen,
                          True)
         logits = model(x, batch["day"])
@@ -96,15 +100,18 @@ def main() -> None:
         optimizer.step()
         scheduler.step()
 
-    bare_s = time_steps(bare_step, args.steps)
+    bare_s = timed(bare_step, args.steps)
     rate = sgemm_rate()
-    flops = step_flops(batch, model, dataset.n_features, cfg)
+    flops = sum(step_flops(b, model, dataset.n_features, cfg) for b in batches[3:])
+    per_step = flops / args.steps
+    batch = batches[3]
     print(f"proxy model: {sum(p.numel() for p in params):,} parameters, batch "
           f"{tuple(batch['features'].shape)}")
     print(f"1-thread sgemm (1024^3): {rate / 1e9:.1f} GFLOP/s")
-    print(f"analytic FLOPs per step: {flops / 1e9:.3f} GFLOP")
-    print(f"trainer step: {trainer_s * 1e3:.1f} ms (median of {args.steps}); bare loop step: "
-          f"{bare_s * 1e3:.1f} ms")
+    print(f"analytic FLOPs per step: {per_step / 1e9:.3f} GFLOP (mean over {args.steps} "
+          "batches)")
+    print(f"trainer step: {trainer_s / args.steps * 1e3:.1f} ms; bare loop step: "
+          f"{bare_s / args.steps * 1e3:.1f} ms (mean of {args.steps}, same batches)")
     print(f"MFU (trainer) = {flops / trainer_s / rate:.3f}   (target >= 0.6)")
     print(f"MFU (bare loop) = {flops / bare_s / rate:.3f}")
     print(f"trainer / bare loop = {trainer_s / bare_s:.3f}   (target <= 1.05)")
