@@ -25,6 +25,7 @@ from trainable.errors import ConfigError, OneLineArgumentParser, UserError, run_
 COMMANDS = ("grid", "map", "asha", "optuna")
 STUDY_FILE = "study.yaml"
 CHECKPOINT_EVERY = 2  # evaluations between checkpoints (the last report always has one)
+OBJECT_STORE_LIMIT = 2 * 2**30  # bytes of features shared through the object store
 PACKAGES = ("b2t-stability", "ray", "torch", "optuna", "numpy", "pandas", "h5py", "scipy",
             "statsmodels", "scikit-learn")
 
@@ -240,14 +241,29 @@ def _tune_objects(preset: Preset, exp_dir: Path, n_evals: int, n_trials: int | N
     return scheduler, run_config
 
 
-def _make_trainable(study: dict, dataset, resources: dict):
+def _shared_dataset(dataset, cache_root: Path):
+    """What trials receive: the Dataset itself (one copy in Ray's object store, read
+    zero-copy) or, past OBJECT_STORE_LIMIT bytes (the full real data is ~14 GB), the folder
+    of a packed .npy cache that every trial memory-maps, sharing the page cache."""
+    size = sum(split.features.nbytes for split in dataset.splits.values())
+    if size <= OBJECT_STORE_LIMIT:
+        return dataset
+    folder = cache_root / dataset.fingerprint()
+    if not (folder / "dataset.json").is_file():
+        print(f"packing {size / 2**30:.1f} GiB of features into {folder} for memory-mapped "
+              "sharing", file=sys.stderr)
+        dataset.save_cache(folder)
+    return str(folder)
+
+
+def _make_trainable(study: dict, dataset, resources: dict, cache_root: Path):
     from ray import tune
 
     from trainable.tune_adapter import tune_trainable
 
     fn = tune.with_parameters(tune_trainable, base_config=study["train_config"],
-                              dataset=dataset, axes=study["axis_keys"],
-                              checkpoint_every=CHECKPOINT_EVERY)
+                              dataset=_shared_dataset(dataset, cache_root),
+                              axes=study["axis_keys"], checkpoint_every=CHECKPOINT_EVERY)
     return tune.with_resources(fn, resources)
 
 
@@ -359,7 +375,7 @@ def launch(args) -> int:
                                                       search_seed=0)
         scheduler, run_config = _tune_objects(preset, exp_dir, n_evals, study["n_trials"])
         tuner = tune.Tuner(
-            _make_trainable(study, dataset, resources),
+            _make_trainable(study, dataset, resources, storage / ".datacache"),
             param_space=space,
             tune_config=tune.TuneConfig(metric=preset.metric, mode=preset.mode,
                                         search_alg=search_alg, scheduler=scheduler,
@@ -404,8 +420,8 @@ def resume(args) -> int:
         preset = Preset.model_validate(study["preset_config"])
         space, _, _ = build_search(preset, cfg, len(study["seeds"]), study["samples"] or 1,
                                    search_seed=0)
-        tuner = tune.Tuner.restore(str(exp_dir), trainable=_make_trainable(study, dataset,
-                                                                          resources),
+        trainable = _make_trainable(study, dataset, resources, exp_dir.parent / ".datacache")
+        tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable,
                                    param_space=space,
                                    resume_unfinished=True, resume_errored=True)
         print(f"resuming {exp_dir}", file=sys.stderr)

@@ -162,3 +162,21 @@ def test_address_where_nothing_listens_fails_fast(tmp_path, tiny_data, capsys):
     assert rc == 2
     assert time.monotonic() - start < 30
     assert "no Ray cluster answers" in capsys.readouterr().err
+
+
+def test_large_data_is_shared_as_a_memory_mapped_cache(tiny_data, tiny_config, tmp_path,
+                                                       monkeypatch):
+    import study.run as run_module
+    from trainable.data import Dataset, load_dataset
+    from trainable.tune_adapter import tune_trainable
+
+    cfg = tiny_config()
+    ds = load_dataset(tiny_data, cfg)
+    assert run_module._shared_dataset(ds, tmp_path) is ds  # small: through the object store
+    monkeypatch.setattr(run_module, "OBJECT_STORE_LIMIT", 0)
+    shared = run_module._shared_dataset(ds, tmp_path)
+    assert isinstance(shared, str)
+    assert Dataset.load_cache(shared).fingerprint() == ds.fingerprint()
+    # the trainable accepts the cache folder (outside Tune, tune.report is a no-op)
+    tune_trainable({"eps": 0.1, "seed": 0}, base_config=cfg.model_dump(mode="json"),
+                   dataset=shared)

@@ -62,6 +62,3 @@ def sentence_to_ids(sentence: str) -> list[int]:
         ids.append(SIL_ID)
     return ids or [SIL_ID]
 
-
-def ids_to_phonemes(ids) -> list[str]:
-    return [PHONEMES[int(i)] for i in ids]
