@@ -246,12 +246,13 @@ def _rate_difference(spec: dict, ctx: dict) -> dict:
 
 def steps_to_threshold(curves: pd.DataFrame, trial_ids, threshold: float,
                        budgets: pd.Series) -> np.ndarray:
-    """First step with val_per <= threshold; runs that never get there count as budget."""
+    """First step with val_per <= threshold; runs that never get there are infinite (they
+    are slower than any budget shows: counting them at the budget would cap the ratio)."""
     out = []
     for trial_id in trial_ids:
         run = curves[curves["trial_id"] == trial_id]
         reached = run.loc[run["val_per"] <= threshold, "step"]
-        out.append(float(reached.min()) if len(reached) else float(budgets[trial_id]))
+        out.append(float(reached.min()) if len(reached) else math.inf)
     return np.asarray(out)
 
 
@@ -270,20 +271,26 @@ def _steps_ratio(spec: dict, ctx: dict) -> dict:
     budgets = ctx["trials"].set_index("trial_id")["budget_steps"]
     a = steps_to_threshold(ctx["curves"], cell["trial_id"], threshold, budgets)
     b = steps_to_threshold(ctx["curves"], ref["trial_id"], threshold, budgets)
-    ratio = float(np.median(a) / np.median(b))
-    rng = np.random.default_rng(ctx["seed"])
-    draws_a = np.median(a[rng.integers(0, len(a), (BOOTSTRAP_RESAMPLES, len(a)))], axis=1)
-    draws_b = np.median(b[rng.integers(0, len(b), (BOOTSTRAP_RESAMPLES, len(b)))], axis=1)
-    lo, hi = np.quantile(draws_a / draws_b, [ctx["alpha"] / 2, 1 - ctx["alpha"] / 2])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = float(np.median(a) / np.median(b))
+        rng = np.random.default_rng(ctx["seed"])
+        draws_a = np.median(a[rng.integers(0, len(a), (BOOTSTRAP_RESAMPLES, len(a)))], axis=1)
+        draws_b = np.median(b[rng.integers(0, len(b), (BOOTSTRAP_RESAMPLES, len(b)))], axis=1)
+        ratios = np.where(np.isinf(draws_a) & np.isinf(draws_b), np.nan, draws_a / draws_b)
+    lo, hi = np.nanquantile(ratios, [ctx["alpha"] / 2, 1 - ctx["alpha"] / 2],
+                            method="inverted_cdf")  # no interpolation between inf draws
     min_ratio = float(spec["min_ratio"])
-    if hi < min_ratio:
+    # Refuting "much slower" needs most runs of the cell to reach the threshold at all.
+    cell_reached = np.isfinite(a).mean() > 0.5
+    if hi < min_ratio and cell_reached:
         verdict, reason = "refuted", f"the interval excludes a ratio of {min_ratio:g}"
     elif lo > 1:
         verdict, reason = "supported", "the interval excludes 1 (slower)"
     else:
         verdict, reason = "inconclusive", "the interval contains 1 and the claimed ratio"
     return _result(test, verdict, reason + f"; threshold PER {threshold:.3f}",
-                   f"x{ratio:.2f} [{lo:.2f}, {hi:.2f}]", ratio, (float(lo), float(hi)),
+                   f"x{ratio:.2f} [{lo:.2f}, {hi:.2f}] ({int(np.isfinite(a).sum())}/{len(a)} "
+                   "runs reached the threshold)", ratio, (float(lo), float(hi)),
                    f"{len(a)} vs {len(b)}")
 
 
@@ -394,9 +401,16 @@ def _share_interval(data: pd.DataFrame, factors: list[stats.Factor], terms, ctx
     groups = [g.to_numpy() for _, g in data.groupby([f.column for f in factors],
                                                     observed=True)["y"]]
     cube_shape = [len(f.levels) for f in factors]
+    # A binary endpoint resamples each cell's rate from its Jeffreys posterior
+    # Beta(x + 1/2, n - x + 1/2): resampling runs of a 0/3 or 3/3 cell has no variance and
+    # would give a zero-width interval from three runs.
+    binary = all(np.isin(g, (0.0, 1.0)).all() for g in groups)
     draws = []
     for _ in range(500):
-        means = np.array([g[rng.integers(0, len(g), len(g))].mean() for g in groups])
+        if binary:
+            means = np.array([rng.beta(g.sum() + 0.5, len(g) - g.sum() + 0.5) for g in groups])
+        else:
+            means = np.array([g[rng.integers(0, len(g), len(g))].mean() for g in groups])
         shares = stats.grid_shares(means.reshape(cube_shape), names)
         draws.append(sum(shares.get(k, 0.0) for k in keys) if shares else 0.0)
     lo, hi = np.quantile(draws, [ctx["alpha"] / 2, 1 - ctx["alpha"] / 2])

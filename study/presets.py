@@ -54,7 +54,9 @@ class Budget(_Strict):
 
 
 class AshaSpec(_Strict):
-    grace_period: int = Field(2, gt=0)  # in evaluations
+    # No trial is stopped before this share of its step budget: the all-blank CTC plateau
+    # and the warm-up must not decide a trial (the default matches the collapse grace).
+    grace_fraction: float = Field(0.25, gt=0.0, le=1.0)
     reduction_factor: float = Field(2.0, gt=1.0)
 
 

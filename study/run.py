@@ -148,11 +148,15 @@ def budget_overrides(budget: dict, cfg_tree: dict) -> list[str]:
     warm-up keeps its share of the training config's schedule."""
     optim = cfg_tree.get("optim", {})
     decay = optim.get("lr_decay_steps", 120000)
-    warmup = optim.get("lr_warmup_steps", 1000)
     steps = budget["steps"]
-    scaled_warmup = round(warmup * steps / decay)
-    return [f"train.num_steps={steps}", f"train.eval_every={budget['eval_every']}",
-            f"optim.lr_decay_steps={steps}", f"optim.lr_warmup_steps={scaled_warmup}"]
+    overrides = [f"train.num_steps={steps}", f"train.eval_every={budget['eval_every']}"]
+    for suffix in ("", "_day"):  # the day layers' own schedule, where one is set
+        if suffix == "" or optim.get(f"lr_decay_steps{suffix}") is not None:
+            warmup = optim.get(f"lr_warmup_steps{suffix}", optim.get("lr_warmup_steps", 1000))
+            own_decay = optim.get(f"lr_decay_steps{suffix}", decay)
+            overrides += [f"optim.lr_decay_steps{suffix}={steps}",
+                          f"optim.lr_warmup_steps{suffix}={round(warmup * steps / own_decay)}"]
+    return overrides
 
 
 def trial_dirname(trial) -> str:
@@ -221,15 +225,15 @@ def package_versions() -> dict:
 
 
 # ------------------------------------------------------------------- running
-def _tune_objects(preset: Preset, exp_dir: Path, n_evals: int, n_trials: int | None):
+def _tune_objects(preset: Preset, exp_dir: Path, budget_steps: int, n_trials: int | None):
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     from study.progress import OutcomeLogger
 
     if preset.scheduler == "asha":
-        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=n_evals,
-                                  grace_period=min(preset.asha.grace_period, n_evals),
+        grace = max(1, math.ceil(preset.asha.grace_fraction * budget_steps))
+        scheduler = ASHAScheduler(time_attr="step", max_t=budget_steps, grace_period=grace,
                                   reduction_factor=preset.asha.reduction_factor)
     else:
         scheduler = FIFOScheduler()
@@ -329,9 +333,6 @@ def launch(args) -> int:
                         f"'python -m study.run resume {exp_dir}' or choose another --name")
     resolve_address(args.address)
     root, dataset = _load_data(args.data, args.synthetic_set, cfg)
-    from trainable.loop import n_evaluations  # imports torch: not needed to reject input
-
-    n_evals = n_evaluations(cfg.train.num_steps, cfg.train.eval_every)
     study = {
         "name": name,
         "preset": preset.name,
@@ -373,7 +374,8 @@ def launch(args) -> int:
                                                                args.gpus_per_trial)
         space, search_alg, num_samples = build_search(preset, cfg, seeds, samples,
                                                       search_seed=0)
-        scheduler, run_config = _tune_objects(preset, exp_dir, n_evals, study["n_trials"])
+        scheduler, run_config = _tune_objects(preset, exp_dir, cfg.train.num_steps,
+                                              study["n_trials"])
         tuner = tune.Tuner(
             _make_trainable(study, dataset, resources, storage / ".datacache"),
             param_space=space,

@@ -160,3 +160,17 @@ def test_claims_path_resolution(tmp_path):
     assert claims.resolve_claims_path("claims.yaml") == claims.DEFAULT_CLAIMS
     assert claims.resolve_claims_path(str(tmp_path / "c.yaml")) == tmp_path / "c.yaml"
     assert np.isfinite(SHIPPED["defaults"]["alpha"])
+
+
+def test_runs_that_never_reach_the_threshold_count_as_infinitely_slow():
+    import math
+
+    import pandas as pd
+
+    from analysis.claims import steps_to_threshold
+
+    curves = pd.DataFrame({"trial_id": ["a", "a", "b", "b"], "step": [1, 50, 1, 50],
+                           "val_per": [1.0, 0.2, 1.0, 0.9]})
+    budgets = pd.Series({"a": 50, "b": 50})
+    steps = steps_to_threshold(curves, ["a", "b"], 0.3, budgets)
+    assert steps[0] == 50 and math.isinf(steps[1])

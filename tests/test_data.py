@@ -18,12 +18,6 @@ def test_reads_and_packs(tiny_data, tiny_config):
     assert int(batch["labels"].min()) >= 1
 
 
-def test_explicit_session_order_sets_day_index(tiny_data, tiny_config):
-    order = ["t15.2023.08.13", "t15.2023.08.11", "t15.2023.08.12"]
-    ds = load_dataset(tiny_data, tiny_config(data__sessions=order))
-    assert ds.sessions == order
-    assert set(ds.train.day[ds.train.block >= 0]) == {0, 1, 2}
-
 
 def test_train_only_session_is_allowed(tmp_path, tiny_config):
     root = write_dataset(tmp_path / "d", n_features=16)
@@ -128,3 +122,26 @@ def test_cache_round_trip_memory_maps(tiny_data, tiny_config, tmp_path):
     back = Dataset.load_cache(tmp_path / "cache")
     assert isinstance(back.train.features, np.memmap)
     assert back.fingerprint() == ds.fingerprint()
+
+
+def test_ctc_needs_a_blank_between_repeated_labels():
+    import torch
+
+    from trainable.data import ctc_min_frames
+
+    assert ctc_min_frames(np.array([5, 7, 9])) == 3
+    assert ctc_min_frames(np.array([5, 5, 7])) == 4
+    log_probs = torch.randn(3, 1, 41).log_softmax(-1)
+    loss = torch.nn.functional.ctc_loss(log_probs, torch.tensor([[5, 5, 7]]), torch.tensor([3]),
+                                        torch.tensor([3]), reduction="none")
+    assert torch.isinf(loss).all()  # 3 frames are too few for [5, 5, 7]: such trials are dropped
+
+
+def test_session_order_maps_trials_to_their_day(tiny_data, tiny_config):
+    order = ["t15.2023.08.13", "t15.2023.08.11", "t15.2023.08.12"]
+    default = load_dataset(tiny_data, tiny_config())
+    reordered = load_dataset(tiny_data, tiny_config(data__sessions=order))
+    first = default.train.features[: default.train.n_frames[0]]  # session 08.11, trial 0
+    idx = int(np.flatnonzero(reordered.train.day == 1)[0])
+    start = reordered.train.offsets[idx]
+    assert np.array_equal(reordered.train.features[start : start + len(first)], first)

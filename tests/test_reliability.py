@@ -398,7 +398,7 @@ def test_diverging_trials_do_not_stop_a_search(ray_session, tiny_data, tmp_path,
         else "optuna", scheduler="asha", blocks=None, seeds=1, samples=6,
         axes={"lr_max": {"distribution": "loguniform", "low": 1e2, "high": 1e6}},
         budgets={"default": {"steps": 40, "eval_every": 4}},
-        asha={"grace_period": 2, "reduction_factor": 2})
+        asha={"grace_fraction": 0.2, "reduction_factor": 2})
     rc = run_cli(search, "--preset", preset, "--data", tiny_data, "--storage", tmp_path / "r",
                  "--name", "x", "--no-report", *TINY_SET, *EXPLODING)
     assert rc == 0

@@ -74,7 +74,7 @@ def test_asha_stops_some_trials_early(ray_session, tiny_data, tmp_path):
         tmp_path / "p.yaml", name="tinyasha", search="random", scheduler="asha", blocks=None,
         axes={"lr_max": {"distribution": "loguniform", "low": 1e-4, "high": 3e-2}},
         seeds=1, samples=8, budgets={"default": {"steps": 16, "eval_every": 2}},
-        asha={"grace_period": 1, "reduction_factor": 3})
+        asha={"grace_fraction": 0.1, "reduction_factor": 3})
     rc = run_cli("asha", "--preset", preset, "--data", tiny_data, "--storage", tmp_path / "r",
                  "--name", "a", "--no-report", *TINY_SET)
     assert rc == 0
@@ -180,3 +180,21 @@ def test_large_data_is_shared_as_a_memory_mapped_cache(tiny_data, tiny_config, t
     # the trainable accepts the cache folder (outside Tune, tune.report is a no-op)
     tune_trainable({"eps": 0.1, "seed": 0}, base_config=cfg.model_dump(mode="json"),
                    dataset=shared)
+
+
+def test_budget_stretches_the_schedules_of_both_parameter_groups():
+    from study.run import budget_overrides
+    from trainable.config import load_config
+
+    official = load_config("configs/train/official.yaml")
+    assert official.optim.day_schedule() == (0.005, 0.0001, 1000, 120000)
+    budget = {"steps": 400, "eval_every": 50}
+    assert budget_overrides(budget, {"optim": {"lr_decay_steps": 120000,
+                                               "lr_warmup_steps": 1000}}) == [
+        "train.num_steps=400", "train.eval_every=50", "optim.lr_decay_steps=400",
+        "optim.lr_warmup_steps=3"]
+    with_day = budget_overrides(budget, {"optim": {
+        "lr_decay_steps": 120000, "lr_warmup_steps": 1000, "lr_decay_steps_day": 120000,
+        "lr_warmup_steps_day": 2000}})
+    assert "optim.lr_decay_steps_day=400" in with_day
+    assert "optim.lr_warmup_steps_day=7" in with_day

@@ -42,7 +42,7 @@ def random_walk(x: torch.Tensor, std: float, axis: int, gen: torch.Generator) ->
 def random_cut(x: torch.Tensor, n_frames: torch.Tensor, max_exclusive: int,
                gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Drop the first c frames of every trial, c = randint(0, max_exclusive), once per batch."""
-    cut = int(torch.randint(0, max_exclusive, (1,), generator=gen).item())
+    cut = int(torch.randint(0, max_exclusive, (1,), generator=gen, device=gen.device).item())
     return x[:, cut:], n_frames - cut
 
 

@@ -36,6 +36,14 @@ def patched_length(n_frames, patch_size: int, stride: int):
     return (np.asarray(n_frames) - patch_size) // stride + 1
 
 
+def ctc_min_frames(labels: np.ndarray) -> int:
+    """Fewest output frames CTC needs for a label sequence: one per label plus one blank
+    between each pair of equal neighbours (a shorter input has zero probability, so an
+    infinite loss)."""
+    labels = np.asarray(labels)
+    return int(len(labels) + np.count_nonzero(labels[1:] == labels[:-1]))
+
+
 @dataclass
 class PackedSplit:
     """All trials of one split. Trial i has features[offsets[i]:offsets[i]+n_frames[i]]."""
@@ -259,10 +267,10 @@ def _read_file(path: Path, split: str, day: int, cfg: Config, report: Validation
                 # zero_infinity=False), so they never reach the loss.
                 out_len = patched_length(n_frames - max_cut, cfg.model.patch_size,
                                          cfg.model.patch_stride)
-                if out_len < len(labels):
+                if out_len < ctc_min_frames(labels):
                     report.dropped_too_short[split] = report.dropped_too_short.get(split, 0) + 1
                     report.examples.append(f"{path.parent.name}/{split}/{name}: {out_len} "
-                                           f"output frames < {len(labels)} labels")
+                                           f"output frames < {ctc_min_frames(labels)} needed")
                     continue
             out["features"].append(np.asarray(x, dtype=np.float32))
             out["labels"].append(labels)

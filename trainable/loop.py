@@ -40,10 +40,6 @@ def is_evaluation_step(step: int, num_steps: int, eval_every: int) -> bool:
     return (step - 1) % eval_every == 0 or step == num_steps
 
 
-def n_evaluations(num_steps: int, eval_every: int) -> int:
-    return sum(is_evaluation_step(s, num_steps, eval_every) for s in range(1, num_steps + 1))
-
-
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
