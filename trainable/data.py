@@ -201,39 +201,40 @@ def _attr(f_path: Path, trial: str, group, name: str):
     return group.attrs[name]
 
 
-def _read_file(path: Path, split: str, day: int, cfg: Config, report: ValidationReport,
-               out: dict[str, list]) -> None:
-    labelled = split != "test"
-    max_cut = cfg.augment.max_cut
-    n_classes = cfg.model.n_classes
+def _open(path: Path) -> h5py.File:
     try:
-        handle = h5py.File(path, "r")
+        return h5py.File(path, "r")
     except OSError as exc:
         raise DataError(f"{path}: not a readable HDF5 file ({str(exc).splitlines()[0]}); "
                         "re-download or regenerate it") from None
-    with handle:
+
+
+def _scan_file(path: Path, split: str, day: int, cfg: Config, report: ValidationReport,
+               out: dict[str, list]) -> None:
+    """First pass: validate every trial's metadata and labels without reading features;
+    append the trials that can reach CTC to `out` (the features are read by _fill)."""
+    labelled = split != "test"
+    max_cut = cfg.augment.max_cut
+    n_classes = cfg.model.n_classes
+    with _open(path) as handle:
         names = sorted(k for k in handle if k.startswith("trial_"))
         for name in names:
             group = handle[name]
             if "input_features" not in group:
                 raise DataError(f"{path}: {name}: missing dataset 'input_features'; the file "
                                 "does not follow the Brain-to-Text '25 layout")
-            try:
-                x = group["input_features"][()]
-            except OSError as exc:
-                raise DataError(f"{path}: {name}: input_features cannot be read "
-                                f"({str(exc).splitlines()[0]}); the file is damaged") from None
-            if x.ndim != 2:
-                raise DataError(f"{path}: {name}: input_features has shape {x.shape}; "
+            shape = group["input_features"].shape
+            if len(shape) != 2:
+                raise DataError(f"{path}: {name}: input_features has shape {shape}; "
                                 "expected [n_time_steps, n_features]")
-            if x.shape[1] != cfg.data.n_features:
-                raise DataError(f"{path}: {name}: {x.shape[1]} features but data.n_features="
+            if shape[1] != cfg.data.n_features:
+                raise DataError(f"{path}: {name}: {shape[1]} features but data.n_features="
                                 f"{cfg.data.n_features}; set --set data.n_features="
-                                f"{x.shape[1]} or use matching data")
+                                f"{shape[1]} or use matching data")
             n_frames = int(_attr(path, name, group, "n_time_steps"))
-            if n_frames != x.shape[0]:
+            if n_frames != shape[0]:
                 raise DataError(f"{path}: {name}: n_time_steps={n_frames} but input_features "
-                                f"has {x.shape[0]} rows; the file is inconsistent")
+                                f"has {shape[0]} rows; the file is inconsistent")
             labels = np.zeros(0, dtype=np.int64)
             if labelled:
                 if "seq_class_ids" not in group:
@@ -253,6 +254,47 @@ def _read_file(path: Path, split: str, day: int, cfg: Config, report: Validation
                     raise DataError(f"{path}: {name}: label id {int(bad[0])} outside "
                                     f"1..{n_classes - 1}; labels must be phoneme ids of the "
                                     "41-class vocabulary (0 is blank/padding)")
+                # CTC needs enough output frames even after the largest random cut; shorter
+                # trials would give an infinite loss (official zero_infinity=False), so
+                # they never reach the loss.
+                out_len = patched_length(n_frames - max_cut, cfg.model.patch_size,
+                                         cfg.model.patch_stride)
+                if out_len < ctc_min_frames(labels):
+                    report.dropped_too_short[split] = report.dropped_too_short.get(split, 0) + 1
+                    report.examples.append(f"{path.parent.name}/{split}/{name}: {out_len} "
+                                           f"output frames < {ctc_min_frames(labels)} needed")
+                    continue
+            out["path"].append(path)
+            out["name"].append(name)
+            out["n_frames"].append(n_frames)
+            out["labels"].append(labels)
+            out["day"].append(day)
+            out["block"].append(int(group.attrs.get("block_num", -1)))
+            out["trial"].append(int(name.split("_")[1]))
+
+
+def _fill(parts: dict[str, list], split: str, cfg: Config, report: ValidationReport
+          ) -> PackedSplit:
+    """Second pass: read the features straight into one preallocated matrix (no second
+    copy, so the ~14 GB real training split needs ~14 GB, not twice that)."""
+    n_total = int(sum(parts["n_frames"]))
+    features = np.empty((n_total, cfg.data.n_features), dtype=np.float32)
+    keep: list[int] = []
+    offsets: list[int] = []
+    row = 0
+    handle, open_path = None, None
+    try:
+        for i, (path, name, n_frames) in enumerate(
+                zip(parts["path"], parts["name"], parts["n_frames"], strict=True)):
+            if path != open_path:
+                if handle is not None:
+                    handle.close()
+                handle, open_path = _open(path), path
+            try:
+                x = handle[name]["input_features"][()]
+            except OSError as exc:
+                raise DataError(f"{path}: {name}: input_features cannot be read "
+                                f"({str(exc).splitlines()[0]}); the file is damaged") from None
             if not np.isfinite(x).all():
                 if cfg.data.nonfinite_features == "error":
                     raise DataError(f"{path}: {name}: input_features holds NaN/Inf; clean the "
@@ -261,40 +303,29 @@ def _read_file(path: Path, split: str, day: int, cfg: Config, report: Validation
                 report.dropped_nonfinite[split] = report.dropped_nonfinite.get(split, 0) + 1
                 report.examples.append(f"{path.parent.name}/{split}/{name}: non-finite")
                 continue
-            if labelled:
-                # CTC needs at least one output frame per label even after the largest
-                # random cut; shorter trials would give an infinite loss (official
-                # zero_infinity=False), so they never reach the loss.
-                out_len = patched_length(n_frames - max_cut, cfg.model.patch_size,
-                                         cfg.model.patch_stride)
-                if out_len < ctc_min_frames(labels):
-                    report.dropped_too_short[split] = report.dropped_too_short.get(split, 0) + 1
-                    report.examples.append(f"{path.parent.name}/{split}/{name}: {out_len} "
-                                           f"output frames < {ctc_min_frames(labels)} needed")
-                    continue
-            out["features"].append(np.asarray(x, dtype=np.float32))
-            out["labels"].append(labels)
-            out["day"].append(day)
-            out["block"].append(int(group.attrs.get("block_num", -1)))
-            out["trial"].append(int(name.split("_")[1]))
+            features[row : row + n_frames] = x
+            keep.append(i)
+            offsets.append(row)
+            row += n_frames
+    finally:
+        if handle is not None:
+            handle.close()
+    pick = np.asarray(keep, dtype=np.int64)
+    n_frames = np.asarray(parts["n_frames"], dtype=np.int64)[pick] if keep else \
+        np.zeros(0, dtype=np.int64)
+    label_lens = np.array([len(parts["labels"][i]) for i in keep], dtype=np.int64)
+    labels = np.zeros((len(keep), int(label_lens.max()) if keep else 0), dtype=np.int64)
+    for row_i, i in enumerate(keep):
+        labels[row_i, : label_lens[row_i]] = parts["labels"][i]
 
+    def column(key: str) -> np.ndarray:
+        return np.asarray(parts[key], dtype=np.int64)[pick] if keep else \
+            np.zeros(0, dtype=np.int64)
 
-def _pack(parts: dict[str, list], n_features: int) -> PackedSplit:
-    n = len(parts["features"])
-    n_frames = np.array([len(x) for x in parts["features"]], dtype=np.int64)
-    offsets = np.zeros(n, dtype=np.int64)
-    if n:
-        offsets[1:] = np.cumsum(n_frames)[:-1]
-    features = (np.concatenate(parts["features"]) if n
-                else np.zeros((0, n_features), dtype=np.float32))
-    label_lens = np.array([len(y) for y in parts["labels"]], dtype=np.int64)
-    labels = np.zeros((n, int(label_lens.max()) if n else 0), dtype=np.int64)
-    for i, y in enumerate(parts["labels"]):
-        labels[i, : len(y)] = y
-    return PackedSplit(features=features, offsets=offsets, n_frames=n_frames, labels=labels,
-                       label_lens=label_lens, day=np.array(parts["day"], dtype=np.int64),
-                       block=np.array(parts["block"], dtype=np.int64),
-                       trial=np.array(parts["trial"], dtype=np.int64))
+    return PackedSplit(features=features[:row] if row < n_total else features,
+                       offsets=np.asarray(offsets, dtype=np.int64), n_frames=n_frames,
+                       labels=labels, label_lens=label_lens, day=column("day"),
+                       block=column("block"), trial=column("trial"))
 
 
 def load_dataset(root: str | Path, cfg: Config, splits: tuple[str, ...] = ("train", "val")
@@ -305,13 +336,13 @@ def load_dataset(root: str | Path, cfg: Config, splits: tuple[str, ...] = ("trai
     report = ValidationReport()
     packed: dict[str, PackedSplit] = {}
     for split in splits:
-        parts: dict[str, list] = {"features": [], "labels": [], "day": [], "block": [],
-                                  "trial": []}
+        parts: dict[str, list] = {key: [] for key in ("path", "name", "n_frames", "labels",
+                                                      "day", "block", "trial")}
         for day, session in enumerate(sessions):
             path = root / session / f"data_{split}.hdf5"
             if path.exists():  # official train-only days have no val/test file
-                _read_file(path, split, day, cfg, report, parts)
-        packed[split] = _pack(parts, cfg.data.n_features)
+                _scan_file(path, split, day, cfg, report, parts)
+        packed[split] = _fill(parts, split, cfg, report)
         report.kept[split] = len(packed[split])
     if "train" in packed and len(packed["train"]) == 0:
         dropped = report.dropped_too_short.get("train", 0)
