@@ -135,9 +135,10 @@ def resolve_budget(preset: Preset, budget: str | None) -> dict:
     if name.isdigit() and int(name) > 0:
         steps = int(name)
         base = preset.budgets[preset.default_budget]
+        # As many evaluations as the preset's default budget has.
         return {"name": f"{steps} steps", "steps": steps,
-                "eval_every": max(1, min(base.eval_every, steps // 4 or 1)), "seeds": None,
-                "samples": None}
+                "eval_every": max(1, round(steps * base.eval_every / base.steps)),
+                "seeds": None, "samples": None}
     raise UserError(f"--budget {budget}: expected one of {', '.join(preset.budgets)} or a "
                     "positive number of steps")
 
