@@ -77,23 +77,27 @@ def build_parser() -> argparse.ArgumentParser:
                                    "from their last checkpoint, errored ones are retried, "
                                    "finished ones are not re-run.")
     p.add_argument("experiment", help="the experiment folder (<storage>/<name>)")
-    _add_cluster_flags(p)
+    _add_ray_flags(p)  # trials keep the resources and concurrency the study started with
     p.add_argument("--no-report", action="store_true", help="skip the analysis report")
     return parser
 
 
-def _add_cluster_flags(p: argparse.ArgumentParser) -> None:
+def _add_ray_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--address", default=None,
                    help="attach to an existing Ray cluster (HOST:PORT); RAY_ADDRESS is "
                         "honoured; default: start a local instance")
+    p.add_argument("--dashboard", action="store_true",
+                   help="start the Ray dashboard on 127.0.0.1:8265 and print its URL")
+
+
+def _add_cluster_flags(p: argparse.ArgumentParser) -> None:
+    _add_ray_flags(p)
     p.add_argument("--cpus-per-trial", type=_positive_float, default=1.0,
                    help="CPUs per trial; torch uses as many threads (default 1)")
     p.add_argument("--gpus-per-trial", type=_nonneg_float, default=0.0,
                    help="GPUs per trial, fractions allowed (default 0: CPU)")
     p.add_argument("--max-concurrent", type=_positive_int, default=None,
                    help="trials at once (default: as many as the CPUs allow)")
-    p.add_argument("--dashboard", action="store_true",
-                   help="start the Ray dashboard on 127.0.0.1:8265 and print its URL")
 
 
 def _positive_int(text: str) -> int:
