@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--synthetic-set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a synthetic-data knob (without --data)")
         p.add_argument("--seeds", type=_positive_int, default=None,
-                       help="seeds per cell (grid/map) or per sample")
+                       help="seeds per cell (grid/map); in random search each seed gets "
+                            "its own draws (the samples are not replicated)")
         p.add_argument("--samples", type=_positive_int, default=None,
                        help="number of sampled configurations (asha/optuna)")
         p.add_argument("--budget", default=None,
