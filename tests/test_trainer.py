@@ -188,3 +188,40 @@ def test_optimizer_is_adamw_with_configured_eps():
     assert isinstance(opt, torch.optim.AdamW)
     assert all(g["eps"] == 1e-8 for g in opt.param_groups)
     assert opt.param_groups[0]["lr"] == 0.0  # warm-up starts at lr 0, as the official run
+
+
+def test_patches_are_time_major_inside_a_patch():
+    from trainable.model import patches
+
+    b, t, f = 1, 20, 3
+    x = torch.arange(b * t * f, dtype=torch.float32).view(b, t, f)  # value = 3*frame + chan
+    p = patches(x, size=14, stride=4)
+    assert p.shape == (1, (20 - 14) // 4 + 1, 14 * 3)
+    for n in range(p.shape[1]):
+        for k in range(14):
+            for d in range(f):
+                assert p[0, n, k * f + d] == x[0, 4 * n + k, d]
+
+
+def test_official_initialisation():
+    model = GRUDecoder(6, 2, ModelConfig(n_units=8, n_layers=2))
+    assert torch.equal(model.day_weights[1].data, torch.eye(6))
+    assert torch.equal(model.day_biases[0].data, torch.zeros(1, 6))
+    w_hh = model.gru.weight_hh_l1.data
+    assert torch.allclose(w_hh.T @ w_hh, torch.eye(8), atol=1e-5)  # orthogonal (2304x768 shape)
+    bound = math.sqrt(6 / (8 + 8))  # xavier_uniform on h0 of shape (1, 1, 8)
+    assert model.h0.abs().max() <= bound and model.h0.shape == (1, 1, 8)
+
+
+def test_training_augmentations_run_in_the_official_order():
+    cfg = AugmentConfig(white_noise_std=1.0, constant_offset_std=0.2, random_cut=3)
+    x = torch.randn(2, 30, 4)
+    n = torch.tensor([30, 28])
+    kernel = torch.from_numpy(smoothing_kernel(2.0, 100))
+    got, got_n = transform(x, n, cfg, kernel, torch.Generator().manual_seed(3), train=True)
+    gen = torch.Generator().manual_seed(3)
+    y = x + torch.randn(x.shape, generator=gen) * 1.0  # white noise first
+    y = y + torch.randn((2, 1, 4), generator=gen) * 0.2  # then one offset per trial x channel
+    cut = int(torch.randint(0, 3, (1,), generator=gen))  # then the random cut
+    expected = gauss_smooth(y[:, cut:], kernel)  # smoothing last, after the noise
+    assert torch.allclose(got, expected) and got_n.tolist() == [30 - cut, 28 - cut]

@@ -57,6 +57,9 @@ class TrainingRun:
         self.cfg = cfg
         self.dataset = dataset
         self.device = resolve_device(cfg.train.device)
+        if self.device.type == "cuda":  # the official run's numerics settings
+            torch.backends.cudnn.deterministic = True
+            torch.set_float32_matmul_precision("high")
         if cfg.train.num_threads:
             torch.set_num_threads(cfg.train.num_threads)
         seed_everything(cfg.train.seed)

@@ -12,6 +12,14 @@ from torch import nn
 from trainable.config import ModelConfig
 
 
+def patches(x: torch.Tensor, size: int, stride: int) -> torch.Tensor:
+    """[B, T, F] -> [B, (T - size) // stride + 1, size * F], no padding. Inside a patch the
+    feature index is k * F + d for frame k and channel d (time-major, as the official
+    unfold + permute)."""
+    x = x.unfold(1, size, stride).permute(0, 1, 3, 2)
+    return x.reshape(x.shape[0], x.shape[1], -1)
+
+
 class GRUDecoder(nn.Module):
     def __init__(self, n_features: int, n_days: int, cfg: ModelConfig):
         super().__init__()
@@ -42,14 +50,14 @@ class GRUDecoder(nn.Module):
                          rounding_mode="floor") + 1
 
     def forward(self, x: torch.Tensor, day: torch.Tensor) -> torch.Tensor:
-        weights = torch.stack([self.day_weights[int(d)] for d in day])
-        biases = torch.cat([self.day_biases[int(d)] for d in day]).unsqueeze(1)
+        # Separate parameters per day (as the official ParameterList): days absent from a
+        # batch get no gradient, so AdamW leaves them and their moments untouched.
+        days = day.tolist()  # one host sync per batch
+        weights = torch.stack([self.day_weights[d] for d in days])
+        biases = torch.cat([self.day_biases[d] for d in days]).unsqueeze(1)
         x = torch.einsum("btd,bdk->btk", x, weights) + biases
         x = self.day_layer_dropout(self.day_layer_activation(x))
-        # [B, T, F] -> [B, n_patches, F, patch] -> [B, n_patches, patch, F] -> flatten so the
-        # feature index is k * F + d (time-major inside a patch, as the official code).
-        x = x.unfold(1, self.patch_size, self.patch_stride).permute(0, 1, 3, 2)
-        x = x.reshape(x.shape[0], x.shape[1], -1)
+        x = patches(x, self.patch_size, self.patch_stride)
         h0 = self.h0.expand(self.n_layers, x.shape[0], -1).contiguous()
         y, _ = self.gru(x, h0)
         return self.out(y)
