@@ -88,12 +88,11 @@ def resolve_address(address: str | None) -> str | None:
 
 def start_ray(address: str | None, storage: Path, dashboard: bool, num_cpus: int | None,
               num_gpus: int | None = None) -> dict:
-    """Start a local Ray instance or attach to `address` (RAY_ADDRESS is honoured).
+    """Start a local Ray instance, or attach to `address` (as resolve_address returned it).
 
     Returns {"address", "dashboard_url", "owned"}: `owned` tells whether this process must
     shut the instance down.
     """
-    address = resolve_address(address)
     temp = configure_environment(storage)
     import ray
 

@@ -337,7 +337,7 @@ def launch(args) -> int:
     if exp_dir.exists() and any(exp_dir.iterdir()):
         raise UserError(f"{exp_dir}: experiment folder already exists; continue it with "
                         f"'python -m study.run resume {exp_dir}' or choose another --name")
-    resolve_address(args.address)
+    address = resolve_address(args.address)  # fails fast, before the data is read
     root, dataset = _load_data(args.data, args.synthetic_set, cfg)
     study = {
         "name": name,
@@ -371,7 +371,7 @@ def launch(args) -> int:
         "cli": " ".join(["python -m study.run", *sys.argv[1:]]),
         "started": dt.datetime.now().isoformat(timespec="seconds"),
     }
-    cluster = start_ray(args.address, storage, args.dashboard, None)
+    cluster = start_ray(address, storage, args.dashboard, None)
     try:
         from ray import tune
 
@@ -415,9 +415,9 @@ def resume(args) -> int:
     if not (exp_dir / "tuner.pkl").is_file():  # what tune.Tuner.can_restore looks for
         raise UserError(f"{exp_dir}: Tune saved no experiment state there (the study stopped "
                         "before it began); delete the folder and start the study again")
-    resolve_address(args.address)
+    address = resolve_address(args.address)
     _, dataset = _load_data(study["data"]["path"], [], cfg, study["data"]["fingerprint"])
-    cluster = start_ray(args.address, exp_dir.parent, args.dashboard, None)
+    cluster = start_ray(address, exp_dir.parent, args.dashboard, None)
     try:
         from ray import tune
 
