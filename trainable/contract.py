@@ -44,6 +44,8 @@ METRICS: tuple[str, ...] = (
     "diverged",
     "exploded",
 )
+# collapsed: blank-only output at this evaluation, past the grace window (a run can recover);
+# diverged: terminal (the run stops); exploded: latched once any gradient spike was seen.
 FLAGS: tuple[str, ...] = ("collapsed", "diverged", "exploded")
 
 # Extra keys every report carries besides METRICS.
