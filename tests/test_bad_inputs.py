@@ -99,7 +99,7 @@ def tree_bytes(root: Path) -> dict[str, bytes | None]:
 def world(tmp_path_factory):
     """Datasets with planted defects, bad config files, and a storage folder holding an
     experiment (with a marker file) that no failed command may touch."""
-    from trainable.config import config_to_dict, load_config
+    from trainable.config import load_config
     from trainable.data import load_dataset
 
     base = tmp_path_factory.mktemp("bad")
@@ -129,7 +129,7 @@ def world(tmp_path_factory):
     (storage / "not_an_experiment").mkdir()
     (storage / "not_an_experiment" / "notes.txt").write_text("mine\n")
     cfg = load_config(overrides=dict(o.split("=") for o in TINY_SET[1::2]))
-    study = {"name": "x", "train_config": config_to_dict(cfg),
+    study = {"name": "x", "train_config": cfg.model_dump(mode="json"),
              "data": {"path": str(good), "fingerprint": load_dataset(good, cfg).fingerprint()}}
     for name, fingerprint in (("no_state", study["data"]["fingerprint"]),
                               ("data_changed", "0123456789abcdef")):

@@ -249,7 +249,3 @@ def load_config(path: str | Path | None = None, overrides: list[str] | dict | No
     for key, value in items:
         set_dotted(tree, key, value)
     return build_config(tree, source="--set")
-
-
-def config_to_dict(cfg: Config) -> dict:
-    return cfg.model_dump(mode="json")
