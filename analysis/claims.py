@@ -1,64 +1,210 @@
 """Verdicts on stated claims. The claims and their decision rules are data
-(configs/claims.yaml), fixed before any result is seen; this module only applies them.
+(configs/claims.yaml, schema below), fixed before any result is seen; this module only
+applies them, and it is the one place that decides whether a claim is decided: the report
+prints these verdicts and the main job's wave planner (study/planner.py) stops adding
+runs to a claim when they say it is decided.
 
-Every verdict is one of
-  supported     the interval excludes "no effect" on the claimed side
-  refuted       the interval excludes the effect size the claim asserts
-  inconclusive  neither, or a needed cell is missing or holds fewer than `min_n` runs
-Only full-budget runs (finished or diverged) count.
+Design: replicate k of every cell trains with seed k (common random numbers: the same
+initialisation, batch order and augmentation noise in every cell), so a claim is judged
+on per-seed contrasts, and seeds, not runs, are the independent units. A seed counts for a
+claim once every cell the claim compares has a full-budget run (finished, or diverged)
+with it.
+
+Every interval is a 95% anytime-valid confidence sequence (analysis.sequential: betting
+CS of Waudby-Smith & Ramdas 2024), so verdicts may be read after every wave of added runs
+without inflating their error: P(false SUPPORTED) <= alpha under "no effect", and
+P(false REFUTED) <= alpha under the claimed effect, whatever the planner does.
+
+Verdicts:
+  supported     the CS excludes "no effect" on the claimed side
+  refuted       the CS excludes the claimed effect size (`margin`, `max_rate`,
+                `min_ratio`); checked first: a smaller effect than claimed refutes the claim
+                as stated
+  inconclusive  neither (the report says how many more seeds the trend would need)
 
 Tests:
-  rate_difference  rate of `outcomes` in `cell` minus `reference`, Newcombe's hybrid-score
-                   interval (Newcombe 1998, method 10; statsmodels method='newcomb').
-                   supported: interval excludes 0 on the claimed side;
-                   refuted: interval excludes `min_effect` (checked first: a smaller effect
-                   than claimed refutes the claim as stated).
-  steps_ratio      median steps to reach `threshold_factor` x the reference cell's median
-                   final PER, cell / reference, seeded bootstrap interval; runs that never
-                   reach it count as the full budget (censored, so conservative).
-                   supported: lower bound > 1; refuted: upper bound < `min_ratio`.
-  rate_bound       rate of `outcomes` in `cell` vs `max_rate`, Wilson interval.
-                   supported: upper bound < max_rate; refuted: lower bound > max_rate.
-  interaction      Firth penalised LRT of the listed pairwise interaction `terms` on a
-                   binary endpoint, in a model with every varied axis' main effect and every
-                   pairwise interaction among the named axes; effect size: the terms' summed
-                   functional-ANOVA variance share on the full grid with a seeded bootstrap
-                   interval (resampling runs within cells).
-                   supported: p < alpha; refuted: p >= alpha and the share's upper bound
-                   < `max_share`.
-  any_of           `parts`, each one of the above at alpha / len(parts) (Bonferroni).
+  rate_difference  per seed: 1[outcome in `outcomes`] at `cell` minus the same at
+                   `reference` (in [-1, 1]); CS of the mean = the rate difference.
+                   supported: excludes 0 in `direction`; refuted: excludes `margin`.
+  rate_bound       per seed: 1[outcome in `outcomes`] at `cell`; CS of the rate.
+                   supported: upper end < max_rate; refuted: lower end > max_rate.
+  steps_ratio      per seed: steps the `cell` run needs to reach `threshold_factor` x the
+                   final val PER of the `reference` run with the same seed, over the steps
+                   the reference run needs (never reached: +inf). Seeds whose reference run
+                   collapsed or diverged set no threshold and are skipped. CS of the median
+                   ratio by inverting sign tests (analysis.sequential.median_cs).
+                   supported: median > 1 (slower); refuted: median < `min_ratio`.
+  interaction      per moderator j and seed: [rate(base + change) - rate(base)] minus
+                   [rate(base + moderator + change) - rate(base + moderator)] of the
+                   `outcomes` indicator (in [-2, 2]); each moderator at alpha / J.
+                   supported: any CS excludes 0; refuted: every CS excludes +-margin.
+  any_of           `parts` at alpha / len(parts) each (Bonferroni).
                    supported: any part supported; refuted: every part refuted.
 """
 
 from __future__ import annotations
 
-import itertools
+import hashlib
 import math
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
-import patsy
 import yaml
-from statsmodels.stats.proportion import confint_proportions_2indep
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from analysis import stats
+from analysis import sequential
+from analysis.load import FULL_BUDGET
 from trainable.config import CONFIG_DIR
 from trainable.contract import OUTCOMES
-from trainable.errors import UserError
+from trainable.errors import UserError, validation_line
 
 DEFAULT_CLAIMS = CONFIG_DIR / "claims.yaml"
-TESTS = {
-    "rate_difference": ("outcomes", "cell", "reference", "direction", "min_effect"),
-    "steps_ratio": ("cell", "reference", "threshold_factor", "min_ratio"),
-    "rate_bound": ("outcomes", "cell", "max_rate"),
-    "interaction": ("endpoint", "terms", "max_share"),
-    "any_of": ("parts",),
-}
-BOOTSTRAP_RESAMPLES = 2000
+# Outcomes after which a run has no usable decoder (it sets no PER threshold).
+NO_DECODER = ("blank_collapse", "diverged")
+VERDICTS = ("supported", "refuted", "inconclusive")
+
+Outcome = Literal[OUTCOMES]  # type: ignore[valid-type]
+Cell = dict[str, float]
 
 
-# --------------------------------------------------------------------------- reading
+# --------------------------------------------------------------------------- schema
+class _Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RateDifference(_Rule):
+    test: Literal["rate_difference"]
+    outcomes: list[Outcome] = Field(min_length=1)
+    cell: Cell
+    reference: Cell
+    direction: Literal["increase", "decrease"]
+    margin: float = Field(gt=0.0, le=1.0)
+
+
+class RateBound(_Rule):
+    test: Literal["rate_bound"]
+    outcomes: list[Outcome] = Field(min_length=1)
+    cell: Cell
+    max_rate: float = Field(gt=0.0, lt=1.0)
+
+
+class StepsRatio(_Rule):
+    test: Literal["steps_ratio"]
+    cell: Cell
+    reference: Cell
+    threshold_factor: float = Field(ge=1.0)
+    min_ratio: float = Field(gt=1.0)
+
+
+class Interaction(_Rule):
+    test: Literal["interaction"]
+    outcomes: list[Outcome] = Field(min_length=1)
+    base: Cell
+    change: Cell = Field(min_length=1)
+    moderators: list[Cell] = Field(min_length=1)
+    margin: float = Field(gt=0.0, le=2.0)
+
+
+Simple = Annotated[RateDifference | RateBound | StepsRatio | Interaction,
+                   Field(discriminator="test")]
+
+
+class AnyOf(_Rule):
+    test: Literal["any_of"]
+    parts: list[Simple] = Field(min_length=2)
+
+
+Rule = Annotated[RateDifference | RateBound | StepsRatio | Interaction | AnyOf,
+                 Field(discriminator="test")]
+
+
+class Claim(BaseModel):
+    """A claim: id, text, optional alpha, and its rule's keys beside them in the YAML."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(pattern=r"^[A-Za-z0-9_]+$")
+    text: str
+    alpha: float | None = Field(None, gt=0.0, lt=0.5)
+    rule: Rule
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split(cls, data):
+        if isinstance(data, dict) and "rule" not in data:
+            own = {k: data[k] for k in ("id", "text", "alpha") if k in data}
+            return {**own, "rule": {k: v for k, v in data.items() if k not in own}}
+        return data
+
+
+class RegimeTest(_Rule):
+    """The lr/eps regime test (analysis.stats.regime_test) as a preset's primary test."""
+
+    test: Literal["regime"]
+
+
+class Primary(Claim):
+    """A preset's one pre-registered primary hypothesis: a claim-shaped rule (its axes are
+    the cells' axes, its endpoint the outcomes, its contrast the test, its margin the
+    refutation bound), or the regime test."""
+
+    id: str = "primary"
+    rule: Annotated[RateDifference | RateBound | StepsRatio | Interaction | AnyOf
+                    | RegimeTest, Field(discriminator="test")]
+
+
+class Defaults(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    alpha: float = Field(sequential.ALPHA, gt=0.0, lt=0.5)
+
+
+class ClaimsFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    defaults: Defaults = Defaults()
+    claims: list[Claim] = Field(min_length=1)
+    path: str = ""
+    sha256: str = ""
+
+    @model_validator(mode="after")
+    def _unique(self) -> ClaimsFile:
+        ids = [c.id for c in self.claims]
+        duplicate = next((i for i in ids if ids.count(i) > 1), None)
+        if duplicate:
+            raise ValueError(f"duplicate claim id {duplicate!r}")
+        return self
+
+    def alpha(self, claim: Claim) -> float:
+        return claim.alpha if claim.alpha is not None else self.defaults.alpha
+
+    def subset(self, ids: list[str]) -> ClaimsFile:
+        return self.model_copy(update={"claims": [c for c in self.claims if c.id in ids]})
+
+
+def primary_claim(primary: dict | None) -> Claim | None:
+    """A preset's claim-shaped primary hypothesis as a claim with id 'primary' (None for
+    none, or for the regime test, which analysis.stats.regime_test decides)."""
+    if not primary or primary.get("test") == "regime":
+        return None
+    parsed = Primary.model_validate(primary)
+    return Claim(id=parsed.id, text=parsed.text, rule=parsed.rule)
+
+
+def with_primary(claims: ClaimsFile | None, primary: dict | None) -> ClaimsFile | None:
+    """The claims plus a claim-shaped primary hypothesis: everything the planner serves."""
+    extra = primary_claim(primary)
+    if extra is None:
+        return claims
+    if claims is None:
+        return ClaimsFile(claims=[extra])
+    return claims.model_copy(update={"claims": [*claims.claims, extra]})
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def resolve_claims_path(value, base: Path = CONFIG_DIR) -> Path | None:
     """study.yaml's `claims`: relative to the configs dir, absolute, or null."""
     if value in (None, "", False):
@@ -67,372 +213,427 @@ def resolve_claims_path(value, base: Path = CONFIG_DIR) -> Path | None:
     return path if path.is_absolute() else base / path
 
 
-def load_claims(path: str | Path) -> dict:
+def load_claims(path: str | Path) -> ClaimsFile:
     """Read and check a claims file; a mistake raises UserError naming claim and key."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"{path}: claims file not found; fix study.yaml's 'claims' or pass "
+        raise UserError(f"{path}: claims file not found; fix the preset's 'claims' or pass "
                         "--claims")
+    text = path.read_text()
     try:
-        tree = yaml.safe_load(path.read_text())
+        tree = yaml.safe_load(text)
     except yaml.YAMLError:
         raise UserError(f"{path}: not valid YAML; fix the syntax") from None
-    if not isinstance(tree, dict) or not isinstance(tree.get("claims"), list):
+    if not isinstance(tree, dict):
         raise UserError(f"{path}: expected a mapping with a 'claims' list")
-    defaults = {"alpha": stats.ALPHA, "min_n": 3, "seed": 0, **(tree.get("defaults") or {})}
-    seen = set()
-    for i, claim in enumerate(tree["claims"]):
-        where = f"{path}: claims[{i}]"
-        if not isinstance(claim, dict) or "id" not in claim:
-            raise UserError(f"{where}: each claim needs an 'id'")
-        where = f"{path}: claim {claim['id']!r}"
-        if claim["id"] in seen:
-            raise UserError(f"{where}: duplicate id")
-        seen.add(claim["id"])
-        if "text" not in claim:
-            raise UserError(f"{where}: missing 'text'")
-        _check_test(claim, where)
-    return {"defaults": defaults, "claims": tree["claims"], "path": path}
-
-
-def _check_test(spec: dict, where: str) -> None:
-    test = spec.get("test")
-    if test not in TESTS:
-        raise UserError(f"{where}: test={test!r}; expected one of {', '.join(TESTS)}")
-    missing = [k for k in TESTS[test] if k not in spec]
-    if missing:
-        raise UserError(f"{where}: test {test} needs {', '.join(missing)}")
-    for key in ("cell", "reference"):
-        if key in spec and not (isinstance(spec[key], dict) and all(
-                _is_number(v) for v in spec[key].values())):
-            raise UserError(f"{where}: {key} must map axis names to numbers, e.g. "
-                            "{eps: 0.1, lr_max: 0.005}")
-    for key in ("min_effect", "min_ratio", "max_rate", "max_share", "threshold_factor"):
-        if key in spec and not _is_number(spec[key]):
-            raise UserError(f"{where}: {key}={spec[key]!r}; expected a number")
-    for outcome in spec.get("outcomes", []):
-        if outcome not in OUTCOMES:
-            raise UserError(f"{where}: outcome {outcome!r} is not one of "
-                            f"{', '.join(OUTCOMES)}")
-    if test == "rate_difference" and spec["direction"] not in ("increase", "decrease"):
-        raise UserError(f"{where}: direction={spec['direction']!r}; expected increase or "
-                        "decrease")
-    if test == "interaction" and spec["endpoint"] not in stats.ENDPOINTS:
-        raise UserError(f"{where}: endpoint={spec['endpoint']!r}; expected one of "
-                        f"{', '.join(stats.ENDPOINTS)}")
-    if test == "any_of":
-        for j, part in enumerate(spec["parts"]):
-            _check_test(part, f"{where} part {j}")
-
-
-def _is_number(value) -> bool:
     try:
-        float(value)
-    except (TypeError, ValueError):
-        return False
-    return not isinstance(value, bool)
+        claims = ClaimsFile.model_validate(tree)
+    except ValidationError as err:
+        raise UserError(validation_line(err, str(path), _name_claim(tree))) from None
+    return claims.model_copy(update={"path": str(path), "sha256": content_hash(text)})
 
 
-# --------------------------------------------------------------------------- evaluation
-def evaluate_claims(claims: dict, trials: pd.DataFrame,
-                    scopes: list[tuple[set[str], pd.DataFrame, list[stats.Factor]]],
-                    curves: pd.DataFrame, confirmatory: bool) -> pd.DataFrame:
-    """One row per claim: test, effect with 95% interval, n, verdict, reason.
-
-    `trials` holds every run; `scopes` lists the design's blocks as (axes varied, the
-    block's runs with level columns, its factors); `curves` the per-report table.
-    """
-    defaults = claims["defaults"]
-    rows = []
-    for claim in claims["claims"]:
-        ctx = {"alpha": float(claim.get("alpha", defaults["alpha"])),
-               "min_n": int(claim.get("min_n", defaults["min_n"])),
-               "seed": int(defaults["seed"]), "curves": curves, "trials": trials,
-               "scopes": scopes}
-        result = _evaluate(claim, ctx)
-        rows.append({"id": claim["id"], "claim": " ".join(str(claim["text"]).split()),
-                     **result, "scope": "confirmatory" if confirmatory else "exploratory"})
-    return pd.DataFrame(rows, columns=["id", "claim", "test", "effect", "estimate", "ci_low",
-                                       "ci_high", "n", "verdict", "reason", "scope"])
+def _name_claim(tree: dict):
+    """Error locations say claim 'id' instead of claims.3.rule."""
+    def rename(loc: tuple) -> tuple:
+        if len(loc) >= 2 and loc[0] == "claims" and isinstance(loc[1], int):
+            items = tree.get("claims") or []
+            claim = items[loc[1]] if loc[1] < len(items) else None
+            name = (f"claim {claim['id']!r}" if isinstance(claim, dict) and "id" in claim
+                    else f"claims[{loc[1]}]")
+            rest = tuple(p for p in loc[2:] if p != "rule")
+            # A discriminated union adds the test's name to the location.
+            rest = tuple(p for p in rest if p not in (
+                "rate_difference", "rate_bound", "steps_ratio", "interaction", "any_of"))
+            return (name, *rest)
+        return loc
+    return rename
 
 
-def _evaluate(spec: dict, ctx: dict) -> dict:
-    test = spec["test"]
-    if test == "any_of":
-        return _any_of(spec, ctx)
-    function = {"rate_difference": _rate_difference, "steps_ratio": _steps_ratio,
-                "rate_bound": _rate_bound, "interaction": _interaction}[test]
-    return function(spec, ctx)
+# --------------------------------------------------------------------------- cells
+def cells_of(rule) -> list[Cell]:
+    """Every cell a rule compares (the cells the planner adds seeds to)."""
+    if isinstance(rule, AnyOf):
+        cells: list[Cell] = []
+        for part in rule.parts:
+            cells += [c for c in cells_of(part) if c not in cells]
+        return cells
+    if isinstance(rule, (RateDifference, StepsRatio)):
+        return [rule.cell, rule.reference]
+    if isinstance(rule, RateBound):
+        return [rule.cell]
+    cells = [rule.base, {**rule.base, **rule.change}]
+    for moderator in rule.moderators:
+        for cell in ({**rule.base, **moderator}, {**rule.base, **moderator, **rule.change}):
+            if cell not in cells:
+                cells.append(cell)
+    return cells
 
 
-def _scope(ctx: dict, named: set[str]):
-    """The block a claim about `named` axes is judged in: the first block varying them all
-    (axes it does not name then sit at the block's fixed values, or are pooled over in a
-    full factorial), else every run (its cells then name every axis they need)."""
-    for axes, frame, factors in ctx["scopes"]:
-        if named <= axes:
-            return frame, factors
-    return ctx["trials"], None
+def describe(cell: Cell) -> str:
+    return ", ".join(f"{k}={v:.3g}" for k, v in cell.items())
 
 
-def _result(test: str, verdict: str, reason: str, effect: str = "", estimate=math.nan,
-            ci=(math.nan, math.nan), n: str = "") -> dict:
-    return {"test": test, "effect": effect, "estimate": estimate, "ci_low": ci[0],
-            "ci_high": ci[1], "n": n, "verdict": verdict, "reason": reason}
+class Runs:
+    """The runs (one row per trial) and curves the claims read, prepared once for the many
+    cell look-ups of one evaluation."""
+
+    def __init__(self, runs: pd.DataFrame, curves: pd.DataFrame):
+        self.frame = runs
+        self.complete = (runs["status"].isin(FULL_BUDGET) & runs["outcome"].notna()
+                         ).to_numpy(dtype=bool)
+        self.seed = runs["seed"].to_numpy()
+        self.outcome = runs["outcome"].to_numpy(dtype=object)
+        self.final_per = (runs["final_val_per"].to_numpy(dtype=float)
+                          if "final_val_per" in runs else np.full(len(runs), np.nan))
+        self.trial_id = runs["trial_id"].to_numpy(dtype=object)
+        self._axes: dict[str, np.ndarray] = {}
+        self._curves = curves
+        self._by_trial: dict | None = None
+
+    def axis(self, name: str) -> np.ndarray | None:
+        if name not in self._axes:
+            if name not in self.frame:
+                return None
+            self._axes[name] = pd.to_numeric(self.frame[name], errors="coerce").to_numpy(
+                dtype=float)
+        return self._axes[name]
+
+    def curve(self, trial_id) -> tuple[np.ndarray, np.ndarray] | None:
+        """(steps, val_per) of a trial's evaluations, or None."""
+        if self._by_trial is None:
+            self._by_trial = {}
+            if len(self._curves):
+                ordered = self._curves.sort_values(["trial_id", "step"], kind="stable")
+                ids = ordered["trial_id"].to_numpy(dtype=object)
+                steps = ordered["step"].to_numpy(dtype=float)
+                per = ordered["val_per"].to_numpy(dtype=float)
+                starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+                for start, end in zip(starts, [*starts[1:], len(ids)]):
+                    self._by_trial[ids[start]] = (steps[start:end], per[start:end])
+        return self._by_trial.get(trial_id)
+
+    def cell(self, cell: Cell) -> tuple[np.ndarray, str]:
+        """Row indices of the complete runs at the cell, or a reason there are none."""
+        mask = np.ones(len(self.seed), dtype=bool)
+        for axis, value in cell.items():
+            values = self.axis(axis)
+            if values is None:
+                return np.zeros(0, dtype=int), f"{axis} is not an axis of this study"
+            mask &= np.isclose(values, float(value), rtol=1e-6, atol=0.0)
+        if not mask.any():
+            return np.zeros(0, dtype=int), f"({describe(cell)}) is not in this study's design"
+        rows = np.flatnonzero(mask & self.complete)
+        if len(np.unique(self.seed[rows])) < len(rows):
+            # The design never repeats (cell, seed): this cell pools several design points.
+            return rows, (f"({describe(cell)}) matches several cells of the design; name a "
+                          "value for every varied axis")
+        return rows, ""
+
+    def paired(self, cells: list[Cell]) -> tuple[list[np.ndarray], str]:
+        """Row indices per cell, aligned on the seeds every cell has (in seed order)."""
+        found = []
+        for cell in cells:
+            rows, problem = self.cell(cell)
+            if problem:
+                return [], problem
+            found.append(rows)
+        common = np.sort(self.seed[found[0]])
+        for rows in found[1:]:
+            common = np.intersect1d(common, self.seed[rows])
+        aligned = []
+        for rows in found:
+            by_seed = dict(zip(self.seed[rows].tolist(), rows.tolist()))
+            aligned.append(np.array([by_seed[seed] for seed in common.tolist()], dtype=int))
+        return aligned, ""
+
+    def indicator(self, rows: np.ndarray, outcomes) -> np.ndarray:
+        return np.isin(self.outcome[rows], list(outcomes)).astype(float)
 
 
-def select_cell(frame: pd.DataFrame, cell: dict) -> tuple[pd.DataFrame, str]:
-    """Runs at the given axis values (axes left out are pooled), any status."""
-    data = frame
-    for axis, value in cell.items():
-        if axis not in data:
-            return data.iloc[0:0], f"{axis} is not an axis of this study"
-        numeric = pd.to_numeric(data[axis], errors="coerce").to_numpy(dtype=float)
-        data = data[np.isclose(numeric, float(value), rtol=1e-6, atol=0.0)]
-    return data, ""
+# --------------------------------------------------------------------------- results
+@dataclass
+class Result:
+    test: str
+    verdict: str = "inconclusive"
+    reason: str = ""
+    effect: str = ""
+    estimate: float = math.nan
+    ci_low: float = math.nan
+    ci_high: float = math.nan
+    n: int = 0  # seeds (replicates) the verdict rests on
+    null: float = 0.0  # the "no effect" value of the estimate
+    bound: float = math.nan  # the claimed effect size whose exclusion refutes
+    # Projected further seeds to a verdict at the current trend (planning only).
+    to_support: float = math.inf
+    to_refute: float = math.inf
+
+    @property
+    def to_decide(self) -> float:
+        return 0.0 if self.verdict != "inconclusive" else min(self.to_support,
+                                                               self.to_refute)
 
 
-def _describe(cell: dict) -> str:
-    return ", ".join(f"{k}={stats.format_value(v)}" for k, v in cell.items())
+def _decide(cs: sequential.Interval, support, refute) -> tuple[str, str]:
+    """support/refute: (predicate on the CS, reason) pairs; refutation is checked first."""
+    if refute[0](cs):
+        return "refuted", refute[1]
+    if support[0](cs):
+        return "supported", support[1]
+    return "inconclusive", "the interval contains both no effect and the claimed effect"
 
 
-def _cells(spec: dict, ctx: dict, names=("cell", "reference")):
-    """The needed cells, or a reason the claim is inconclusive."""
-    frame, _ = _scope(ctx, {axis for name in names for axis in spec[name]})
-    cells = []
-    for name in names:
-        runs, problem = select_cell(frame, spec[name])
+def rate_difference(rule: RateDifference, runs: Runs, alpha: float) -> Result:
+    name = "/".join(rule.outcomes)
+    result = Result(f"rate of {name}: ({describe(rule.cell)}) minus ({describe(rule.reference)}),"
+                    " paired by seed")
+    rows, problem = runs.paired([rule.cell, rule.reference])
+    if problem:
+        result.reason = problem
+        return result
+    hits, ref_hits = (runs.indicator(r, rule.outcomes) for r in rows)
+    sign = 1.0 if rule.direction == "increase" else -1.0
+    diff = sign * (hits - ref_hits)
+    cs = sequential.mean_cs(diff, -1.0, 1.0, alpha, (0.0, rule.margin))
+    result.verdict, result.reason = _decide(
+        cs, (lambda c: c.excludes_below(0.0), f"the interval excludes 0 ({rule.direction})"),
+        (lambda c: c.excludes_above(rule.margin),
+         f"the interval excludes a {rule.direction} of {rule.margin:g}"))
+    low, high = sorted((sign * cs.low, sign * cs.high))
+    result.estimate, result.ci_low, result.ci_high, result.n = sign * cs.estimate, low, high, cs.n
+    result.bound = sign * rule.margin
+    x1, x2 = int(hits.sum()), int(ref_hits.sum())
+    result.effect = (f"{result.estimate:+.2f} [{low:+.2f}, {high:+.2f}] "
+                     f"({x1}/{cs.n} vs {x2}/{cs.n} seeds)")
+    result.to_support = sequential.replicates_to_exclude(diff, -1.0, 1.0, 0.0, alpha)
+    result.to_refute = sequential.replicates_to_exclude(diff, -1.0, 1.0, rule.margin, alpha)
+    return result
+
+
+def rate_bound(rule: RateBound, runs: Runs, alpha: float) -> Result:
+    name = "/".join(rule.outcomes)
+    result = Result(f"rate of {name} at ({describe(rule.cell)}) below {rule.max_rate:g}")
+    rows, problem = runs.paired([rule.cell])
+    if problem:
+        result.reason = problem
+        return result
+    x = runs.indicator(rows[0], rule.outcomes)
+    cs = sequential.mean_cs(x, 0.0, 1.0, alpha, (rule.max_rate,))
+    result.verdict, result.reason = _decide(
+        cs, (lambda c: c.excludes_above(rule.max_rate), f"upper end below {rule.max_rate:g}"),
+        (lambda c: c.excludes_below(rule.max_rate), f"lower end above {rule.max_rate:g}"))
+    result.estimate, result.ci_low, result.ci_high, result.n = cs.estimate, cs.low, cs.high, cs.n
+    result.null = result.bound = rule.max_rate
+    result.effect = (f"{cs.estimate:.2f} [{cs.low:.2f}, {cs.high:.2f}] "
+                     f"({int(x.sum())}/{cs.n} seeds)")
+    result.to_support = sequential.replicates_to_exclude(x, 0.0, 1.0, rule.max_rate, alpha)
+    result.to_refute = result.to_support if x.mean() > rule.max_rate else math.inf
+    if result.verdict == "inconclusive" and x.sum() == 0:
+        needed = next(n for n in range(cs.n, 1000) if sequential.mean_cs(
+            np.zeros(n), 0.0, 1.0, alpha, (rule.max_rate,)).excludes_above(rule.max_rate))
+        result.reason += f" (with no failures, {needed} seeds would decide it)"
+    return result
+
+
+def steps_to_reach(curve: tuple[np.ndarray, np.ndarray], threshold: float) -> float:
+    """First evaluated step with val_per <= threshold; +inf if never."""
+    steps, per = curve
+    reached = steps[per <= threshold]
+    return float(reached.min()) if len(reached) else math.inf
+
+
+def paired_step_ratios(rule: StepsRatio, runs: Runs, cell: np.ndarray, ref: np.ndarray
+                       ) -> tuple[np.ndarray, int]:
+    """Per seed: cell steps / reference steps to the reference run's threshold."""
+    ratios, skipped = [], 0
+    for cell_row, ref_row in zip(cell, ref):
+        ref_curve = runs.curve(runs.trial_id[ref_row])
+        cell_curve = runs.curve(runs.trial_id[cell_row])
+        if (runs.outcome[ref_row] in NO_DECODER or ref_curve is None or cell_curve is None
+                or not np.isfinite(runs.final_per[ref_row])):
+            skipped += 1
+            continue
+        threshold = rule.threshold_factor * float(runs.final_per[ref_row])
+        ratios.append(steps_to_reach(cell_curve, threshold)
+                      / steps_to_reach(ref_curve, threshold))
+    return np.asarray(ratios, dtype=float), skipped
+
+
+def steps_ratio(rule: StepsRatio, runs: Runs, alpha: float) -> Result:
+    result = Result(f"median over seeds of steps to {rule.threshold_factor:g}x the reference "
+                    f"run's final PER: ({describe(rule.cell)}) / ({describe(rule.reference)})")
+    rows, problem = runs.paired([rule.cell, rule.reference])
+    if problem:
+        result.reason = problem
+        return result
+    ratios, skipped = paired_step_ratios(rule, runs, *rows)
+    cs = sequential.median_cs(ratios, alpha, (1.0, rule.min_ratio))
+    result.verdict, result.reason = _decide(
+        cs, (lambda c: c.excludes_below(1.0), "the interval excludes 1 (slower)"),
+        (lambda c: c.excludes_above(rule.min_ratio),
+         f"the interval excludes a ratio of {rule.min_ratio:g}"))
+    if skipped:
+        result.reason += f"; {skipped} seed(s) skipped: the reference run set no threshold"
+    result.estimate, result.ci_low, result.ci_high, result.n = cs.estimate, cs.low, cs.high, cs.n
+    result.null, result.bound = 1.0, rule.min_ratio
+    never = int(np.isinf(ratios).sum())
+    result.effect = (f"x{cs.estimate:.2f} [{cs.low:.2f}, {cs.high:.2f}] ({never}/{cs.n} "
+                     "seeds never reached the threshold)" if cs.n else "")
+    # Sign tests behind the two decisions: P(ratio > 1) > 1/2, P(ratio < min_ratio) > 1/2.
+    result.to_support = sequential.replicates_to_exclude(ratios > 1.0, 0.0, 1.0, 0.5, alpha)
+    result.to_refute = sequential.replicates_to_exclude(ratios < rule.min_ratio, 0.0, 1.0,
+                                                        0.5, alpha)
+    return result
+
+
+def interaction(rule: Interaction, runs: Runs, alpha: float) -> Result:
+    changed = {**rule.base, **rule.change}
+    result = Result(f"difference of differences in the rate of {'/'.join(rule.outcomes)}: "
+                    f"effect of ({describe(rule.change)}) at ({describe(rule.base)}) minus "
+                    f"with {' / '.join(describe(m) for m in rule.moderators)}, paired by seed")
+    share = alpha / len(rule.moderators)
+    parts = []
+    for moderator in rule.moderators:
+        cells = [rule.base, changed, {**rule.base, **moderator},
+                 {**changed, **moderator}]
+        rows, problem = runs.paired(cells)
         if problem:
-            return None, problem
-        if runs.empty:
-            return None, f"{name} ({_describe(spec[name])}) is not in this study's design"
-        data = stats.full_budget(runs)
-        if len(data) < ctx["min_n"]:
-            return None, (f"{name} ({_describe(spec[name])}) has {len(data)} full-budget "
-                          f"run(s), fewer than min_n={ctx['min_n']}")
-        cells.append(data)
-    return cells, ""
-
-
-def _rate_difference(spec: dict, ctx: dict) -> dict:
-    outcomes = list(spec["outcomes"])
-    test = (f"rate of {'/'.join(outcomes)}: {_describe(spec['cell'])} minus "
-            f"{_describe(spec['reference'])} (Newcombe)")
-    cells, problem = _cells(spec, ctx)
-    if cells is None:
-        return _result(test, "inconclusive", problem)
-    (cell, ref) = cells
-    x1, n1 = int(cell["outcome"].isin(outcomes).sum()), len(cell)
-    x2, n2 = int(ref["outcome"].isin(outcomes).sum()), len(ref)
-    diff = x1 / n1 - x2 / n2
-    lo, hi = confint_proportions_2indep(x1, n1, x2, n2, method="newcomb", compare="diff",
-                                        alpha=ctx["alpha"])
-    lo, hi = float(lo), float(hi)
-    sign = 1 if spec["direction"] == "increase" else -1
-    # Orient so that the claimed direction is positive.
-    claimed_lo, claimed_hi = sorted((sign * lo, sign * hi))
-    min_effect = float(spec["min_effect"])
-    if claimed_hi < min_effect:
-        verdict = "refuted"
-        reason = (f"the interval excludes a {spec['direction']} of {min_effect:g}"
-                  + (" (a smaller effect is present)" if claimed_lo > 0 else ""))
-    elif claimed_lo > 0:
-        verdict, reason = "supported", f"the interval excludes 0 ({spec['direction']})"
+            result.reason = problem
+            return result
+        a, b, c, d = (runs.indicator(r, rule.outcomes) for r in rows)
+        did = (b - a) - (d - c)
+        cs = sequential.mean_cs(did, -2.0, 2.0, share, (0.0, -rule.margin, rule.margin))
+        parts.append((moderator, did, cs))
+    supported = [p for p in parts if p[2].excludes_below(0.0) or p[2].excludes_above(0.0)]
+    refuted = all(p[2].excludes_above(rule.margin) and p[2].excludes_below(-rule.margin)
+                  for p in parts)
+    if refuted:
+        result.verdict = "refuted"
+        result.reason = f"every interval lies within +-{rule.margin:g}"
+    elif supported:
+        result.verdict = "supported"
+        result.reason = ("the interval excludes 0 with "
+                         + ", ".join(describe(p[0]) for p in supported))
     else:
-        verdict, reason = "inconclusive", "the interval contains 0 and the claimed effect"
-    return _result(test, verdict, reason, f"{diff:+.2f} [{lo:+.2f}, {hi:+.2f}] "
-                   f"({x1}/{n1} vs {x2}/{n2})", diff, (lo, hi), f"{n1} vs {n2}")
+        result.reason = "an interval contains both 0 and the claimed size"
+    if len(parts) > 1:
+        result.reason += f" (alpha/{len(parts)} each)"
+    # The headline is the largest interaction found.
+    moderator, did, cs = max(parts, key=lambda p: abs(p[2].estimate) if p[2].n else -1)
+    result.estimate, result.ci_low, result.ci_high = cs.estimate, cs.low, cs.high
+    result.bound = rule.margin if cs.estimate >= 0 else -rule.margin
+    result.n = min(p[2].n for p in parts)
+    result.effect = "; ".join(f"{describe(m)}: {c.estimate:+.2f} [{c.low:+.2f}, {c.high:+.2f}]"
+                              f" (n={c.n})" for m, _, c in parts)
+    result.to_support = min(sequential.replicates_to_exclude(d, -2.0, 2.0, 0.0, share)
+                            for _, d, _ in parts)
+    result.to_refute = max(max(sequential.replicates_to_exclude(d, -2.0, 2.0, rule.margin,
+                                                                share),
+                               sequential.replicates_to_exclude(d, -2.0, 2.0, -rule.margin,
+                                                                share))
+                           for _, d, _ in parts)
+    return result
 
 
-def steps_to_threshold(curves: pd.DataFrame, trial_ids, threshold: float,
-                       budgets: pd.Series) -> np.ndarray:
-    """First step with val_per <= threshold; runs that never get there are infinite (they
-    are slower than any budget shows: counting them at the budget would cap the ratio)."""
-    out = []
-    for trial_id in trial_ids:
-        run = curves[curves["trial_id"] == trial_id]
-        reached = run.loc[run["val_per"] <= threshold, "step"]
-        out.append(float(reached.min()) if len(reached) else math.inf)
-    return np.asarray(out)
+def any_of(rule: AnyOf, runs: Runs, alpha: float) -> Result:
+    results = [evaluate_rule(part, runs, alpha / len(rule.parts))
+               for part in rule.parts]
+    verdicts = [r.verdict for r in results]
+    verdict = ("supported" if "supported" in verdicts else
+               "refuted" if all(v == "refuted" for v in verdicts) else "inconclusive")
+    lead = next((r for r in results if r.verdict == verdict), results[0])
+    return Result(
+        test=f"any of ({len(results)} parts at alpha/{len(results)}): "
+             + " | ".join(r.test for r in results),
+        verdict=verdict,
+        reason=" | ".join(f"{r.verdict}: {r.reason}" for r in results),
+        effect=" | ".join(r.effect or "-" for r in results),
+        estimate=lead.estimate, ci_low=lead.ci_low, ci_high=lead.ci_high,
+        n=min(r.n for r in results), null=lead.null, bound=lead.bound,
+        to_support=min(r.to_support for r in results),
+        to_refute=max(r.to_refute for r in results))
 
 
-def _steps_ratio(spec: dict, ctx: dict) -> dict:
-    factor = float(spec["threshold_factor"])
-    test = (f"median steps to {factor:g}x the reference's median final PER: "
-            f"{_describe(spec['cell'])} / {_describe(spec['reference'])} (bootstrap)")
-    cells, problem = _cells(spec, ctx)
-    if cells is None:
-        return _result(test, "inconclusive", problem)
-    cell, ref = cells
-    ref_per = stats.per_set(ref)[stats.PER_COLUMN]
-    if ref_per.empty:
-        return _result(test, "inconclusive", "no non-failed reference run sets a threshold")
-    threshold = factor * float(ref_per.median())
-    budgets = ctx["trials"].set_index("trial_id")["budget_steps"]
-    a = steps_to_threshold(ctx["curves"], cell["trial_id"], threshold, budgets)
-    b = steps_to_threshold(ctx["curves"], ref["trial_id"], threshold, budgets)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ratio = float(np.median(a) / np.median(b))
-        rng = np.random.default_rng(ctx["seed"])
-        draws_a = np.median(a[rng.integers(0, len(a), (BOOTSTRAP_RESAMPLES, len(a)))], axis=1)
-        draws_b = np.median(b[rng.integers(0, len(b), (BOOTSTRAP_RESAMPLES, len(b)))], axis=1)
-        ratios = np.where(np.isinf(draws_a) & np.isinf(draws_b), np.nan, draws_a / draws_b)
-    lo, hi = np.nanquantile(ratios, [ctx["alpha"] / 2, 1 - ctx["alpha"] / 2],
-                            method="inverted_cdf")  # no interpolation between inf draws
-    min_ratio = float(spec["min_ratio"])
-    # Refuting "much slower" needs most runs of the cell to reach the threshold at all.
-    cell_reached = np.isfinite(a).mean() > 0.5
-    if hi < min_ratio and cell_reached:
-        verdict, reason = "refuted", f"the interval excludes a ratio of {min_ratio:g}"
-    elif lo > 1:
-        verdict, reason = "supported", "the interval excludes 1 (slower)"
-    else:
-        verdict, reason = "inconclusive", "the interval contains 1 and the claimed ratio"
-    return _result(test, verdict, reason + f"; threshold PER {threshold:.3f}",
-                   f"x{ratio:.2f} [{lo:.2f}, {hi:.2f}] ({int(np.isfinite(a).sum())}/{len(a)} "
-                   "runs reached the threshold)", ratio, (float(lo), float(hi)),
-                   f"{len(a)} vs {len(b)}")
+TESTS = {RateDifference: rate_difference, RateBound: rate_bound, StepsRatio: steps_ratio,
+         Interaction: interaction, AnyOf: any_of}
 
 
-def _rate_bound(spec: dict, ctx: dict) -> dict:
-    outcomes = list(spec["outcomes"])
-    max_rate = float(spec["max_rate"])
-    test = (f"rate of {'/'.join(outcomes)} at {_describe(spec['cell'])} below "
-            f"{max_rate:g} (Wilson)")
-    cells, problem = _cells(spec, ctx, names=("cell",))
-    if cells is None:
-        return _result(test, "inconclusive", problem)
-    cell = cells[0]
-    x, n = int(cell["outcome"].isin(outcomes).sum()), len(cell)
-    lo, hi = stats.wilson(x, n, ctx["alpha"])
-    if hi < max_rate:
-        verdict, reason = "supported", f"upper bound below {max_rate:g}"
-    elif lo > max_rate:
-        verdict, reason = "refuted", f"lower bound above {max_rate:g}"
-    else:
-        needed = next((m for m in range(n, 400) if stats.wilson(0, m, ctx["alpha"])[1]
-                       < max_rate), None)
-        reason = f"the interval contains {max_rate:g}"
-        if x == 0 and needed:
-            reason += f" (with no failures, {needed} runs would be needed)"
-        verdict = "inconclusive"
-    return _result(test, verdict, reason, f"{x / n:.2f} [{lo:.2f}, {hi:.2f}] ({x}/{n})",
-                   x / n, (lo, hi), str(n))
+def evaluate_rule(rule, runs: Runs, alpha: float) -> Result:
+    return TESTS[type(rule)](rule, runs, alpha)
 
 
-def _interaction(spec: dict, ctx: dict) -> dict:
-    endpoint = spec["endpoint"]
-    terms = [tuple(t) for t in spec["terms"]]
-    test = (f"Firth penalised LRT of {', '.join(' x '.join(t) for t in terms)} on "
-            f"{stats.ENDPOINT_TEXT[endpoint]}")
-    named = {a for t in terms for a in t}
-    frame, factors = _scope(ctx, named)
-    if factors is None:
-        return _result(test, "inconclusive", "the axes it names are not varied together "
-                       "in one block of this study")
-    by_axis = {f.axis: f for f in factors}
-    missing = sorted(named - set(by_axis))
-    if missing:
-        return _result(test, "inconclusive",
-                       f"not varied in this study: {', '.join(missing)}")
-    data = stats.full_budget(frame)
-    n = len(data)
-    y = stats.endpoint_indicator(data, endpoint).to_numpy()
-    if n == 0 or y.min() == y.max():
-        return _result(test, "inconclusive", "no variation in the endpoint" if n else
-                       "no full-budget runs", n=str(n))
-    named = [f for f in factors if f.axis in {a for t in terms for a in t}]
-    others = [f for f in factors if f not in named]
-    pairs = list(itertools.combinations(named, 2))
-    term = stats.factor_term
-    rhs = " + ".join([term(f.column) for f in factors]
-                     + [f"{term(a.column)}:{term(b.column)}" for a, b in pairs])
-    design = patsy.dmatrix(rhs, stats.drop_unused_levels(data, factors),
-                           return_type="dataframe")
-    if (np.linalg.matrix_rank(design.to_numpy()) < design.shape[1]
-            or design.shape[1] >= n):
-        return _result(test, "inconclusive", "too few runs or empty cells for the model",
-                       n=str(n))
-    wanted = {frozenset((by_axis[a].column, by_axis[b].column)) for a, b in terms}
-    columns = []
-    for a, b in pairs:
-        if frozenset((a.column, b.column)) in wanted:
-            name = f"{term(a.column)}:{term(b.column)}"
-            columns += list(range(design.shape[1]))[design.design_info.term_name_slices[name]]
-    result = stats.firth_lrt(design.to_numpy(), y, columns)
-    share, lo, hi = _share_interval(data.assign(y=y), factors, terms, ctx)
-    effect = (f"variance share {share:.2f} [{lo:.2f}, {hi:.2f}]; chi2={result.chi2:.2f}, "
-              f"df={result.df}, p={result.p_value:.3g}")
-    max_share = float(spec["max_share"])
-    if result.p_value < ctx["alpha"]:
-        verdict, reason = "supported", f"p < {ctx['alpha']:g}"
-    elif np.isfinite(hi) and hi < max_share:
-        verdict, reason = "refuted", f"not significant and the share is below {max_share:g}"
-    else:
-        verdict = "inconclusive"
-        reason = ("not significant, but a share as large as "
-                  f"{max_share:g} is not excluded" if np.isfinite(hi) else
-                  "not significant; the grid is incomplete, so no share interval")
-    if result.separation:
-        reason += "; separation detected (Firth estimates finite)"
-    if others:
-        reason += f"; other axes as main effects: {', '.join(f.axis for f in others)}"
-    return _result(test, verdict, reason, effect, share, (lo, hi), str(n))
+COLUMNS = ["id", "claim", "test", "effect", "estimate", "ci_low", "ci_high", "null", "bound",
+           "n", "verdict", "reason", "to_decide"]
 
 
-def _share_interval(data: pd.DataFrame, factors: list[stats.Factor], terms, ctx
-                    ) -> tuple[float, float, float]:
-    """Summed fANOVA share of `terms` on the full grid, with a within-cell bootstrap."""
-    names = [f.axis for f in factors]
-    keys = [f"{a} x {b}" if names.index(a) < names.index(b) else f"{b} x {a}"
-            for a, b in terms]
-
-    def share(sample: pd.DataFrame) -> float:
-        cube = stats.cell_mean_cube(sample, factors, "y")
-        if cube is None:
-            return math.nan
-        shares = stats.grid_shares(cube, names)
-        return sum(shares.get(k, 0.0) for k in keys) if shares else 0.0
-
-    estimate = share(data)
-    if not np.isfinite(estimate):
-        return math.nan, math.nan, math.nan
-    rng = np.random.default_rng(ctx["seed"])
-    groups = [g.to_numpy() for _, g in data.groupby([f.column for f in factors],
-                                                    observed=True)["y"]]
-    cube_shape = [len(f.levels) for f in factors]
-    # A binary endpoint resamples each cell's rate from its Jeffreys posterior
-    # Beta(x + 1/2, n - x + 1/2): resampling runs of a 0/3 or 3/3 cell has no variance and
-    # would give a zero-width interval from three runs.
-    binary = all(np.isin(g, (0.0, 1.0)).all() for g in groups)
-    draws = []
-    for _ in range(500):
-        if binary:
-            means = np.array([rng.beta(g.sum() + 0.5, len(g) - g.sum() + 0.5) for g in groups])
-        else:
-            means = np.array([g[rng.integers(0, len(g), len(g))].mean() for g in groups])
-        shares = stats.grid_shares(means.reshape(cube_shape), names)
-        draws.append(sum(shares.get(k, 0.0) for k in keys) if shares else 0.0)
-    lo, hi = np.quantile(draws, [ctx["alpha"] / 2, 1 - ctx["alpha"] / 2])
-    return estimate, float(lo), float(hi)
+def evaluate_claims(claims: ClaimsFile, runs: pd.DataFrame, curves: pd.DataFrame
+                    ) -> pd.DataFrame:
+    """One row per claim: test, effect with its 95% CS, seeds, verdict, reason, and the
+    projected further seeds to a verdict (`to_decide`, 0 once decided)."""
+    rows = []
+    prepared = Runs(runs, curves)
+    for claim in claims.claims:
+        result = evaluate_rule(claim.rule, prepared, claims.alpha(claim))
+        rows.append({"id": claim.id, "claim": " ".join(claim.text.split()),
+                     "test": result.test, "effect": result.effect,
+                     "estimate": result.estimate, "ci_low": result.ci_low,
+                     "ci_high": result.ci_high, "null": result.null,
+                     "bound": result.bound, "n": result.n,
+                     "verdict": result.verdict,
+                     "reason": result.reason, "to_decide": result.to_decide})
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def _any_of(spec: dict, ctx: dict) -> dict:
-    parts = spec["parts"]
-    part_ctx = {**ctx, "alpha": ctx["alpha"] / len(parts)}
-    results = [_evaluate(part, part_ctx) for part in parts]
-    verdicts = [r["verdict"] for r in results]
-    if "supported" in verdicts:
-        verdict = "supported"
-    elif all(v == "refuted" for v in verdicts):
-        verdict = "refuted"
-    else:
-        verdict = "inconclusive"
-    joined = " | ".join
-    return _result(f"any of ({len(parts)} parts at alpha/{len(parts)}): "
-                   + joined(r["test"] for r in results), verdict,
-                   joined(f"{r['verdict']}: {r['reason']}" for r in results),
-                   joined(r["effect"] or "-" for r in results)
-                   if any(r["effect"] for r in results) else "",
-                   n=joined(r["n"] or "-" for r in results) if any(r["n"] for r in results)
-                   else "")
+# --------------------------------------------------------------------------- over training
+def runs_at_step(runs: pd.DataFrame, curves: pd.DataFrame, fraction: float
+                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The runs as if each had stopped at `fraction` of its budget: outcome, final PER and
+    curve are those of its last evaluation at or before that step."""
+    if curves.empty:
+        return runs.iloc[0:0], curves
+    budget = curves["trial_id"].map(runs.set_index("trial_id")["budget_steps"])
+    cut = curves[curves["step"] <= fraction * budget + 1e-9]
+    last = cut.sort_values("step").groupby("trial_id").tail(1).set_index("trial_id")
+    complete = runs[runs["status"].isin(FULL_BUDGET) & runs["outcome"].notna()
+                    ].set_index("trial_id")
+    keep = complete.index.intersection(last.index)
+    at = complete.loc[keep].copy()
+    at["outcome"] = last.loc[keep, "outcome"]
+    at["final_val_per"] = last.loc[keep, "val_per"]
+    return at.reset_index(), cut[cut["trial_id"].isin(keep)]
+
+
+def claims_over_training(claims: ClaimsFile, runs: pd.DataFrame, curves: pd.DataFrame,
+                         fractions) -> pd.DataFrame:
+    """Each claim's effect and verdict had every run stopped at each fraction of its
+    budget: one row per (claim, fraction)."""
+    rows = []
+    for fraction in fractions:
+        at, cut = runs_at_step(runs, curves, fraction)
+        if at.empty:
+            continue
+        table = evaluate_claims(claims, at, cut)
+        rows.append(table.assign(fraction=float(fraction)))
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(
+        columns=[*COLUMNS, "fraction"])
+
+
+SETTLE_FROM = 0.75  # "the last part of training": the final quarter of the budget
+
+
+def settled(trajectory: pd.DataFrame, claim_id: str) -> tuple[bool, str]:
+    """Not settled when, over the last quarter of training, the claim's verdict changed or
+    its effect changed sign."""
+    rows = trajectory[(trajectory["id"] == claim_id)
+                      & (trajectory["fraction"] >= SETTLE_FROM - 1e-9)]
+    if len(rows) < 2:
+        return True, "too few evaluations to judge"
+    verdicts = rows["verdict"].unique()
+    signs = {int(np.sign(e - null)) for e, null in zip(rows["estimate"], rows["null"])
+             if np.isfinite(e) and e != null}
+    if len(verdicts) > 1:
+        return False, ("the verdict changed over the last quarter of training ("
+                       + " -> ".join(rows.sort_values("fraction")["verdict"]) + ")")
+    if len(signs) > 1:
+        return False, "the effect changed sign over the last quarter of training"
+    return True, ""

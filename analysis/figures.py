@@ -26,7 +26,7 @@ PALETTE = {"stable": "#2ca02c", "blank_collapse": "#9467bd", "diverged": "#d6272
            "exploding": "#ff7f0e", "slow": "#8c6d31", "stopped_early": "#9e9e9e",
            "errored": "#000000"}
 DPI = 100
-HATCH_NOTE = (f"Hatched, washed-out cells: the 95% Wilson interval contains "
+HATCH_NOTE = (f"Hatched, washed-out cells: the rate's 95% confidence sequence contains "
               f"{stats.STABLE_RATE_THRESHOLD:.0%}, so the cell's side of the threshold is "
               "uncertain")
 
@@ -107,7 +107,7 @@ def _rate_panel(ax, cells: pd.DataFrame, a: stats.Factor, b: stats.Factor, outco
             values[i, j] = cell[f"rate_{outcome}"]
             interval = "" if compact else f"\n[{lo:.2f}, {hi:.2f}]"
             labels[i, j] = f"{values[i, j]:.2f}{interval}\nn={n}"
-            if stats.stable_uncertain(lo, hi):
+            if stats.cell_status(lo, hi) == "uncertain":
                 uncertain.append((i, j))
     mesh = annotated_heatmap(ax, values, labels, cmap="RdYlGn" if outcome == "stable"
                              else "RdYlGn_r", vmin=0, vmax=1, xlabels=b.levels,
@@ -157,8 +157,8 @@ def pair_heatmaps(frame: pd.DataFrame, a: stats.Factor, b: stats.Factor, definit
     pooled_text = f"Pooled over {', '.join(pooled)}. " if pooled else ""
     compact_text = ("Cells show rate and n; the intervals are in cells.csv. "
                     if compact else "")
-    fig.suptitle(f"{a.axis} x {b.axis}: outcome rates of full-budget runs (95% Wilson CI, "
-                 f"n = runs)", fontsize=13)
+    fig.suptitle(f"{a.axis} x {b.axis}: outcome rates of full-budget runs (95% confidence "
+                 "sequence, n = runs)", fontsize=13)
     fig.text(0.01, 0.005, _wrap(f"{definition} {pooled_text}{compact_text}{HATCH_NOTE}."),
              fontsize=8.5, va="bottom")
     # Fixed margins: tight_layout costs a full draw of six annotated panels.
@@ -200,7 +200,7 @@ def stable_map(frame: pd.DataFrame, factors: list[stats.Factor], definition: str
             if cell["n"] > 0:
                 values[i, j] = cell["rate_stable"]
                 labels[i, j] = f"{int(cell['count_stable'])}/{int(cell['n'])}"
-                if stats.stable_uncertain(cell["lo_stable"], cell["hi_stable"]):
+                if cell["status"] == "uncertain":
                     uncertain.append((i, j))
         ax = axes[r, c]
         annotated_heatmap(ax, values, labels, cmap="RdYlGn", vmin=0, vmax=1,
@@ -362,3 +362,71 @@ def regime_plot(frame: pd.DataFrame) -> plt.Figure | None:
     fig.tight_layout()
     return fig
 
+
+
+VERDICT_COLOURS = {"supported": "#1e7b34", "refuted": "#b3261e", "inconclusive": "#6d6d6d"}
+
+
+def _claim_axis_limits(values: list[float], ratio: bool) -> tuple[float, float]:
+    finite = [v for v in values if np.isfinite(v)]
+    if ratio:
+        finite = [v for v in finite if v > 0]
+        low, high = min([*finite, 0.5]), max([*finite, 2.0])
+        return low / 1.5, high * 1.5
+    low, high = min(finite), max(finite)
+    pad = 0.08 * max(high - low, 0.1)
+    return low - pad, high + pad
+
+
+def claim_effects(claims: pd.DataFrame, trajectory: pd.DataFrame) -> plt.Figure | None:
+    """One row per claim. Left: the effect at the end of training with its 95% confidence
+    sequence, the no-effect value (dashed) and the claimed size whose exclusion refutes
+    (dotted). Right: the same over training (fraction of the budget), the last quarter,
+    where a verdict must hold to count as settled, shaded."""
+    if claims is None or claims.empty:
+        return None
+    fig, axes = plt.subplots(len(claims), 2, figsize=(13, 1.9 * len(claims) + 0.6), dpi=DPI,
+                             squeeze=False, gridspec_kw={"width_ratios": [1, 1.3]})
+    for (_, row), (left, right) in zip(claims.iterrows(), axes):
+        ratio = row["null"] == 1.0 and row["bound"] > 1.0
+        curve = trajectory[trajectory["id"] == row["id"]].sort_values("fraction") \
+            if len(trajectory) else trajectory
+        values = [row["estimate"], row["ci_low"], row["ci_high"], row["null"], row["bound"]]
+        if len(curve):
+            values += list(curve["ci_low"]) + list(curve["ci_high"]) + list(curve["estimate"])
+        low, high = _claim_axis_limits(values, ratio)
+        colour = VERDICT_COLOURS.get(row["verdict"], "0.3")
+        ci = [min(max(v, low), high) if np.isfinite(v) else (high if v > 0 else low)
+              for v in (row["ci_low"], row["ci_high"])]
+        left.plot(ci, [0, 0], color=colour, linewidth=4, solid_capstyle="butt")
+        if np.isfinite(row["estimate"]):
+            left.plot([row["estimate"]], [0], "o", color="black", markersize=7)
+        for value, style in ((row["null"], "--"), (row["bound"], ":")):
+            if np.isfinite(value):
+                left.axvline(value, color="0.35", linestyle=style, linewidth=1.2)
+        left.set_xlim(low, high)
+        left.set_yticks([])
+        if ratio:
+            left.set_xscale("log")
+        left.set_title(f"{row['id']}: {str(row['verdict']).upper()} (n = {row['n']} seeds)",
+                       fontsize=9.5, color=colour, loc="left")
+        if len(curve):
+            x = curve["fraction"].to_numpy()
+            lo = np.clip(curve["ci_low"].to_numpy(dtype=float), low, high)
+            hi = np.clip(curve["ci_high"].to_numpy(dtype=float), low, high)
+            right.fill_between(x, lo, hi, color=colour, alpha=0.25, linewidth=0)
+            right.plot(x, np.clip(curve["estimate"].to_numpy(dtype=float), low, high),
+                       color="black", linewidth=1.2)
+            right.axvspan(0.75, 1.0, color="0.9", zorder=0)
+        for value, style in ((row["null"], "--"), (row["bound"], ":")):
+            if np.isfinite(value):
+                right.axhline(value, color="0.35", linestyle=style, linewidth=1.0)
+        right.set_ylim(low, high)
+        right.set_xlim(0, 1)
+        if ratio:
+            right.set_yscale("log")
+        right.set_title("over training (fraction of the budget)", fontsize=8.5, loc="left")
+    fig.suptitle("Claims: effect and 95% anytime-valid confidence sequence; dashed = no "
+                 "effect, dotted = the claimed size (excluding it refutes)", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    return fig

@@ -73,29 +73,55 @@ def _what_was_run(experiment) -> str:
     study = experiment.study
     axes = []
     for axis in experiment.axes:
+        raw = study.axes[axis.name]
         if axis.values is not None:
             spec = ", ".join(stats.format_value(v) for v in axis.values)
         else:
-            raw = study["axes"][axis.name]
-            spec = f"{axis.distribution}({raw.get('low')}, {raw.get('high')})"
-        axes.append(f"{axis.name} ({axis.key or '-'}): {spec}")
-    data = study.get("data") or {}
-    seeds = study.get("seeds", study.get("n_seeds", ""))
-    versions = ", ".join(f"{k} {v}" for k, v in (study.get("versions") or {}).items())
+            spec = f"{axis.distribution}({raw.low:g}, {raw.high:g})"
+        linked = f", moves with {raw.linked_to}" if raw.linked_to else ""
+        axes.append(f"{axis.name} ({axis.key or '-'}): {spec}{linked}")
+    data = study.data
+    versions = ", ".join(f"{k} {v}" for k, v in study.versions.items())
     items = [
-        ("study", experiment.name), ("preset", study.get("preset", "")),
-        ("kind", experiment.kind), ("search / scheduler",
-                                    f"{study.get('search', '')} / {study.get('scheduler', '')}"),
-        ("axes", "; ".join(axes)), ("seeds", seeds),
-        ("budget (steps)", study.get("budget_steps", "")),
-        ("metric", f"{study.get('metric', '')} ({study.get('mode', '')})"),
-        ("data", f"{data.get('path', '')}, fingerprint {data.get('fingerprint', '')}, "
-                 f"{data.get('n_sessions', '?')} sessions, {data.get('n_train_trials', '?')} "
-                 f"train / {data.get('n_val_trials', '?')} val trials"),
-        ("versions", versions), ("command", study.get("cli", "")),
-        ("started", study.get("started", "")), ("folder", str(experiment.path)),
+        ("study", experiment.name), ("preset", study.preset), ("kind", experiment.kind),
+        ("search / scheduler", f"{study.search} / {study.scheduler}"),
+        ("axes", "; ".join(axes)),
+        ("seeds (first wave)", ", ".join(map(str, study.seeds))),
+        ("budget (steps)", f"{study.budget_steps} ({study.budget}), evaluation every "
+                           f"{study.eval_every}"),
+        ("metric", f"{study.metric} ({study.mode})"),
+        ("data", f"{data.path}, fingerprint {data.fingerprint}, {data.n_sessions} sessions, "
+                 f"{data.n_train_trials} train / {data.n_val_trials} val trials"),
+        ("claims", f"{study.claims.path} (sha256 {study.claims.sha256[:12]}, analysis "
+                   f"version {study.claims.analysis_version})" if study.claims else "none"),
+        ("versions", versions), ("command", study.cli),
+        ("started", study.started), ("folder", str(experiment.path)),
     ]
     return table(pd.DataFrame(items, columns=["", "value"]))
+
+
+def _waves(experiment) -> str:
+    adaptive = experiment.study.adaptive
+    if adaptive is None:
+        return "<p>A fixed design (no claim-directed waves).</p>"
+    points = experiment.study.points
+    rows = []
+    for wave in adaptive.waves:
+        cells = sorted({t.cell for t in wave.trials})
+        rows.append({"wave": wave.index, "trials": len(wave.trials),
+                     "cells": "; ".join(", ".join(f"{k}={v:g}" for k, v in points[c].items())
+                                        for c in cells) if len(cells) <= 6
+                     else f"{len(cells)} cells",
+                     "seeds": ", ".join(map(str, sorted({t.seed for t in wave.trials}))),
+                     "why": wave.reason,
+                     "minutes": f"{wave.minutes:.1f}" if wave.minutes is not None else
+                     "unfinished"})
+    budget = ", ".join(x for x in (
+        f"{adaptive.minutes:g} training minutes" if adaptive.minutes else "",
+        f"{adaptive.max_trials} trials" if adaptive.max_trials else "") if x) or "none"
+    return (f"<p>Budget: {_esc(budget)}; spent {adaptive.minutes_spent:.1f} minutes on "
+            f"{adaptive.n_trials} trials. Stopped: {_esc(adaptive.stopped or 'not yet')}.</p>"
+            + table(pd.DataFrame(rows), numeric=("wave", "trials")))
 
 
 MAX_CELL_ROWS = 64
@@ -142,22 +168,6 @@ def _denominators(results) -> str:
 
 def _tests_section(experiment, results) -> str:
     parts = []
-    row = results.primary_row
-    text = experiment.study.get("primary_hypothesis") or ""
-    if row is not None:
-        parts.append(
-            f'<div class="primary"><b>Pre-registered primary test</b> ({_esc(text)}): '
-            f"{_esc(row['pair'])} on {_esc(stats.ENDPOINT_TEXT[row['endpoint']])}, "
-            f"{_esc(row['method'])}: statistic {_fmt(row['statistic'])} "
-            f"(df {_esc(row['df'])}), <b>p = {_fmt(row['p_value'])}</b> "
-            f"(unadjusted; n = {row['n']}). {_esc(row['note'])}</div>")
-    elif results.primary is not None and results.primary.kind == "regime":
-        parts.append(f'<div class="primary"><b>Pre-registered primary test</b> '
-                     f"({_esc(text)}): the lr/eps regime test; see its section below "
-                     "(read unadjusted).</div>")
-    else:
-        parts.append(f'<div class="note">Primary hypothesis: '
-                     f"{_esc(results.primary_note)}</div>")
     if not experiment.confirmatory:
         parts.append('<div class="note"><b>Exploratory.</b> The scheduler or an adaptive '
                      "searcher decided which runs got the full budget, so these tests are "
@@ -167,7 +177,7 @@ def _tests_section(experiment, results) -> str:
     if tests.empty:
         parts.append("<p>Fewer than two axes vary: no interaction to test.</p>")
         return "".join(parts)
-    columns = ["pair", "endpoint", "role", "method", "statistic", "df", "p_value", "p_holm",
+    columns = ["pair", "endpoint", "method", "statistic", "df", "p_value", "p_holm",
                "partial_eta2", "n", "separation", "note"]
     if tests["block"].nunique() > 1:
         columns.insert(0, "block")
@@ -181,8 +191,11 @@ def _tests_section(experiment, results) -> str:
         "eta<sup>2</sup>. Binary endpoints: Firth-penalised logistic regression with a "
         "penalised likelihood-ratio test of the interaction columns (the constrained fit "
         "keeps the full model's penalty); separation is detected by linear programming "
-        "and reported. p_holm: Holm-adjusted across all secondary rows (pairs x "
-        "endpoints); the primary test is read unadjusted at alpha = 0.05.</p>")
+        "and reported. p_holm: Holm-adjusted across all rows (blocks x pairs x endpoints). "
+        "These are secondary, exploratory tests; the pre-registered primary hypothesis and "
+        "the claims are decided at the top of this report."
+        + (" In an adaptive study they use the first wave (the balanced design) only."
+           if experiment.study.adaptive is not None else "") + "</p>")
     parts.append(table(shown, numeric=("statistic", "p_value", "p_holm", "partial_eta2", "n"),
                        classes={"p_holm": lambda p: "supported" if _fmt(p) and p < stats.ALPHA
                                 else ""}))
@@ -229,18 +242,63 @@ def _regime_section(results) -> str:
                                         "p_eps_at_fixed_lr", "boundary_slope"))
 
 
-def _claims_section(experiment, results) -> str:
-    claims, note = results.claims, results.claims_note
-    if claims is None:
-        return f"<p>{_esc(note)}</p>"
-    shown = claims[["id", "claim", "test", "effect", "n", "verdict", "reason"]]
-    if not experiment.confirmatory:
-        note += (" Exploratory study: these verdicts rest on the runs the scheduler let "
-                 "finish and are exploratory.")
-    return (f"<p>{_esc(note)} Decision rules are fixed in the claims file before results "
-            "are seen; effects carry 95% intervals (Newcombe for rate differences, Wilson "
-            "for rates, seeded bootstrap for ratios and variance shares).</p>"
-            + table(shown, classes={"verdict": lambda v: str(v)}))
+def decided_when(experiment, claim_id: str) -> str:
+    """'wave 3, 17 seeds' for an adaptive study's decided claim, else ''."""
+    adaptive = experiment.study.adaptive
+    wave = adaptive.decided_at(claim_id) if adaptive is not None else None
+    if wave is None:
+        return ""
+    return f"wave {wave.index}, {wave.seeds.get(claim_id, '?')} seeds"
+
+
+def _verdict_table(experiment, results) -> pd.DataFrame:
+    claims = results.claims
+    settled = ["no: " + results.unsettled[i] if i in results.unsettled else "yes"
+               for i in claims["id"]]
+    table = pd.DataFrame({"claim": claims["id"], "statement": claims["claim"],
+                          "verdict": claims["verdict"].str.upper(),
+                          "effect [95% CS]": claims["effect"], "seeds": claims["n"],
+                          "settled at this budget": settled, "why": claims["reason"]})
+    if experiment.study.adaptive is not None:
+        table.insert(5, "decided after", [decided_when(experiment, i) for i in claims["id"]])
+    return table
+
+
+def _answer(experiment, results, figure: str) -> str:
+    parts = []
+    if results.post_hoc:
+        parts.append(f'<div class="note"><b>POST HOC.</b> {_esc(results.post_hoc)}. These '
+                     "verdicts were not pre-registered.</div>")
+    if results.claims is None:
+        parts.append(f"<p>{_esc(results.claims_note)} No claims to decide.</p>")
+    else:
+        if not experiment.confirmatory:
+            parts.append('<div class="note">Exploratory study: these verdicts rest on the '
+                         "runs the scheduler let finish.</div>")
+        parts.append(table(_verdict_table(experiment, results), numeric=("seeds",),
+                           classes={"verdict": lambda v: str(v).lower()}))
+        parts.append(figure)
+        parts.append(
+            f"<p>{_esc(results.claims_note)} Rules fixed before the runs, applied by "
+            "analysis/claims.py. Runs are paired by seed (seed k is replicate k in every "
+            "cell: common random numbers), so each claim is a mean over seeds of a per-seed "
+            "contrast; intervals are 95% anytime-valid confidence sequences (betting CS, "
+            "Waudby-Smith &amp; Ramdas 2024), valid however many waves were looked at. "
+            "SUPPORTED: the interval excludes no effect; REFUTED: it excludes the claimed "
+            "size; 'settled' fails when the verdict or the effect's sign changed over the "
+            "last quarter of training.</p>")
+    if results.primary_kind == "claim":
+        parts.append(f'<div class="primary"><b>Pre-registered primary hypothesis</b> '
+                     f"({_esc(results.primary_text)}): the row 'primary' above.</div>")
+    elif results.primary_kind == "regime":
+        parts.append(f'<div class="primary"><b>Pre-registered primary hypothesis</b> '
+                     f"({_esc(results.primary_text)}): the lr/eps regime test below.</div>")
+    adaptive = experiment.study.adaptive
+    if adaptive is not None:
+        parts.append(f"<p>Adaptive replication: {len(adaptive.waves)} wave(s), "
+                     f"{adaptive.n_trials} trials, {adaptive.minutes_spent:.1f} training "
+                     f"minutes; stopped: {_esc(adaptive.stopped or 'not yet')}.</p>")
+    return "".join(parts)
 
 
 def render(experiment, results, figures: dict[str, tuple[Path, str]], definition: str
@@ -255,30 +313,35 @@ def render(experiment, results, figures: dict[str, tuple[Path, str]], definition
     binning = sorted({note for block in results.blocks for note in block.binning})
     kind = experiment.kind
     caveats = "".join(f"<li>{_esc(c)}</li>" for c in results.caveats) or "<li>none</li>"
+    complete = int(results.frame["status"].isin(("finished", "diverged")).sum())
     body = f"""
 <h1>Stability study: {_esc(experiment.name)}</h1>
 <p><span class="badge {_esc(kind)}">{_esc(kind)}</span>
-preset <b>{_esc(experiment.study.get('preset', ''))}</b>,
-{len(results.frame)} runs, {int(results.frame['status'].isin(('finished', 'diverged')).sum())}
-with a complete outcome.</p>
-<h2>What was run</h2>{_what_was_run(experiment)}
-<p><b>Definition.</b> {_esc(definition)}</p>
-<h2>Denominators</h2>{_denominators(results)}
-<h2>Stable-region map</h2>{figs('stable_map') or '<p>Fewer than two axes vary.</p>'}
+preset <b>{_esc(experiment.study.preset)}</b>, {len(results.frame)} runs, {complete}
+with a complete outcome, {experiment.study.budget_steps} steps each.</p>
+<h2>Verdicts</h2>{_answer(experiment, results, fig('claims'))}
+<h2>Stable-region map</h2><p><b>Definition.</b> {_esc(definition)}</p>
+{figs('stable_map') or '<p>Fewer than two axes vary.</p>'}
 <h2>Outcome rates and PER by pair of axes</h2>
 <p>{_esc(' '.join(binning) or 'All axes are grid axes (no binning).')}</p>
 {figs('pair_')}
 <h2>Learning-rate sensitivity</h2>{figs('lr_sensitivity') or '<p>lr_max does not vary.</p>'}
-<h2>Interaction tests</h2>{_tests_section(experiment, results)}
+<h2>Interaction tests (secondary)</h2>{_tests_section(experiment, results)}
 <h2>Effect sizes: functional ANOVA</h2>{_fanova_section(results)}
 <h2>The lr/eps regime test</h2>{fig('eps_regime')}{_regime_section(results)}
-<h2>Verdicts on claims</h2>{_claims_section(experiment, results)}
 <h2>Training curves</h2>{fig('training_curves')}
 <h2>Caveats</h2><ul>{caveats}</ul>
+<h2>What was run</h2>{_what_was_run(experiment)}
+<h2>Waves</h2>{_waves(experiment)}
+<h2>Denominators</h2>{_denominators(results)}
 <h2>Methods and references</h2>
 <ul>
-<li>Wilson score intervals for rates (Wilson 1927); Newcombe hybrid-score intervals for rate
-differences (Newcombe 1998); percentile bootstrap (2000 resamples, seeded) for medians.</li>
+<li>Claims: per-seed contrasts with 95% anytime-valid confidence sequences for means of
+bounded variables by betting (Waudby-Smith &amp; Ramdas 2024, JRSS-B 86(1); Howard, Ramdas,
+McAuliffe &amp; Sekhon 2021); the median of paired step ratios by inverted sign tests;
+Bonferroni across the parts of one claim. Cell status on the maps: the same confidence
+sequence for the cell's stable rate against {stats.STABLE_RATE_THRESHOLD:.0%}.</li>
+<li>Percentile bootstrap (2000 resamples, seeded) for median PER per cell.</li>
 <li>Two-way ANOVA with type III sums of squares, sum-to-zero contrasts (statsmodels).</li>
 <li>Firth-penalised logistic regression (Firth 1993) with penalised likelihood-ratio tests
 (Heinze &amp; Schemper 2002); separation detection (Konis 2007) via firthmodels.</li>
@@ -295,58 +358,61 @@ regime after Choi et al. 2019 (arXiv 1910.05446).</li>
 
 
 def summary_text(experiment, results, report_dir: Path) -> str:
-    """A short plain-text version of the report (the study driver prints it)."""
+    """A short plain-text version of the report, answer first (the driver prints it)."""
     frame = results.frame
     counts = frame["status"].value_counts()
-    lines = [
-        f"Stability study {experiment.name}: preset {experiment.study.get('preset', '?')}, "
-        f"{experiment.kind}",
+    lines = [f"Stability study {experiment.name}: preset {experiment.study.preset}, "
+             f"{experiment.kind}"]
+    if results.post_hoc:
+        lines.append(f"POST HOC: {results.post_hoc}")
+    if results.claims is not None:
+        lines.append("Verdicts (95% anytime-valid confidence sequences, runs paired by seed):")
+        for _, row in results.claims.iterrows():
+            effect = f" {row['effect']}" if row["effect"] else ""
+            unsettled = (f" [NOT SETTLED at this budget: {results.unsettled[row['id']]}]"
+                         if row["id"] in results.unsettled else "")
+            when = decided_when(experiment, row["id"])
+            lines.append(f"  {row['id']}: {row['verdict'].upper()}{effect}, {row['n']} "
+                         f"seed(s){f', decided after {when}' if when else ''} "
+                         f"({row['reason']}){unsettled}")
+    else:
+        lines.append(f"Claims: {results.claims_note}")
+    if results.primary_kind == "claim":
+        lines.append(f"Primary hypothesis: {results.primary_text} (the row 'primary')")
+    elif results.primary_kind == "regime":
+        lines.append(f"Primary hypothesis: {results.primary_text} (the regime test below)")
+    adaptive = experiment.study.adaptive
+    if adaptive is not None:
+        lines.append(f"Adaptive replication: {len(adaptive.waves)} wave(s), "
+                     f"{adaptive.n_trials} trials, {adaptive.minutes_spent:.1f} training "
+                     f"minutes; stopped: {adaptive.stopped or 'not yet'}")
+    lines.append(
         f"Runs: {len(frame)} total; finished {counts.get('finished', 0)}, diverged "
         f"{counts.get('diverged', 0)}, stopped early {counts.get('stopped_early', 0)}, "
-        f"errored {counts.get('errored', 0)} (budget {experiment.study.get('budget_steps')} "
-        "steps)",
-    ]
+        f"errored {counts.get('errored', 0)} (budget {experiment.study.budget_steps} steps)")
     for block in results.blocks:
         cells = block.cells
         if not block.factors or cells.empty:
             continue
         full = cells[cells["n"] > 0]
-        stable = full[full["lo_stable"] > stats.STABLE_RATE_THRESHOLD]
-        unstable = full[full["hi_stable"] < stats.STABLE_RATE_THRESHOLD]
+        status = full["status"]
         where = f" of {block.label}" if len(results.blocks) > 1 else ""
-        lines.append(f"Cells{where}: {len(stable)} stable, {len(unstable)} unstable, "
-                     f"{len(full) - len(stable) - len(unstable)} uncertain (95% Wilson "
-                     f"interval vs {stats.STABLE_RATE_THRESHOLD:.0%}), {len(cells) - len(full)} "
-                     "without a full-budget run")
-        for _, row in stable.sort_values("rate_stable", ascending=False).head(5).iterrows():
-            at = ", ".join(f"{f.axis}={row[f.column]}" for f in block.factors)
-            lines.append(f"  stable: {at} ({row['count_stable']}/{row['n']})")
-    row = results.primary_row
-    if row is not None:
-        lines.append(f"Primary test (unadjusted): {row['pair']} on {row['endpoint']}: "
-                     f"p = {_fmt(row['p_value'])} {row['note']}".rstrip())
-    elif results.primary is not None and results.primary.kind == "regime":
-        lines.append("Primary test: the lr/eps regime test (below)")
-    else:
-        lines.append(f"Primary test: {results.primary_note}")
+        lines.append(f"Cells{where}: {int((status == 'stable').sum())} stable, "
+                     f"{int((status == 'unstable').sum())} unstable, "
+                     f"{int((status == 'uncertain').sum())} uncertain (95% confidence "
+                     f"sequence of the stable rate vs {stats.STABLE_RATE_THRESHOLD:.0%}), "
+                     f"{len(cells) - len(full)} without a full-budget run")
     tests = results.tests
     if not tests.empty:
         hits = tests[tests["p_holm"] < stats.ALPHA]
         scope = "" if experiment.confirmatory else " (exploratory)"
-        lines.append(f"Interactions significant after Holm{scope}: " + (
+        lines.append(f"Secondary interaction tests significant after Holm{scope}: " + (
             "; ".join(f"{r['pair']} on {r['endpoint']} (p_holm={_fmt(r['p_holm'])})"
                       for _, r in hits.iterrows()) or "none"))
     for _, row in results.regime.iterrows():
         if row["verdict"] not in ("no variation", "no runs in this regime"):
             lines.append(f"Regime {row['regime']} / {row['endpoint']}: {row['verdict']} "
                          f"(n={row['n']}, events={row['n_events']})")
-    if results.claims is not None:
-        lines.append("Claims:")
-        for _, row in results.claims.iterrows():
-            effect = f" {row['effect']}" if row["effect"] else ""
-            lines.append(f"  {row['id']}: {row['verdict'].upper()}{effect} ({row['reason']})")
-    else:
-        lines.append(f"Claims: {results.claims_note}")
     lines.append(f"Caveats: {len(results.caveats)} (see report.html)")
     lines.append(f"Report: {report_dir / 'report.html'}")
     return "\n".join(lines) + "\n"

@@ -1,8 +1,10 @@
 """Experiment folder -> tidy tables: one row per trial, one row per report.
 
 The folder is what `study.run` leaves under `--storage/<name>/`: Tune's own trial folders
-(params.json, result.json, progress.csv, error.txt) plus the driver's study.yaml. Nothing
-here needs Ray; Tune's state files (experiment_state-*.json, tuner.pkl, ...) are ignored.
+(params.json, result.json, progress.csv, error.txt) plus the driver's study.yaml (schema:
+analysis.record). An adaptive study keeps each wave's Tune experiment in a `wave-NN/`
+subfolder. Nothing here needs Ray; Tune's state files (experiment_state-*.json,
+tuner.pkl, ...) are ignored.
 
 Trial status is derived from the reports, never from Tune's state: Ray marks both
 ASHA-stopped and finished runs TERMINATED.
@@ -22,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
+from analysis.record import StudyRecord, read_record
 from trainable.contract import METRICS, REPORT_EXTRAS
 from trainable.errors import UserError
 
@@ -66,10 +68,16 @@ class Block:
 
     axes: tuple[str, ...]
     fixed: dict[str, float] = field(default_factory=dict)
+    linked: dict[str, str] = field(default_factory=dict)  # follower axis -> leader axis
 
     @property
     def name(self) -> str:
         return " x ".join(self.axes)
+
+    @property
+    def factor_axes(self) -> tuple[str, ...]:
+        """The axes that are separate factors: a linked axis is its leader's factor."""
+        return tuple(a for a in self.axes if a not in self.linked)
 
     def describe(self) -> str:
         held = ", ".join(f"{k}={v:g}" for k, v in self.fixed.items())
@@ -86,7 +94,7 @@ class Block:
 @dataclass
 class Experiment:
     path: Path
-    study: dict
+    study: StudyRecord
     axes: list[Axis]
     trials: pd.DataFrame
     curves: pd.DataFrame
@@ -95,11 +103,11 @@ class Experiment:
 
     @property
     def name(self) -> str:
-        return str(self.study.get("name") or self.path.name)
+        return self.study.name
 
     @property
     def kind(self) -> str:
-        return str(self.study.get("kind") or "exploratory")
+        return self.study.kind
 
     @property
     def confirmatory(self) -> bool:
@@ -116,17 +124,18 @@ def load_experiment(path: str | Path) -> Experiment:
     if not path.is_dir():
         raise UserError(f"{path}: no such folder; pass the experiment folder that "
                         "study.run wrote (e.g. results/<study name>)")
-    study = read_study(path)
-    axes = parse_axes(study, path)
-    budget = study.get("budget_steps")
+    study = read_record(path)
+    axes = [Axis(name=name, key=a.key, values=tuple(a.values) if a.values else None,
+                 distribution=a.distribution) for name, a in study.axes.items()]
     caveats: list[str] = []
-    trial_dirs = sorted(d for d in path.iterdir() if d.is_dir() and _is_trial_dir(d))
+    trial_dirs = trial_folders(path)
     if not trial_dirs:
         raise UserError(f"{path}: no trial folders (none holds params.json or result.json); "
                         "run the study first or pass the folder that holds its trials")
     rows, curves = [], []
-    for trial_dir in trial_dirs:
-        trial, reports = _read_trial(trial_dir, axes, budget, caveats)
+    for wave, trial_dir in trial_dirs:
+        trial, reports = _read_trial(trial_dir, axes, study.budget_steps, caveats)
+        trial["wave"] = wave
         rows.append(trial)
         curves.append(reports)
     trials = pd.DataFrame(rows)
@@ -138,63 +147,20 @@ def load_experiment(path: str | Path) -> Experiment:
         labels = trials[["trial_id", *[a.name for a in axes], "seed", "status", "outcome"]]
         curve_frame = curve_frame.merge(labels.rename(columns={"outcome": "final_outcome"}),
                                         on="trial_id", how="left")
+    blocks = [Block(tuple(b.axes), dict(b.fixed), dict(b.linked)) for b in study.blocks]
     return Experiment(path=path, study=study, axes=axes, trials=trials, curves=curve_frame,
-                      blocks=parse_blocks(study, axes, caveats), caveats=caveats)
+                      blocks=blocks, caveats=caveats)
 
 
-def read_study(path: Path) -> dict:
-    study_file = path / "study.yaml"
-    if not study_file.is_file():
-        raise UserError(f"{path}: not an experiment folder (no study.yaml); pass the folder "
-                        "study.run wrote, e.g. results/<study name>")
-    try:
-        study = yaml.safe_load(study_file.read_text())
-    except yaml.YAMLError:
-        raise UserError(f"{study_file}: not valid YAML; restore it from the study's "
-                        "preset or rerun the study") from None
-    if not isinstance(study, dict):
-        raise UserError(f"{study_file}: expected a mapping (name, kind, axes, ...)")
-    return study
-
-
-def parse_axes(study: dict, path: Path) -> list[Axis]:
-    spec = study.get("axes")
-    if not isinstance(spec, dict) or not spec:
-        raise UserError(f"{path / 'study.yaml'}: 'axes' must map each axis name to "
-                        "{key, values} or {key, distribution, low, high}")
-    axes = []
-    for name, entry in spec.items():
-        entry = entry if isinstance(entry, dict) else {"values": entry}
-        values = entry.get("values")
-        if values is not None and not isinstance(values, (list, tuple)):
-            values = [values]
-        axes.append(Axis(name=str(name), key=entry.get("key"),
-                         values=tuple(_as_number(v) for v in values) if values else None,
-                         distribution=entry.get("distribution")))
-    return axes
-
-
-def parse_blocks(study: dict, axes: list[Axis], caveats: list[str]) -> list[Block]:
-    """The design's blocks from study.yaml's preset_config (one block if it has none)."""
-    specs = (study.get("preset_config") or {}).get("blocks") or []
-    names = [a.name for a in axes]
-    if len(specs) < 2:
-        return [Block(tuple(names))]
-    train_config = study.get("train_config") or {}
-    blocks = []
-    for spec in specs:
-        fixed = {}
-        for axis in axes:
-            if axis.name in spec:
-                continue
-            base = _as_number(_dotted(train_config, axis.key)) if axis.key else None
-            if isinstance(base, (int, float)):
-                fixed[axis.name] = float(base)
-            else:
-                caveats.append(f"block {' x '.join(spec)}: no training-config value for "
-                               f"{axis.name}; its runs are not restricted on that axis")
-        blocks.append(Block(tuple(n for n in names if n in spec), fixed))
-    return blocks
+def trial_folders(path: Path) -> list[tuple[int, Path]]:
+    """(wave, folder) of every trial: in the study folder itself (wave 1), or in the
+    `wave-NN/` folders of an adaptive study."""
+    found = [(1, d) for d in sorted(path.iterdir()) if d.is_dir() and _is_trial_dir(d)]
+    for wave_dir in sorted(path.glob("wave-*")):
+        if wave_dir.is_dir() and wave_dir.name[5:].isdigit():
+            found += [(int(wave_dir.name[5:]), d) for d in sorted(wave_dir.iterdir())
+                      if d.is_dir() and _is_trial_dir(d)]
+    return found
 
 
 def _is_trial_dir(d: Path) -> bool:

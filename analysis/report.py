@@ -20,6 +20,7 @@ import pandas as pd
 from analysis import claims as claims_mod
 from analysis import figures, html, stats
 from analysis.load import Block, Experiment, load_experiment
+from analysis.record import ANALYSIS_VERSION
 from trainable.errors import OneLineArgumentParser, run_cli
 
 # An R^2 below this means the surrogate's variance shares describe the forest, not the data.
@@ -47,26 +48,29 @@ class Results:
     frame: pd.DataFrame  # every run, with its eps regime
     blocks: list[BlockResults]
     tests: pd.DataFrame  # every block's interaction tests, Holm-adjusted together
-    primary: stats.Primary | None
-    primary_row: pd.Series | None  # the interaction test it names, if it names one
-    primary_note: str
     regime: pd.DataFrame
-    claims: pd.DataFrame | None
+    claims: pd.DataFrame | None  # verdicts: the claims, then a claim-shaped primary
     claims_note: str
+    post_hoc: str  # why the claims differ from the registered ones ("" when they do not)
+    primary_text: str  # the preset's primary hypothesis in words ("" when none)
+    primary_kind: str  # "claim", "regime" or ""
+    trajectory: pd.DataFrame  # each claim's effect and verdict over the training steps
+    unsettled: dict[str, str]  # claim id -> why its verdict is not settled at this budget
     caveats: list[str] = field(default_factory=list)
 
 
-def _analyse_block(experiment: Experiment, block: Block, primary) -> tuple[BlockResults,
-                                                                            pd.DataFrame]:
+def _analyse_block(experiment: Experiment, block: Block) -> tuple[BlockResults, pd.DataFrame]:
     runs = experiment.trials[block.mask(experiment.trials)]
-    axes = [a for a in experiment.axes if a.name in block.axes]
+    axes = [a for a in experiment.axes if a.name in block.factor_axes]
     frame, factors = stats.factorize(runs, axes)
     tests = pd.DataFrame()
     if len(factors) >= 2:
-        tests = stats.interaction_tests(frame, factors, experiment.confirmatory, primary)
+        # Claim-directed waves add seeds to a few cells only; the fixed-n tests keep their
+        # error rates on the balanced first wave.
+        first = frame[frame["wave"] == 1] if "wave" in frame else frame
+        tests = stats.interaction_tests(first, factors, experiment.confirmatory)
         tests.insert(0, "block", block.name)
-    exact = experiment.study.get("search", "grid") == "grid" and not any(
-        f.binned for f in factors)
+    exact = experiment.study.search == "grid" and not any(f.binned for f in factors)
     fanova = stats.fanova(frame, factors, exact_allowed=exact)
     fanova.insert(0, "block", block.name)
     result = BlockResults(block=block, frame=frame, factors=factors,
@@ -75,17 +79,23 @@ def _analyse_block(experiment: Experiment, block: Block, primary) -> tuple[Block
     return result, tests
 
 
-def analyse(experiment: Experiment, claims: dict | None) -> Results:
+def evaluation_fractions(experiment: Experiment) -> list[float]:
+    """The evaluation points of the study's budget as fractions of it."""
+    study = experiment.study
+    steps = sorted({1, *range(1 + study.eval_every, study.budget_steps, study.eval_every),
+                    study.budget_steps})
+    return [s / study.budget_steps for s in steps]
+
+
+def analyse(experiment: Experiment, claims: claims_mod.ClaimsFile | None,
+            post_hoc: str = "") -> Results:
     """Every statistic of the report, from the loaded tables (no files written)."""
+    study = experiment.study
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        varied = [a.name for a in experiment.axes
-                  if experiment.trials[a.name].nunique(dropna=True) > 1]
-        primary, primary_note = stats.parse_primary(
-            experiment.study.get("primary_hypothesis"), varied)
         blocks, tests = [], []
         for block in experiment.blocks:
-            result, block_tests = _analyse_block(experiment, block, primary)
+            result, block_tests = _analyse_block(experiment, block)
             blocks.append(result)
             tests.append(block_tests)
         tests = pd.concat([t for t in tests if not t.empty] or [pd.DataFrame(
@@ -96,21 +106,27 @@ def analyse(experiment: Experiment, claims: dict | None) -> Results:
         regime_block = next((b for b in blocks if {"eps", "lr_max"} <= set(b.block.axes)),
                             blocks[0])
         regime = stats.regime_test(regime_block.frame)
-        if claims is not None:
-            scopes = [(set(b.block.axes), b.frame, b.factors) for b in blocks]
-            claim_table = claims_mod.evaluate_claims(claims, experiment.trials, scopes,
-                                                     experiment.curves,
-                                                     experiment.confirmatory)
-            claims_note = f"Claims from {claims['path']}."
-        else:
-            claim_table, claims_note = None, "study.yaml names no claims file."
-    primary_rows = tests[tests["role"] == "primary"]
-    if primary is not None and primary.kind == "interaction" and primary_rows.empty:
-        primary_note = "the axes it names are not varied together in one block"
+        primary = study.primary_hypothesis or {}
+        judged = claims_mod.with_primary(claims, primary)
+        claim_table, trajectory, unsettled = None, pd.DataFrame(), {}
+        if judged is not None:
+            claim_table = claims_mod.evaluate_claims(judged, experiment.trials,
+                                                     experiment.curves)
+            trajectory = claims_mod.claims_over_training(
+                judged, experiment.trials, experiment.curves, evaluation_fractions(experiment))
+            for claim_id in claim_table["id"]:
+                ok, why = claims_mod.settled(trajectory, claim_id)
+                if not ok:
+                    unsettled[claim_id] = why
+        claims_note = (f"Claims from {claims.path} (sha256 {claims.sha256[:12]})."
+                       if claims is not None else "The study names no claims file.")
     results = Results(frame=stats.add_regime(experiment.trials), blocks=blocks, tests=tests,
-                      primary=primary, primary_row=primary_rows.iloc[0]
-                      if len(primary_rows) else None, primary_note=primary_note,
-                      regime=regime, claims=claim_table, claims_note=claims_note)
+                      regime=regime, claims=claim_table, claims_note=claims_note,
+                      post_hoc=post_hoc, primary_text=" ".join(str(primary.get("text", ""))
+                                                               .split()),
+                      primary_kind=("regime" if primary.get("test") == "regime" else
+                                    "claim" if primary else ""),
+                      trajectory=trajectory, unsettled=unsettled)
     results.caveats = caveats(experiment, results, caught)
     return results
 
@@ -120,8 +136,8 @@ def caveats(experiment: Experiment, results: Results, caught) -> list[str]:
     notes = []
     frame = results.frame
     if not experiment.confirmatory:
-        notes.append(f"Exploratory study (search={experiment.study.get('search')}, "
-                     f"scheduler={experiment.study.get('scheduler')}): which runs reached the "
+        notes.append(f"Exploratory study (search={experiment.study.search}, "
+                     f"scheduler={experiment.study.scheduler}): which runs reached the "
                      "full budget was decided by the scheduler or searcher, so rates and "
                      "interaction statistics are conditional on that selection and labelled "
                      "exploratory.")
@@ -134,6 +150,21 @@ def caveats(experiment: Experiment, results: Results, caught) -> list[str]:
     if missing.any():
         notes.append(f"{int(missing.sum())} run(s) lack a value for some axis and fall "
                      "outside every cell.")
+    if results.post_hoc:
+        notes.append(f"POST HOC: {results.post_hoc}")
+    adaptive = experiment.study.adaptive
+    if adaptive is not None:
+        notes.append("Adaptive replication: after the first wave (the design), seeds were "
+                     "added only to the cells of undecided claims, so cells hold different "
+                     "numbers of seeds. Claim verdicts use anytime-valid confidence sequences "
+                     "(valid under this adaptivity); the interaction tests and variance "
+                     "shares below use the balanced first wave only, and the per-cell maps "
+                     "use every run.")
+    for block in experiment.blocks:
+        for follower, leader in block.linked.items():
+            notes.append(f"In block {block.name}, {follower} moves together with {leader} "
+                         f"(one factor): their effects are not separable there, and the "
+                         f"{leader} factor stands for both.")
     if len(results.blocks) > 1:
         notes.append(f"The design has {len(results.blocks)} blocks ("
                      + "; ".join(b.label for b in results.blocks)
@@ -194,9 +225,13 @@ def make_figures(experiment: Experiment, results: Results, directory: Path
                  ) -> dict[str, tuple[Path, str]]:
     """Every figure as a PNG; returns {name: (path, caption)} in report order."""
     directory.mkdir(parents=True, exist_ok=True)
-    definition = figures.stable_definition(experiment.study.get("train_config"))
+    definition = figures.stable_definition(experiment.study.train_config)
     several = len(results.blocks) > 1
     made: dict[str, tuple[plt.Figure | None, str]] = {}
+    if results.claims is not None:
+        made["claims"] = (figures.claim_effects(results.claims, results.trajectory),
+                          "Each claim's effect (point) and 95% confidence sequence (bar) "
+                          "at the end of training, and over training (right)")
     for i, block in enumerate(results.blocks, start=1):
         prefix = f"block{i}_" if several else ""
         where = f" - {block.label}" if several else ""
@@ -237,24 +272,46 @@ def write_tables(experiment: Experiment, results: Results, out: Path) -> None:
         out / "fanova.csv", index=False)
     results.regime.to_csv(out / "regime.csv", index=False)
     if results.claims is not None:
-        results.claims.to_csv(out / "claims.csv", index=False)
+        results.claims.assign(settled=~results.claims["id"].isin(list(results.unsettled)))\
+            .to_csv(out / "claims.csv", index=False)
+        results.trajectory.to_csv(out / "claims_over_training.csv", index=False)
+
+
+def registered_claims(experiment: Experiment, claims_path: str | Path | None
+                      ) -> tuple[claims_mod.ClaimsFile | None, str]:
+    """The claims to judge, and why they are post hoc ("" when they are the ones the study
+    registered before its first run: same content hash, same analysis version)."""
+    registered = experiment.study.claims
+    if claims_path is None and registered is None:
+        return None, ""
+    claims = claims_mod.load_claims(claims_path if claims_path is not None
+                                    else registered.path)
+    if registered is None:
+        return claims, (f"the study registered no claims; {claims.path} was applied after "
+                        "the runs were seen")
+    if claims.sha256 != registered.sha256:
+        return claims, (f"the rules in {claims.path} (sha256 {claims.sha256[:12]}) differ "
+                        f"from the ones the study registered (sha256 "
+                        f"{registered.sha256[:12]}) before its first run")
+    if registered.analysis_version != ANALYSIS_VERSION:
+        return claims, (f"the study registered its claims under analysis version "
+                        f"{registered.analysis_version}; this is version {ANALYSIS_VERSION}")
+    return claims, ""
 
 
 def build_report(experiment_dir: str | Path, out: str | Path | None = None,
                  claims_path: str | Path | None = None) -> Path:
     """Write the report folder; returns its path. Raises UserError for bad input."""
     experiment = load_experiment(experiment_dir)
-    claims_file = (Path(claims_path) if claims_path is not None else
-                   claims_mod.resolve_claims_path(experiment.study.get("claims")))
-    claims = claims_mod.load_claims(claims_file) if claims_file is not None else None
+    claims, post_hoc = registered_claims(experiment, claims_path)
     out = Path(out) if out is not None else experiment.path / "report"
     out.mkdir(parents=True, exist_ok=True)
-    results = analyse(experiment, claims)
+    results = analyse(experiment, claims, post_hoc)
     write_tables(experiment, results, out)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tight_layout / font fallbacks: cosmetic only
         saved = make_figures(experiment, results, out / "figures")
-    definition = figures.stable_definition(experiment.study.get("train_config"))
+    definition = figures.stable_definition(experiment.study.train_config)
     (out / "report.html").write_text(html.render(experiment, results, saved, definition))
     (out / "summary.txt").write_text(html.summary_text(experiment, results, out))
     return out

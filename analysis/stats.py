@@ -1,8 +1,9 @@
 """Statistics on the tidy trial table: pure functions of DataFrames, no I/O.
 
 What is tested and how (analysis.md):
-  * outcome rates per cell with Wilson 95% intervals (Wilson 1927);
-  * median final PER per cell with a seeded percentile-bootstrap interval;
+  * outcome rates per cell with 95% anytime-valid confidence sequences (analysis.sequential),
+    and the cell's stable / unstable / uncertain status from them;
+  * median final PER per cell with its exact order-statistic interval;
   * interaction of each pair of axes:
       - final PER: two-way ANOVA with interaction, type III sums of squares with
         sum-to-zero contrasts (the cells are unbalanced once runs fail), the other varied
@@ -35,8 +36,8 @@ from scipy.special import expit
 from statsmodels.formula.api import ols
 from statsmodels.stats.anova import anova_lm
 from statsmodels.stats.multitest import multipletests
-from statsmodels.stats.proportion import proportion_confint
 
+from analysis import sequential
 from analysis.load import FULL_BUDGET, Axis
 from trainable.contract import OUTCOMES
 
@@ -63,7 +64,6 @@ STABLE_RATE_THRESHOLD = 0.5
 # A run is in the large-eps regime when eps exceeds sqrt(v_hat) for most coordinates.
 EPS_DOMINANCE_THRESHOLD = 0.5
 N_BINS = 4
-BOOTSTRAP_RESAMPLES = 2000
 
 
 # --------------------------------------------------------------------------- factors
@@ -173,16 +173,11 @@ def add_regime(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- cells
-def wilson(count: float, n: float, alpha: float = ALPHA) -> tuple[float, float]:
-    if n <= 0:
-        return math.nan, math.nan
-    lo, hi = proportion_confint(count, n, alpha=alpha, method="wilson")
-    return float(lo), float(hi)
-
-
-def bootstrap_median(values, rng: np.random.Generator, n_resamples: int = BOOTSTRAP_RESAMPLES,
-                     alpha: float = ALPHA) -> tuple[float, float, float]:
-    """Median with a percentile-bootstrap interval (Efron & Tibshirani 1993)."""
+def median_interval(values, alpha: float = ALPHA) -> tuple[float, float, float]:
+    """Median with its exact distribution-free (order-statistic, binomial) interval
+    (scipy.stats.quantile_test); NaN ends when n is too small for any interval at this
+    level (n < 6 at 95%): a percentile bootstrap of 3 runs would claim [min, max] with 75%
+    coverage."""
     values = np.asarray(values, dtype=float)
     values = values[np.isfinite(values)]
     if len(values) == 0:
@@ -190,19 +185,30 @@ def bootstrap_median(values, rng: np.random.Generator, n_resamples: int = BOOTST
     median = float(np.median(values))
     if len(values) < 2:
         return median, math.nan, math.nan
-    draws = rng.integers(0, len(values), size=(n_resamples, len(values)))
-    medians = np.median(values[draws], axis=1)
-    lo, hi = np.quantile(medians, [alpha / 2, 1 - alpha / 2])
-    return median, float(lo), float(hi)
+    ci = sps.quantile_test(values, q=median, p=0.5).confidence_interval(1 - alpha)
+    return median, float(ci.low), float(ci.high)
 
 
-def cell_summary(frame: pd.DataFrame, by: list[str], seed: int = 0) -> pd.DataFrame:
+def cell_status(low: float, high: float, threshold: float = STABLE_RATE_THRESHOLD) -> str:
+    """stable / unstable / uncertain: the cell's stable-rate interval against the
+    threshold, the same rule the claims use (analysis.sequential)."""
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return "no runs"
+    if low > threshold:
+        return "stable"
+    if high < threshold:
+        return "unstable"
+    return "uncertain"
+
+
+def cell_summary(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     """One row per cell of `by` (level columns): denominators, outcome rates, median PER.
 
-    Rates are over full-budget runs only (finished or diverged); the status counts show
-    what else happened in the cell.
+    Rates are over full-budget runs only (finished or diverged), each with its 95%
+    anytime-valid confidence sequence (runs in seed order; valid however many waves added
+    seeds to the cell); `status` reads the stable rate's against STABLE_RATE_THRESHOLD.
+    The status counts show what else happened in the cell.
     """
-    rng = np.random.default_rng(seed)
     rows = []
     grouped = frame.groupby(by, observed=False, sort=True) if by else [((), frame)]
     for key, cell in grouped:
@@ -211,25 +217,22 @@ def cell_summary(frame: pd.DataFrame, by: list[str], seed: int = 0) -> pd.DataFr
         row["n_total"] = len(cell)
         for status in ("finished", "stopped_early", "diverged", "errored"):
             row[f"n_{status}"] = int((cell["status"] == status).sum())
-        complete = full_budget(cell)
+        complete = full_budget(cell).sort_values("seed")
         n = len(complete)
         row["n"] = n
         for outcome in OUTCOMES:
-            count = int((complete["outcome"] == outcome).sum())
-            lo, hi = wilson(count, n)
-            row[f"count_{outcome}"] = count
-            row[f"rate_{outcome}"] = count / n if n else math.nan
-            row[f"lo_{outcome}"], row[f"hi_{outcome}"] = lo, hi
+            hits = (complete["outcome"] == outcome).to_numpy(dtype=float)
+            cs = sequential.mean_cs(hits, 0.0, 1.0, ALPHA, (STABLE_RATE_THRESHOLD,))
+            row[f"count_{outcome}"] = int(hits.sum())
+            row[f"rate_{outcome}"] = cs.estimate
+            row[f"lo_{outcome}"], row[f"hi_{outcome}"] = ((cs.low, cs.high) if n else
+                                                          (math.nan, math.nan))
+        row["status"] = cell_status(row["lo_stable"], row["hi_stable"])
         per_values = per_set(cell)[PER_COLUMN]
         row["per_n"] = len(per_values)
-        row["per_median"], row["per_lo"], row["per_hi"] = bootstrap_median(per_values, rng)
+        row["per_median"], row["per_lo"], row["per_hi"] = median_interval(per_values)
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def stable_uncertain(lo: float, hi: float, threshold: float = STABLE_RATE_THRESHOLD) -> bool:
-    """The cell's interval contains the threshold: we cannot say which side it is on."""
-    return bool(np.isfinite(lo) and np.isfinite(hi) and lo <= threshold <= hi)
 
 
 # --------------------------------------------------------------------------- Firth
@@ -451,13 +454,11 @@ def logistic_interaction(frame: pd.DataFrame, pair: tuple[Factor, Factor],
                      note="; ".join(notes))
 
 
-def interaction_tests(frame: pd.DataFrame, factors: list[Factor], confirmatory: bool,
-                      primary: Primary | None = None) -> pd.DataFrame:
-    """Every pair of varied axes x {PER, collapse, divergence, failure}.
-
-    An interaction `primary` marks the pre-registered test (role "primary");
-    `holm_secondary` adjusts the others.
-    """
+def interaction_tests(frame: pd.DataFrame, factors: list[Factor], confirmatory: bool
+                      ) -> pd.DataFrame:
+    """Every pair of varied axes x {PER, collapse, divergence, failure}: secondary tests,
+    adjusted together by `holm_secondary` (the preset's primary hypothesis is decided
+    with the claims, analysis.claims)."""
     rows = []
     for pair in itertools.combinations(factors, 2):
         rows.append(anova_interaction(frame, pair, factors))
@@ -467,18 +468,12 @@ def interaction_tests(frame: pd.DataFrame, factors: list[Factor], confirmatory: 
                "partial_eta2", "n", "separation", "note"]
     tests = pd.DataFrame(rows, columns=columns)
     tests["role"] = "secondary"
-    if primary is not None and primary.kind == "interaction":
-        a, b, endpoint = primary.a, primary.b, primary.endpoint
-        is_primary = (tests["endpoint"] == endpoint) & (
-            ((tests["a"] == a) & (tests["b"] == b)) | ((tests["a"] == b) & (tests["b"] == a)))
-        tests.loc[is_primary, "role"] = "primary"
     tests["scope"] = "confirmatory" if confirmatory else "exploratory"
     return tests
 
 
 def holm_secondary(tests: pd.DataFrame) -> pd.DataFrame:
-    """Holm's adjustment over every secondary test (all blocks, pairs and endpoints); the
-    primary test is read unadjusted at full alpha."""
+    """Holm's adjustment over every secondary test (all blocks, pairs and endpoints)."""
     tests = tests.copy()
     secondary = tests["role"] == "secondary"
     tests["p_holm"] = np.nan
@@ -493,48 +488,6 @@ def holm(p_values: pd.Series, alpha: float = ALPHA) -> pd.Series:
         out[tested] = multipletests(p_values[tested].to_numpy(), alpha=alpha,
                                     method="holm")[1]
     return out
-
-
-# --------------------------------------------------------------------------- primary test
-@dataclass(frozen=True)
-class Primary:
-    """The one pre-registered test a preset names: an interaction of two axes on an
-    endpoint, or the lr/eps regime test."""
-
-    kind: str  # "interaction" or "regime"
-    a: str = ""
-    b: str = ""
-    endpoint: str = ""
-
-    def describe(self) -> str:
-        if self.kind == "regime":
-            return "the lr/eps regime test"
-        return f"{self.a} x {self.b} interaction on {ENDPOINT_TEXT[self.endpoint]}"
-
-
-# First match wins: the endpoint a primary_hypothesis text names.
-_ENDPOINT_PATTERNS = ((r"collapse", "collapse"), (r"diverg|explo", "divergence"),
-                      (r"fail|stab", "failure"), (r"\bper\b|val_per|phoneme error", "per"))
-_REGIME_PATTERN = r"lr(_max)?\s*/\s*eps|regime|eps_dominance"
-
-
-def parse_primary(text: str | None, axes: list[str]) -> tuple[Primary | None, str]:
-    """The test a preset's primary_hypothesis names, or None and why."""
-    if not text:
-        return None, "study.yaml names no primary_hypothesis"
-    lowered = text.lower()
-    if re.search(_REGIME_PATTERN, lowered):
-        return Primary("regime"), ""
-    positions = {a: m.start() for a in axes
-                 if (m := re.search(rf"(?<!\w){re.escape(a.lower())}(?!\w)", lowered))}
-    named = sorted(positions, key=positions.get)
-    endpoint = next((ep for pattern, ep in _ENDPOINT_PATTERNS
-                     if re.search(pattern, lowered)), None)
-    if len(named) != 2 or endpoint is None:
-        return None, (f"could not match {text!r} to one test; name two of the varied axes "
-                      f"({', '.join(axes) or 'none'}) and an endpoint, e.g. 'eps x "
-                      "white_noise_std interaction on blank_collapse', or the lr/eps regime")
-    return Primary("interaction", named[0], named[1], endpoint), ""
 
 
 # --------------------------------------------------------------------------- fANOVA

@@ -8,10 +8,12 @@ instances the study starts itself on loopback, and storage is always explicit.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from trainable.errors import UserError
@@ -40,6 +42,9 @@ def configure_environment(storage: Path) -> Path:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    # Tune warns whenever checkpoints of short trials trigger several experiment snapshots
+    # within 5 s; harmless here (num_to_keep forces them), and it floods the console.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     return temp
 
 
@@ -134,3 +139,16 @@ def stop_ray() -> None:
 
     if ray.is_initialized():
         ray.shutdown()
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None, storage: Path, dashboard: bool,
+                num_cpus: int | None = None) -> Iterator[dict]:
+    """`start_ray` for the length of a `with` block; a local instance the block started is
+    shut down when it ends, however it ends."""
+    cluster = start_ray(address, storage, dashboard, num_cpus)
+    try:
+        yield cluster
+    finally:
+        if cluster["owned"]:
+            stop_ray()

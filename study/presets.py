@@ -12,9 +12,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from analysis.claims import Primary
 from trainable.config import CONFIG_DIR, Config, read_yaml
 from trainable.contract import AXES, METRICS
-from trainable.errors import ConfigError
+from trainable.errors import ConfigError, validation_line
 
 PRESET_DIR = CONFIG_DIR / "studies"
 
@@ -31,6 +32,9 @@ class AxisSpec(_Strict):
     distribution: Literal["loguniform", "uniform"] | None = None
     low: float | None = None
     high: float | None = None
+    # In a grid block: this axis moves together with another one (values zipped, not
+    # crossed), e.g. both augmentation strengths as one factor.
+    linked_to: str | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> AxisSpec:
@@ -51,6 +55,17 @@ class Budget(_Strict):
     eval_every: int = Field(gt=0)
     seeds: int | None = Field(None, gt=0)  # overrides the preset's seeds (e.g. smoke)
     samples: int | None = Field(None, gt=0)
+    minutes: float | None = Field(None, gt=0)  # overrides adaptive.minutes
+    max_trials: int | None = Field(None, gt=0)  # overrides adaptive.max_trials
+
+
+class AdaptiveSpec(_Strict):
+    """Claim-directed replication (study/planner.py): after the first wave, add seeds to
+    the cells of undecided claims until every claim is decided or a budget is spent."""
+
+    minutes: float | None = Field(None, gt=0)  # training wall time over all waves
+    max_trials: int | None = Field(None, gt=0)  # trials over all waves
+    wave_trials: int = Field(12, gt=0)  # most trials one wave adds
 
 
 class AshaSpec(_Strict):
@@ -77,7 +92,8 @@ class Preset(_Strict):
     budgets: dict[str, Budget]
     default_budget: str = "default"
     asha: AshaSpec = AshaSpec()
-    primary_hypothesis: str = ""
+    adaptive: AdaptiveSpec | None = None  # None: the fixed design only
+    primary_hypothesis: Primary | None = None
     claims: str | None = "claims.yaml"
 
     @model_validator(mode="after")
@@ -89,8 +105,17 @@ class Preset(_Strict):
                 for name, axis in block.items():
                     if axis.values is None:
                         raise ValueError(f"grid axis {name!r} needs values")
+                    leader = block.get(axis.linked_to) if axis.linked_to else None
+                    if axis.linked_to and (leader is None or leader.linked_to is not None
+                                           or len(leader.values or []) != len(axis.values)):
+                        raise ValueError(
+                            f"axis {name!r}: linked_to {axis.linked_to!r} must name an "
+                            "unlinked axis of the same block with as many values")
         elif not self.axes:
             raise ValueError(f"a {self.search} preset needs axes with distributions")
+        if self.adaptive is not None and (self.search != "grid" or self.scheduler != "fifo"):
+            raise ValueError("adaptive replication needs a grid search with the fifo "
+                             "scheduler (full-budget runs)")
         if self.metric not in METRICS:
             raise ValueError(f"metric {self.metric!r} is not a reported metric")
         if self.default_budget not in self.budgets:
@@ -143,9 +168,7 @@ def load_preset(name_or_path: str) -> Preset:
     try:
         return Preset.model_validate(tree)
     except ValidationError as err:
-        first = err.errors()[0]
-        key = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{path}: {key or 'preset'}: {first['msg']}") from None
+        raise ConfigError(validation_line(err, str(path), model=Preset)) from None
 
 
 def check_axes_exist(preset: Preset, cfg: Config) -> None:
@@ -173,10 +196,26 @@ def grid_points(preset: Preset, cfg: Config) -> list[dict[str, float]]:
     keys = preset.axis_keys()
     points: list[dict[str, float]] = []
     for block in preset.blocks or []:
-        names = list(block)
-        for combo in itertools.product(*(block[n].values for n in names)):
+        crossed = [n for n, a in block.items() if a.linked_to is None]
+        for combo in itertools.product(*(range(len(block[n].values)) for n in crossed)):
             point = {n: config_value(cfg, k) for n, k in keys.items()}
-            point.update(dict(zip(names, combo, strict=True)))
+            chosen = dict(zip(crossed, combo, strict=True))
+            for name, axis in block.items():
+                point[name] = axis.values[chosen[axis.linked_to or name]]
             if point not in points:
                 points.append(point)
     return points
+
+
+def design_blocks(preset: Preset, cfg: Config) -> list[dict]:
+    """The record of each block (analysis.record.BlockRecord): its varied axes, the
+    training-config values every other axis is held at, and its linked axes."""
+    keys = preset.axis_keys()
+    blocks = []
+    for block in preset.blocks or [preset.axes or {}]:
+        blocks.append({
+            "axes": list(block),
+            "fixed": {n: float(config_value(cfg, k)) for n, k in keys.items()
+                      if n not in block} if len(preset.blocks or []) > 1 else {},
+            "linked": {n: a.linked_to for n, a in block.items() if a.linked_to}})
+    return blocks

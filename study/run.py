@@ -16,14 +16,20 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-import yaml
+import numpy as np
 
-from study.presets import Preset, check_axes_exist, grid_points, load_preset
+from analysis import claims as claims_mod
+from analysis.record import (STUDY_FILE, AdaptiveRecord, ClaimsRecord, StudyRecord,
+                             WaveRecord, WaveTrial, read_record)
+from study import planner
+from study.presets import (Preset, check_axes_exist, design_blocks, grid_points,
+                           load_preset)
 from trainable.config import CONFIG_DIR, Config, build_config, load_config, read_yaml
 from trainable.errors import ConfigError, OneLineArgumentParser, UserError, run_cli
 
 COMMANDS = ("grid", "map", "asha", "optuna")
-STUDY_FILE = "study.yaml"
+# Ray Tune set-up and tear-down around each wave (new Tuner, trial actors), in minutes.
+WAVE_OVERHEAD_MINUTES = 0.4
 CHECKPOINT_EVERY = 2  # evaluations between checkpoints (the last report always has one)
 OBJECT_STORE_LIMIT = 2 * 2**30  # bytes of features shared through the object store
 PACKAGES = ("b2t-stability", "ray", "torch", "optuna", "numpy", "pandas", "h5py", "scipy",
@@ -70,6 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="folder holding experiment folders (default: ./results)")
         p.add_argument("--name", default=None,
                        help="experiment folder name (default: <preset>-<date>-<time>)")
+        p.add_argument("--minutes", type=_positive_float, default=None,
+                       help="adaptive studies: training time over all waves (default: the "
+                            "preset's)")
+        p.add_argument("--max-trials", type=_positive_int, default=None,
+                       help="adaptive studies: trials over all waves (default: the preset's)")
+        p.add_argument("--no-adaptive", action="store_true",
+                       help="run only the preset's fixed design (no claim-directed waves)")
         _add_cluster_flags(p)
         p.add_argument("--no-report", action="store_true",
                        help="skip the analysis report at the end")
@@ -136,14 +149,14 @@ def resolve_budget(preset: Preset, budget: str | None) -> dict:
     if name in preset.budgets:
         b = preset.budgets[name]
         return {"name": name, "steps": b.steps, "eval_every": b.eval_every, "seeds": b.seeds,
-                "samples": b.samples}
+                "samples": b.samples, "minutes": b.minutes, "max_trials": b.max_trials}
     if name.isdigit() and int(name) > 0:
         steps = int(name)
         base = preset.budgets[preset.default_budget]
         # As many evaluations as the preset's default budget has.
         return {"name": f"{steps} steps", "steps": steps,
                 "eval_every": max(1, round(steps * base.eval_every / base.steps)),
-                "seeds": None, "samples": None}
+                "seeds": None, "samples": None, "minutes": None, "max_trials": None}
     raise UserError(f"--budget {budget}: expected one of {', '.join(preset.budgets)} or a "
                     "positive number of steps")
 
@@ -169,32 +182,34 @@ def trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def build_search(preset: Preset, cfg: Config, seeds: int, samples: int, search_seed: int):
-    """(param_space, search_alg, num_samples) for Tune."""
+def param_space(preset: Preset, cfg: Config, seeds: int) -> dict:
+    """Tune's param space of the preset's design (random and TPE draws from the box; the
+    searcher itself is set in _tune_config)."""
     from ray import tune
 
-    keys = preset.axis_keys()
     if preset.search == "grid":
         points = grid_points(preset, cfg)
-        space = {"cell": tune.grid_search(list(range(len(points)))),
-                 "seed": tune.grid_search(list(range(seeds)))}
-        for name in keys:
-            space[name] = tune.sample_from(
-                lambda config, n=name, pts=points: pts[config["cell"]][n])
-        return space, None, 1
+        return wave_space(points, planner.first_wave(len(points), seeds).trials)
     space = {}
     for name, axis in preset.axis_specs().items():
         dist = tune.loguniform if axis.distribution == "loguniform" else tune.uniform
         space[name] = dist(axis.low, axis.high)
-    if preset.search == "random":
-        from ray.tune.search import BasicVariantGenerator
+    # Random search crosses each draw with the seeds; TPE takes one seed per sample.
+    space["seed"] = tune.grid_search(list(range(seeds))) if preset.search == "random" else 0
+    return space
 
-        space["seed"] = tune.grid_search(list(range(seeds)))
-        return space, BasicVariantGenerator(random_state=search_seed), samples
-    from ray.tune.search.optuna import OptunaSearch
 
-    space["seed"] = 0
-    return space, OptunaSearch(seed=search_seed), samples
+def wave_space(points: list[dict], trials: list[tuple[int, int]]) -> dict:
+    """Tune's param space for a list of (cell index, seed): one grid value per trial."""
+    from ray import tune
+
+    space = {"job": tune.grid_search(list(range(len(trials)))),
+             "cell": tune.sample_from(lambda config, t=trials: t[config["job"]][0]),
+             "seed": tune.sample_from(lambda config, t=trials: t[config["job"]][1])}
+    for name in points[0]:
+        space[name] = tune.sample_from(
+            lambda config, n=name, t=trials, p=points: p[t[config["job"]][0]][n])
+    return space
 
 
 def validate_cells(preset: Preset, cfg: Config, seeds: int) -> int:
@@ -231,24 +246,42 @@ def package_versions() -> dict:
 
 
 # ------------------------------------------------------------------- running
-def _tune_objects(preset: Preset, exp_dir: Path, budget_steps: int, n_trials: int | None):
+def _tune_config(record: StudyRecord, max_concurrent: int):
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.search import BasicVariantGenerator
+    from ray.tune.search.optuna import OptunaSearch
 
-    from study.progress import OutcomeLogger
-
+    preset = Preset.model_validate(record.preset_config)
     if preset.scheduler == "asha":
-        grace = max(1, math.ceil(preset.asha.grace_fraction * budget_steps))
-        scheduler = ASHAScheduler(time_attr="step", max_t=budget_steps, grace_period=grace,
+        grace = max(1, math.ceil(preset.asha.grace_fraction * record.budget_steps))
+        scheduler = ASHAScheduler(time_attr="step", max_t=record.budget_steps,
+                                  grace_period=grace,
                                   reduction_factor=preset.asha.reduction_factor)
     else:
         scheduler = FIFOScheduler()
-    run_config = tune.RunConfig(
-        name=exp_dir.name, storage_path=str(exp_dir.parent), verbose=1,
+    search_alg = None
+    num_samples = 1
+    if preset.search == "random":
+        search_alg, num_samples = BasicVariantGenerator(random_state=0), record.samples
+    elif preset.search == "optuna":
+        search_alg, num_samples = OptunaSearch(seed=0), record.samples
+    return tune.TuneConfig(metric=record.metric, mode=record.mode, search_alg=search_alg,
+                           scheduler=scheduler, num_samples=num_samples,
+                           max_concurrent_trials=max_concurrent, reuse_actors=True,
+                           trial_dirname_creator=trial_dirname)
+
+
+def _run_config(folder: Path, record: StudyRecord, n_trials: int, label: str = ""):
+    from ray import tune
+
+    from study.progress import OutcomeLogger
+
+    return tune.RunConfig(
+        name=folder.name, storage_path=str(folder.parent), verbose=1,
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         failure_config=tune.FailureConfig(max_failures=2),
-        callbacks=[OutcomeLogger(list(preset.axis_keys()), n_trials)])
-    return scheduler, run_config
+        callbacks=[OutcomeLogger(list(record.axes), n_trials, label)])
 
 
 def _shared_dataset(dataset, cache_root: Path):
@@ -266,15 +299,16 @@ def _shared_dataset(dataset, cache_root: Path):
     return str(folder)
 
 
-def _make_trainable(study: dict, dataset, resources: dict, cache_root: Path):
+def _make_trainable(record: StudyRecord, dataset, cache_root: Path):
     from ray import tune
 
     from trainable.tune_adapter import tune_trainable
 
-    fn = tune.with_parameters(tune_trainable, base_config=study["train_config"],
+    fn = tune.with_parameters(tune_trainable, base_config=record.train_config,
                               dataset=_shared_dataset(dataset, cache_root),
-                              axes=study["axis_keys"], checkpoint_every=CHECKPOINT_EVERY)
-    return tune.with_resources(fn, resources)
+                              axes=record.axis_keys, checkpoint_every=CHECKPOINT_EVERY)
+    return tune.with_resources(fn, _resources(record.resources["cpus_per_trial"],
+                                              record.resources["gpus_per_trial"]))
 
 
 def _resources(cpus: float, gpus: float) -> dict:
@@ -311,8 +345,21 @@ def _load_data(data_arg, synthetic_set, cfg: Config, fingerprint: str | None = N
     return root, dataset
 
 
+def _claims_file(record: StudyRecord) -> claims_mod.ClaimsFile | None:
+    """The registered claims plus a claim-shaped primary hypothesis: what the planner
+    serves. A claims file changed since registration stops the study."""
+    claims = None
+    if record.claims is not None:
+        claims = claims_mod.load_claims(record.claims.path)
+        if claims.sha256 != record.claims.sha256:
+            raise UserError(f"{record.claims.path}: the claims changed since the study "
+                            "registered them (content hash differs); restore the file, or "
+                            "start a new study to register the new rules")
+    return claims_mod.with_primary(claims, record.primary_hypothesis)
+
+
 def launch(args) -> int:
-    from study.cluster import resolve_address, start_ray, stop_ray
+    from study.cluster import ray_session, resolve_address
 
     preset = load_preset(args.preset or args.command)
     budget = resolve_budget(preset, args.budget)
@@ -321,6 +368,12 @@ def launch(args) -> int:
     if preset.search == "optuna" and seeds != 1:
         raise UserError("optuna studies take one seed per sample (--seeds 1): TPE cannot "
                         "tell seed noise from an axis effect within one trial")
+    adaptive = preset.adaptive is not None and not args.no_adaptive
+    if not adaptive and (args.minutes or args.max_trials):
+        flag = "--minutes" if args.minutes else "--max-trials"
+        raise UserError(f"{flag}: only adaptive studies add waves; preset {preset.name!r} "
+                        + ("runs its fixed design (--no-adaptive)" if preset.adaptive else
+                           "has no 'adaptive' section") + "; drop the flag")
     cfg_path = Path(args.train_config) if args.train_config else CONFIG_DIR / preset.train_config
     tree = read_yaml(cfg_path)
     overrides = budget_overrides(budget, tree) + list(args.overrides)
@@ -331,6 +384,8 @@ def launch(args) -> int:
     cfg = load_config(cfg_path, overrides)
     check_axes_exist(preset, cfg)
     n_cells = validate_cells(preset, cfg, seeds)
+    claims_path = claims_mod.resolve_claims_path(preset.claims)
+    claims = claims_mod.load_claims(claims_path) if claims_path is not None else None
     storage = Path(args.storage).expanduser().resolve()
     name = args.name or f"{preset.name}-{dt.datetime.now():%Y%m%d-%H%M%S}"
     exp_dir = storage / name
@@ -339,112 +394,205 @@ def launch(args) -> int:
                         f"'python -m study.run resume {exp_dir}' or choose another --name")
     address = resolve_address(args.address)  # fails fast, before the data is read
     root, dataset = _load_data(args.data, args.synthetic_set, cfg)
-    study = {
-        "name": name,
-        "preset": preset.name,
-        "preset_config": preset.model_dump(mode="json"),
-        "kind": preset.kind,
-        "search": preset.search,
-        "scheduler": preset.scheduler,
-        "axes": {n: a.model_dump(mode="json", exclude_none=True)
-                 | {"key": preset.axis_keys()[n]} for n, a in preset.axis_specs().items()},
-        "axis_keys": preset.axis_keys(),
-        "seeds": list(range(seeds)),
-        "samples": samples if preset.search != "grid" else None,
-        "n_trials": n_cells or samples * (seeds if preset.search == "random" else 1),
-        "budget": budget["name"],
-        "budget_steps": cfg.train.num_steps,
-        "eval_every": cfg.train.eval_every,
-        "metric": preset.metric,
-        "mode": preset.mode,
-        "primary_hypothesis": preset.primary_hypothesis,
-        "claims": preset.claims,
-        "train_config_file": str(cfg_path),
-        "train_config": cfg.model_dump(mode="json"),
-        "data": {"path": str(root), "synthetic": args.data is None,
-                 "fingerprint": dataset.fingerprint(), "n_sessions": len(dataset.sessions),
-                 "n_train_trials": len(dataset.train), "n_val_trials": len(dataset.val),
-                 "dropped": dataset.report.total_dropped()},
-        "resources": {"cpus_per_trial": args.cpus_per_trial,
-                      "gpus_per_trial": args.gpus_per_trial},
-        "versions": package_versions(),
-        "cli": " ".join(["python -m study.run", *sys.argv[1:]]),
-        "started": dt.datetime.now().isoformat(timespec="seconds"),
-    }
-    cluster = start_ray(address, storage, args.dashboard, None)
-    try:
-        from ray import tune
-
-        resources = _resources(args.cpus_per_trial, args.gpus_per_trial)
+    points = grid_points(preset, cfg) if preset.search == "grid" else []
+    record = StudyRecord(
+        name=name, preset=preset.name, kind=preset.kind, search=preset.search,
+        scheduler=preset.scheduler, metric=preset.metric, mode=preset.mode,
+        axes={n: a.model_dump(mode="json", exclude_none=True)
+              | {"key": preset.axis_keys()[n]} for n, a in preset.axis_specs().items()},
+        blocks=design_blocks(preset, cfg), points=points, seeds=list(range(seeds)),
+        samples=samples if preset.search != "grid" else None,
+        n_trials=n_cells or samples * (seeds if preset.search == "random" else 1),
+        budget=budget["name"], budget_steps=cfg.train.num_steps,
+        eval_every=cfg.train.eval_every,
+        primary_hypothesis=preset.primary_hypothesis.model_dump(mode="json")
+        if preset.primary_hypothesis else None,
+        claims=ClaimsRecord(path=str(claims_path), sha256=claims.sha256)
+        if claims is not None else None,
+        adaptive=AdaptiveRecord(
+            minutes=args.minutes or budget["minutes"] or preset.adaptive.minutes,
+            max_trials=args.max_trials or budget["max_trials"] or preset.adaptive.max_trials,
+            wave_trials=preset.adaptive.wave_trials) if adaptive else None,
+        train_config_file=str(cfg_path), train_config=cfg.model_dump(mode="json"),
+        data={"path": str(root), "synthetic": args.data is None,
+              "fingerprint": dataset.fingerprint(), "n_sessions": len(dataset.sessions),
+              "n_train_trials": len(dataset.train), "n_val_trials": len(dataset.val),
+              "dropped": dataset.report.total_dropped()},
+        resources={"cpus_per_trial": args.cpus_per_trial,
+                   "gpus_per_trial": args.gpus_per_trial},
+        versions=package_versions(), cli=" ".join(["python -m study.run", *sys.argv[1:]]),
+        started=dt.datetime.now().isoformat(timespec="seconds"),
+        preset_config=preset.model_dump(mode="json"))
+    with ray_session(address, storage, args.dashboard):
+        trainable = _make_trainable(record, dataset, storage / ".datacache")
         max_conc = args.max_concurrent or _default_concurrency(args.cpus_per_trial,
                                                                args.gpus_per_trial)
-        space, search_alg, num_samples = build_search(preset, cfg, seeds, samples,
-                                                      search_seed=0)
-        scheduler, run_config = _tune_objects(preset, exp_dir, cfg.train.num_steps,
-                                              study["n_trials"])
-        tuner = tune.Tuner(
-            _make_trainable(study, dataset, resources, storage / ".datacache"),
-            param_space=space,
-            tune_config=tune.TuneConfig(metric=preset.metric, mode=preset.mode,
-                                        search_alg=search_alg, scheduler=scheduler,
-                                        num_samples=num_samples,
-                                        max_concurrent_trials=max_conc, reuse_actors=True,
-                                        trial_dirname_creator=trial_dirname),
-            run_config=run_config)
+        record.resources["max_concurrent"] = max_conc
         exp_dir.mkdir(parents=True, exist_ok=True)
-        (exp_dir / STUDY_FILE).write_text(yaml.safe_dump(study, sort_keys=False))
-        print(f"study {name}: {study['n_trials']} trials of {cfg.train.num_steps} steps, "
-              f"{max_conc} at a time; folder {exp_dir}", file=sys.stderr)
-        results = tuner.fit()
-    finally:
-        if cluster["owned"]:
-            stop_ray()
-    return finish(exp_dir, results, study, args.no_report)
+        if adaptive:
+            record.adaptive.waves.append(_wave_record(
+                1, planner.first_wave(len(points), seeds)))
+            record.write(exp_dir)
+            pending = run_waves(record, exp_dir, trainable, max_conc, restoring=False)
+        else:
+            from ray import tune
+
+            tuner = tune.Tuner(trainable, param_space=param_space(preset, cfg, seeds),
+                               tune_config=_tune_config(record, max_conc),
+                               run_config=_run_config(exp_dir, record, record.n_trials))
+            record.write(exp_dir)
+            print(f"study {name}: {record.n_trials} trials of {cfg.train.num_steps} steps, "
+                  f"{max_conc} at a time; folder {exp_dir}", file=sys.stderr)
+            pending = _pending(tuner.fit(), record)
+    return finish(exp_dir, pending, args.no_report)
+
+
+def _wave_record(index: int, plan: planner.Plan) -> WaveRecord:
+    return WaveRecord(index=index, folder=f"wave-{index:02d}", reason=plan.reason,
+                      trials=[WaveTrial(cell=c, seed=s) for c, s in plan.trials])
+
+
+def _wave_trials(wave: WaveRecord) -> list[tuple[int, int]]:
+    return [(t.cell, t.seed) for t in wave.trials]
+
+
+def run_wave(record: StudyRecord, exp_dir: Path, wave: WaveRecord, trainable,
+             max_concurrent: int, restoring: bool) -> int:
+    """Run (or continue) one wave as its own Tune experiment under the study folder;
+    returns how many of its trials did not finish (an interrupt)."""
+    from ray import tune
+
+    folder = exp_dir / wave.folder
+    space = wave_space(record.points, _wave_trials(wave))
+    if restoring and tune.Tuner.can_restore(str(folder)):
+        # Tune does not pickle the grid's sample_from functions: give the space again.
+        tuner = tune.Tuner.restore(str(folder), trainable=trainable, param_space=space,
+                                   resume_unfinished=True, resume_errored=True)
+    else:
+        tuner = tune.Tuner(trainable, param_space=space,
+                           tune_config=_tune_config(record, max_concurrent),
+                           run_config=_run_config(folder, record, len(wave.trials),
+                                                  f"wave {wave.index}: "))
+    return _pending(tuner.fit(), record, len(wave.trials))
+
+
+def run_waves(record: StudyRecord, exp_dir: Path, trainable, max_concurrent: int,
+              restoring: bool) -> int:
+    """Run waves until the planner stops; returns the trials left unfinished (interrupt)."""
+    from analysis.load import load_experiment
+
+    adaptive = record.adaptive
+    claims = _claims_file(record)
+    while True:
+        wave = adaptive.waves[-1]
+        if wave.minutes is None:
+            spent = adaptive.minutes_spent
+            print(f"wave {wave.index}: {len(wave.trials)} trials ({wave.reason}); "
+                  f"{spent:.1f}" + (f" of {adaptive.minutes:g}" if adaptive.minutes else "")
+                  + " training minutes used so far", file=sys.stderr, flush=True)
+            start = time.perf_counter()
+            pending = run_wave(record, exp_dir, wave, trainable, max_concurrent, restoring)
+            if pending:
+                return pending
+            wave.minutes = (time.perf_counter() - start) / 60
+            record.write(exp_dir)
+        restoring = False
+        if claims is None:
+            adaptive.stopped = "no claims to decide: the design alone was run"
+            record.write(exp_dir)
+            return 0
+        experiment = load_experiment(exp_dir)
+        verdicts, plan = planner.after_wave(
+            claims, experiment.trials, experiment.curves, record.points, _done(adaptive),
+            _capacity(record, experiment.trials, max_concurrent))
+        wave.verdicts = dict(zip(verdicts["id"], verdicts["verdict"]))
+        wave.seeds = {k: int(v) for k, v in zip(verdicts["id"], verdicts["n"])}
+        record.write(exp_dir)
+        _print_verdicts(wave.index, verdicts)
+        if not plan.trials:
+            adaptive.stopped = plan.reason
+            record.write(exp_dir)
+            print(f"adaptive replication stopped after wave {wave.index}: {plan.reason}",
+                  file=sys.stderr, flush=True)
+            return 0
+        adaptive.waves.append(_wave_record(wave.index + 1, plan))
+        record.write(exp_dir)
+
+
+def _done(adaptive: AdaptiveRecord) -> set[tuple[int, int]]:
+    return {t for wave in adaptive.waves for t in _wave_trials(wave)}
+
+
+def _capacity(record: StudyRecord, trials, max_concurrent: int) -> int:
+    adaptive = record.adaptive
+    times = trials["time_total_s"].dropna() if "time_total_s" in trials else []
+    # The slower tail of trial times, so a wave planned to fit does fit.
+    trial_minutes = float(np.quantile(times, 0.9)) / 60 if len(times) else math.inf
+    return planner.capacity(
+        adaptive.minutes - adaptive.minutes_spent if adaptive.minutes else None,
+        adaptive.max_trials - adaptive.n_trials if adaptive.max_trials else None,
+        trial_minutes, max_concurrent, WAVE_OVERHEAD_MINUTES, adaptive.wave_trials)
+
+
+def _print_verdicts(index: int, verdicts) -> None:
+    lines = [f"after wave {index}:"]
+    for _, row in verdicts.iterrows():
+        more = ("" if row["verdict"] != "inconclusive" else
+                f", ~{row['to_decide']:.0f} more seed(s) at this trend"
+                if np.isfinite(row["to_decide"]) else ", no trend yet")
+        lines.append(f"  {row['id']}: {row['verdict'].upper()} with {row['n']} seed(s)"
+                     f"{(': ' + row['effect']) if row['effect'] else ''}{more}")
+    print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+def _pending(results, record: StudyRecord, planned: int | None = None) -> int:
+    """Trials of a Tune run that neither completed nor errored (the study was interrupted).
+
+    Read from the public ResultGrid: without early stopping a trial is complete only with
+    its final (`completed`) report; with a scheduler, any TERMINATED trial is."""
+    planned = record.n_trials if planned is None else planned
+    if record.scheduler != "fifo":
+        return max(planned - results.num_terminated - results.num_errors, 0)
+    completed = sum(1 for r in results if r.error is None
+                    and (r.metrics or {}).get("completed"))
+    return max(planned - completed - results.num_errors, 0)
 
 
 def resume(args) -> int:
-    from study.cluster import resolve_address, start_ray, stop_ray
+    from ray import tune
+
+    from study.cluster import ray_session, resolve_address
 
     exp_dir = Path(args.experiment).expanduser().resolve()
-    study_file = exp_dir / STUDY_FILE
-    if not study_file.is_file():
-        raise UserError(f"{exp_dir}: not an experiment folder of this tool (no {STUDY_FILE}); "
-                        "give the folder that 'python -m study.run grid' created")
-    study = read_yaml(study_file)
-    cfg = build_config(study["train_config"], source=str(study_file))
-    if not (exp_dir / "tuner.pkl").is_file():  # what tune.Tuner.can_restore looks for
+    record = read_record(exp_dir)
+    cfg = build_config(record.train_config, source=str(exp_dir / STUDY_FILE))
+    adaptive = record.adaptive is not None
+    if not adaptive and not tune.Tuner.can_restore(str(exp_dir)):
         raise UserError(f"{exp_dir}: Tune saved no experiment state there (the study stopped "
                         "before it began); delete the folder and start the study again")
     address = resolve_address(args.address)
-    _, dataset = _load_data(study["data"]["path"], [], cfg, study["data"]["fingerprint"])
-    cluster = start_ray(address, exp_dir.parent, args.dashboard, None)
-    try:
-        from ray import tune
-
-        res = study["resources"]
-        resources = _resources(res["cpus_per_trial"], res["gpus_per_trial"])
-        # Tune does not pickle the grid's sample_from functions: without the space given
-        # again, trials not started before the interrupt get placeholders as their axes.
-        preset = Preset.model_validate(study["preset_config"])
-        space, _, _ = build_search(preset, cfg, len(study["seeds"]), study["samples"] or 1,
-                                   search_seed=0)
-        trainable = _make_trainable(study, dataset, resources, exp_dir.parent / ".datacache")
-        tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable,
-                                   param_space=space,
-                                   resume_unfinished=True, resume_errored=True)
+    _, dataset = _load_data(record.data.path, [], cfg, record.data.fingerprint)
+    with ray_session(address, exp_dir.parent, args.dashboard):
+        trainable = _make_trainable(record, dataset, exp_dir.parent / ".datacache")
+        max_conc = int(record.resources.get("max_concurrent") or _default_concurrency(
+            record.resources["cpus_per_trial"], record.resources["gpus_per_trial"]))
         print(f"resuming {exp_dir}", file=sys.stderr)
-        results = tuner.fit()
-    finally:
-        if cluster["owned"]:
-            stop_ray()
-    return finish(exp_dir, results, study, args.no_report)
+        if adaptive:
+            pending = run_waves(record, exp_dir, trainable, max_conc, restoring=True)
+        else:
+            preset = Preset.model_validate(record.preset_config)
+            # Tune does not pickle the grid's sample_from functions: give the space again.
+            space = param_space(preset, cfg, len(record.seeds))
+            tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, param_space=space,
+                                       resume_unfinished=True, resume_errored=True)
+            pending = _pending(tuner.fit(), record)
+    return finish(exp_dir, pending, args.no_report)
 
 
-def finish(exp_dir: Path, results, study: dict, no_report: bool) -> int:
-    from study.progress import outcome_table, unfinished_trials
+def finish(exp_dir: Path, pending: int, no_report: bool) -> int:
+    from study.progress import outcome_table
 
-    print(outcome_table(results))
-    pending = unfinished_trials(results, study["n_trials"], study["scheduler"] != "fifo")
+    print(outcome_table(exp_dir))
     if pending:
         print(f"{pending} trial(s) did not finish; continue with: python -m study.run resume "
               f"{exp_dir}", file=sys.stderr)

@@ -186,8 +186,7 @@ def write_fake_experiment(root: str | Path, *, model: Model = diagnosis_model,
                           eval_every: int = 100, seed: int = 0, name: str = "fake",
                           kind: str = "confirmatory", n_errored: int = 1,
                           n_stopped_early: int = 1, claims: str | None = "claims.yaml",
-                          primary: str = "eps x white_noise_std interaction on "
-                                         "blank_collapse",
+                          primary: dict | None = None,
                           samples: list[dict] | None = None, axes_spec: dict | None = None,
                           scheduler_stop: float = 0.0, blocks: list[dict] | None = None
                           ) -> Path:
@@ -236,14 +235,28 @@ def write_fake_experiment(root: str | Path, *, model: Model = diagnosis_model,
                       rng)
         _write_trial(path, index, {**BASE, "seed": 200 + k}, rows, False)
         index += 1
+    axes = axes_spec or {a: {"key": AXIS_KEYS.get(a, a), "values": list(v)}
+                         for a, v in grid.items()}
+    if blocks:
+        block_records = [{"axes": list(b), "fixed": {a: BASE[a] for a in axes if a not in b}}
+                         for b in blocks]
+    else:
+        block_records = [{"axes": list(axes)}]
+    claims_record = None
+    if claims is not None:
+        from analysis.claims import load_claims, resolve_claims_path
+
+        claims_path = resolve_claims_path(claims)
+        claims_record = {"path": str(claims_path), "sha256": load_claims(claims_path).sha256}
     study = {
         "name": name, "preset": "grid" if axes_spec is None else "asha", "kind": kind,
         "search": "grid" if axes_spec is None else "random",
         "scheduler": "fifo" if kind == "confirmatory" else "asha",
-        "axes": axes_spec or {a: {"key": AXIS_KEYS.get(a, a), "values": list(v)}
-                              for a, v in grid.items()},
-        "seeds": list(range(n_seeds)), "budget_steps": budget, "metric": "val_per",
-        "mode": "min", "primary_hypothesis": primary, "claims": claims,
+        "axes": axes, "blocks": block_records,
+        "seeds": list(range(n_seeds)), "n_trials": len(samples), "budget": "default",
+        "budget_steps": budget, "eval_every": eval_every, "metric": "val_per",
+        "mode": "min", "primary_hypothesis": primary, "claims": claims_record,
+        "train_config_file": "configs/train/proxy.yaml", "resources": {"cpus_per_trial": 1},
         "preset_config": {"blocks": [{a: {"values": list(v)} for a, v in b.items()}
                                      for b in blocks]} if blocks else {},
         "train_config": {"optim": {"eps": BASE["eps"], "lr_max": BASE["lr_max"]},
@@ -253,12 +266,13 @@ def write_fake_experiment(root: str | Path, *, model: Model = diagnosis_model,
                                      "collapse_emit_ratio": 0.1, "diverge_loss_factor": 3.0,
                                      "explode_factor": 50.0, "slow_per": 0.5},
                          "train": {"num_steps": budget, "eval_every": eval_every}},
-        "data": {"path": "synthetic", "fingerprint": "sha256:fake0123", "n_sessions": 4,
-                 "n_train_trials": 400, "n_val_trials": 80},
+        "data": {"path": "synthetic", "synthetic": True, "fingerprint": "sha256:fake0123",
+                 "n_sessions": 4, "n_train_trials": 400, "n_val_trials": 80},
         "versions": {"ray": "2.60.0", "torch": "2.13.0"},
         "cli": "python -m study.run grid --name fake", "started": "2026-11-25T18:00:00",
     }
-    (path / "study.yaml").write_text(yaml.safe_dump(study, sort_keys=False))
+    (path / "study.yaml").write_text(yaml.safe_dump(
+        {k: v for k, v in study.items() if v is not None}, sort_keys=False))
     # Tune's own state files, which the analysis must ignore.
     (path / "experiment_state-2026-11-25_18-00-00.json").write_text("{}")
     (path / "tuner.pkl").write_bytes(b"\x80\x04N.")

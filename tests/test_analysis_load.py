@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 from analysis_fixtures import GRID, Planted, write_fake_experiment
@@ -95,5 +96,12 @@ def test_not_an_experiment_folder(tmp_path):
         load_experiment(tmp_path)
     (tmp_path / "study.yaml").write_text("name: x\naxes: {eps: {key: optim.eps, "
                                          "values: [0.1]}}\n")
-    with pytest.raises(UserError, match="no trial folders"):
+    # A damaged record names the missing key in one line.
+    with pytest.raises(UserError, match=r"study\.yaml: preset: Field required") as err:
         load_experiment(tmp_path)
+    assert "\n" not in str(err.value)
+    path = write_fake_experiment(tmp_path, name="empty")
+    for trial in path.glob("tune_trainable_*"):
+        shutil.rmtree(trial)
+    with pytest.raises(UserError, match="no trial folders"):
+        load_experiment(path)

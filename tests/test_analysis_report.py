@@ -10,18 +10,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from analysis_fixtures import write_fake_experiment
+from analysis_fixtures import BASE, null_model, write_fake_experiment
 
 from analysis import report
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLES = ("trials.csv", "trials.parquet", "curves.csv", "curves.parquet", "cells.csv",
-          "tests.csv", "fanova.csv", "regime.csv", "claims.csv")
+          "tests.csv", "fanova.csv", "regime.csv", "claims.csv", "claims_over_training.csv")
+PRIMARY = {"text": "eps x augmentation on collapse", "test": "interaction",
+           "outcomes": ["blank_collapse"], "base": BASE,
+           "change": {"white_noise_std": 0.25, "constant_offset_std": 0.05},
+           "moderators": [{"eps": 1e-8}], "margin": 0.25}
 
 
 @pytest.fixture(scope="module")
 def grid_report(tmp_path_factory):
-    path = write_fake_experiment(tmp_path_factory.mktemp("e2e"), n_seeds=3)
+    path = write_fake_experiment(tmp_path_factory.mktemp("e2e"), n_seeds=3, primary=PRIMARY)
     assert report.main([str(path)]) == 0
     return path, path / "report"
 
@@ -34,7 +38,7 @@ def test_every_output_is_written(grid_report):
     pairs = [p for p in pngs if p.startswith("pair_")]
     assert len(pairs) == 6  # every pair of the 4 varied axes
     assert {"stable_map.png", "lr_sensitivity.png", "training_curves.png",
-            "eps_regime.png"} <= set(pngs)
+            "eps_regime.png", "claims.png"} <= set(pngs)
 
 
 def test_tables_have_one_row_per_trial_and_report(grid_report):
@@ -59,18 +63,68 @@ def test_html_is_self_contained_with_every_figure(grid_report):
     sources = re.findall(r'(?:src|href)="([^"]*)"', page)
     assert all(s.startswith("data:") for s in sources)
     for text in ("confirmatory", "sha256:fake0123", "Denominators", "Holm",
-                 "Pre-registered primary test", "Verdicts on claims", "Caveats",
-                 "Firth", "errored"):
+                 "Pre-registered primary hypothesis", "Verdicts", "Caveats",
+                 "Firth", "errored", "anytime-valid"):
         assert text in page, text
+    # The answer comes first: verdicts before the maps, plumbing tables at the end.
+    assert page.index("<h2>Verdicts") < page.index("<h2>Stable-region map") \
+        < page.index("<h2>What was run") < page.index("<h2>Denominators")
 
 
 def test_summary_names_kind_counts_and_verdicts(grid_report):
     _, out = grid_report
     summary = (out / "summary.txt").read_text()
-    assert "confirmatory" in summary
+    lines = summary.splitlines()
+    assert "confirmatory" in lines[0] and lines[1].startswith("Verdicts")
     assert "stopped early 1, errored 1" in summary
-    assert "weak_augmentation_collapses:" in summary
+    assert "weak_augmentation_collapses: " in summary and "primary: " in summary
     assert str(out / "report.html") in summary
+
+
+OFFICIAL = dict(BASE)
+CELLS = [OFFICIAL, {**BASE, "white_noise_std": 0.25, "constant_offset_std": 0.05},
+         {**BASE, "eps": 1e-8}]
+
+
+@pytest.mark.parametrize(("seeds", "refuted", "stable"), [(17, "REFUTED", "SUPPORTED"),
+                                                          (13, "INCONCLUSIVE",
+                                                           "INCONCLUSIVE")])
+def test_report_states_known_verdicts(tmp_path, seeds, refuted, stable):
+    samples = [{**cell, "seed": s} for s in range(seeds) for cell in CELLS]
+    spec = {a: {"key": k, "values": sorted({c[a] for c in CELLS})} for a, k in
+            (("eps", "optim.eps"), ("lr_max", "optim.lr_max"),
+             ("white_noise_std", "augment.white_noise_std"),
+             ("constant_offset_std", "augment.constant_offset_std"))}
+    path = write_fake_experiment(tmp_path, samples=samples, axes_spec=spec, model=null_model,
+                                 n_errored=0, n_stopped_early=0)
+    out = report.build_report(path)
+    verdicts = pd.read_csv(out / "claims.csv").set_index("id")
+    assert verdicts.loc["weak_augmentation_collapses", "verdict"] == refuted.lower()
+    assert verdicts.loc["tiny_eps_explodes", "verdict"] == refuted.lower()
+    assert verdicts.loc["official_setting_stable", "verdict"] == stable.lower()
+    assert (verdicts.loc[["weak_augmentation_collapses", "tiny_eps_explodes",
+                          "official_setting_stable"], "n"] == seeds).all()
+    low_lr = verdicts.loc["low_lr_slow_or_collapse"]
+    assert low_lr["verdict"] == "inconclusive" and "not in this study's design" in \
+        low_lr["reason"]
+    summary = (out / "summary.txt").read_text()
+    assert f"weak_augmentation_collapses: {refuted} +0.00 [" in summary
+    assert f"official_setting_stable: {stable} 0.00 [0.00, " in summary
+    assert "POST HOC" not in summary
+
+
+def test_claims_other_than_the_registered_ones_are_post_hoc(tmp_path):
+    path = write_fake_experiment(tmp_path, n_seeds=1, n_errored=0, n_stopped_early=0)
+    edited = tmp_path / "edited.yaml"
+    edited.write_text(report.claims_mod.DEFAULT_CLAIMS.read_text().replace(
+        "margin: 0.25", "margin: 0.5", 1))
+    out = report.build_report(path, tmp_path / "posthoc", claims_path=edited)
+    summary = (out / "summary.txt").read_text()
+    assert summary.splitlines()[1].startswith("POST HOC: the rules in")
+    assert "POST HOC." in (out / "report.html").read_text()
+    same = report.build_report(path, tmp_path / "same",
+                               claims_path=report.claims_mod.DEFAULT_CLAIMS)
+    assert "POST HOC" not in (same / "summary.txt").read_text()
 
 
 def test_exploratory_random_search_report(tmp_path):
@@ -98,7 +152,7 @@ def test_exploratory_random_search_report(tmp_path):
     assert (tests["scope"] == "exploratory").all()
     fanova = pd.read_csv(out / "fanova.csv")
     assert fanova["method"].dropna().str.contains("random-forest").all()
-    assert "study.yaml names no claims file" in (out / "summary.txt").read_text()
+    assert "The study names no claims file" in (out / "summary.txt").read_text()
 
 
 def test_cli_rejects_a_folder_that_is_not_an_experiment(tmp_path):
@@ -135,7 +189,7 @@ def test_multi_block_design_is_analysed_block_by_block(tmp_path):
     # The regime test reads block 1 (several eps at the base augmentation) only.
     regime = pd.read_csv(out / "regime.csv").set_index(["regime", "endpoint"])
     assert regime.loc[("large_eps", "collapse"), "n"] == 3 * 3 * 2
-    # A claim pooled over the other axes is judged in the block that varies its axis.
+    # Claims read their cells wherever the design has them: eps 1e-8 at the base point.
     verdicts = pd.read_csv(out / "claims.csv").set_index("id")
-    assert verdicts.loc["tiny_eps_explodes", "n"] == "6 vs 6"
+    assert verdicts.loc["tiny_eps_explodes", "n"] == 2
     assert "blocks" in (out / "report.html").read_text()

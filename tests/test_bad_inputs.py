@@ -129,8 +129,18 @@ def world(tmp_path_factory):
     (storage / "not_an_experiment").mkdir()
     (storage / "not_an_experiment" / "notes.txt").write_text("mine\n")
     cfg = load_config(overrides=dict(o.split("=") for o in TINY_SET[1::2]))
-    study = {"name": "x", "train_config": cfg.model_dump(mode="json"),
-             "data": {"path": str(good), "fingerprint": load_dataset(good, cfg).fingerprint()}}
+    study = {"name": "x", "preset": "grid", "kind": "confirmatory", "search": "grid",
+             "scheduler": "fifo", "metric": "val_per", "mode": "min",
+             "axes": {"eps": {"key": "optim.eps", "values": [0.1]}},
+             "blocks": [{"axes": ["eps"]}], "points": [{"eps": 0.1}], "seeds": [0],
+             "n_trials": 1, "budget": "default", "budget_steps": 8, "eval_every": 2,
+             "train_config_file": "proxy.yaml", "train_config": cfg.model_dump(mode="json"),
+             "data": {"path": str(good), "synthetic": False, "n_sessions": 1,
+                      "n_train_trials": 1, "n_val_trials": 1,
+                      "fingerprint": load_dataset(good, cfg).fingerprint()},
+             "resources": {"cpus_per_trial": 1, "gpus_per_trial": 0}, "versions": {},
+             "cli": "python -m study.run grid", "started": "2026-11-25T18:00:00",
+             "preset_config": {}}
     for name, fingerprint in (("no_state", study["data"]["fingerprint"]),
                               ("data_changed", "0123456789abcdef")):
         (storage / name).mkdir()

@@ -22,7 +22,7 @@ def write_preset(path: Path, **fields) -> Path:
         "blocks": [{"eps": {"values": [1e-8, 0.1]}, "lr_max": {"values": [0.002, 0.005]}}],
         "seeds": 2,
         "budgets": {"default": {"steps": 8, "eval_every": 2}},
-        "primary_hypothesis": "test", "claims": None,
+        "primary_hypothesis": None, "claims": None,
     }
     preset.update(fields)
     path.write_text(yaml.safe_dump(preset))
@@ -62,7 +62,7 @@ def test_grid_gives_one_result_per_cell_and_seed(ray_session, tiny_data, tmp_pat
     study = yaml.safe_load((exp / "study.yaml").read_text())
     assert study["kind"] == "confirmatory" and study["budget_steps"] == 8
     assert study["data"]["fingerprint"] and study["versions"]["ray"].startswith("2.60")
-    assert study["axis_keys"]["eps"] == "optim.eps"
+    assert study["axes"]["eps"]["key"] == "optim.eps"
     # the sampled eps really reached the optimizer: Adam's eps regime differs
     dominance = {t["params"]["eps"]: t["rows"][-1]["eps_dominance"] for t in trials}
     assert dominance[0.1] > dominance[1e-8]
@@ -198,3 +198,53 @@ def test_budget_stretches_the_schedules_of_both_parameter_groups():
         "lr_warmup_steps_day": 2000}})
     assert "optim.lr_decay_steps_day=400" in with_day
     assert "optim.lr_warmup_steps_day=7" in with_day
+
+
+def write_claims(path: Path) -> Path:
+    """One claim the tiny studies cannot decide in a few seeds: 14 divergence-free seeds of
+    one cell are needed to support it."""
+    path.write_text(yaml.safe_dump({"claims": [{
+        "id": "fast_cell_stable", "text": "eps 0.1, lr 0.005 does not diverge",
+        "test": "rate_bound", "outcomes": ["diverged"],
+        "cell": {"eps": 0.1, "lr_max": 0.005}, "max_rate": 0.3}]}))
+    return path
+
+
+def adaptive_preset(tmp_path: Path, steps: int = 8, eval_every: int = 2) -> Path:
+    return write_preset(tmp_path / "adaptive.yaml", name="adaptive", seeds=1,
+                        claims=str(write_claims(tmp_path / "claims.yaml")),
+                        adaptive={"max_trials": 8, "wave_trials": 4},
+                        budgets={"default": {"steps": steps, "eval_every": eval_every}})
+
+
+@pytest.mark.ray
+def test_adaptive_study_adds_seeds_to_the_cells_of_undecided_claims(ray_session, tiny_data,
+                                                                      tmp_path):
+    from analysis.record import read_record
+
+    rc = run_cli("grid", "--preset", adaptive_preset(tmp_path), "--data", tiny_data,
+                 "--storage", tmp_path / "r", "--name", "a", "--no-report", *TINY_SET)
+    assert rc == 0
+    exp = tmp_path / "r" / "a"
+    record = read_record(exp)
+    waves = record.adaptive.waves
+    assert [len(w.trials) for w in waves] == [4, 4]
+    assert record.adaptive.stopped == "the budget is spent"
+    fast = record.points.index({"eps": 0.1, "lr_max": 0.005})
+    assert [(t.cell, t.seed) for t in waves[1].trials] == [(fast, s) for s in (1, 2, 3, 4)]
+    assert waves[0].verdicts == {"fast_cell_stable": "inconclusive"}
+    assert waves[1].seeds == {"fast_cell_stable": 5} and waves[1].minutes > 0
+    assert record.claims.sha256 and record.claims.path.endswith("claims.yaml")
+    second = read_trials(exp / "wave-02")
+    assert sorted(t["params"]["seed"] for t in second) == [1, 2, 3, 4]
+    assert all(t["rows"][-1]["completed"] == 1 for t in [*read_trials(exp / "wave-01"),
+                                                         *second])
+
+
+def test_adaptive_flags_need_an_adaptive_preset(tmp_path, tiny_data, capsys):
+    preset = write_preset(tmp_path / "p.yaml")
+    rc = run_cli("grid", "--preset", preset, "--data", tiny_data, "--storage", tmp_path,
+                 "--minutes", "5")
+    err = capsys.readouterr().err
+    assert rc == 2 and "--minutes: only adaptive studies add waves" in err
+    assert err.count("\n") == 1

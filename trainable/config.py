@@ -7,7 +7,6 @@ value raises ConfigError naming the key, the value and what was expected.
 from __future__ import annotations
 
 import copy
-import difflib
 import re
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from trainable.errors import ConfigError
+from trainable.errors import ConfigError, validation_line
 
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
@@ -161,27 +160,6 @@ class Config(_Section):
         return self
 
 
-def _format_error(err: ValidationError, source: str) -> str:
-    first = err.errors()[0]
-    key = ".".join(str(p) for p in first["loc"])
-    msg = first["msg"]
-    if first["type"] == "extra_forbidden":
-        leaf = key.rsplit(".", 1)
-        section_fields: list[str] = []
-        if len(leaf) == 2 and leaf[0] in Config.model_fields:
-            section_fields = list(Config.model_fields[leaf[0]].annotation.model_fields)
-        elif len(leaf) == 1:
-            section_fields = list(Config.model_fields)
-        close = difflib.get_close_matches(leaf[-1], section_fields, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        return f"{source}: unknown config key {key!r}{hint}"
-    value = first.get("input")
-    if isinstance(value, dict):  # a section's own check (e.g. lr_min <= lr_max) names its keys
-        return f"{source}: {key or 'config'}: {msg.removeprefix('Value error, ')}"
-    where = f"{key}={value!r}" if key else "config"
-    return f"{source}: {where}: {msg}"
-
-
 def parse_override(text: str) -> tuple[str, Any]:
     """'optim.eps=1e-8' -> ('optim.eps', 1e-8); values are read as YAML scalars."""
     key, sep, raw = text.partition("=")
@@ -230,7 +208,7 @@ def build_config(tree: dict, source: str = "config") -> Config:
     try:
         return Config.model_validate(tree)
     except ValidationError as err:
-        raise ConfigError(_format_error(err, source)) from None
+        raise ConfigError(validation_line(err, source, model=Config, noun="config key")) from None
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | dict | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 
 
 class UserError(Exception):
@@ -17,6 +18,38 @@ class ConfigError(UserError):
 
 class DataError(UserError):
     pass
+
+
+def _fields_at(model, loc: tuple) -> list[str]:
+    """Field names of the pydantic model reached by following `loc` from `model`."""
+    from pydantic import BaseModel
+
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(part)
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(getattr(model, "model_fields", {}))
+
+
+def validation_line(err, source: str, rename=None, model=None, noun: str = "key") -> str:
+    """One line for a pydantic ValidationError: the file or flag, the key, the value and
+    what was expected; an unknown key gets the closest known name. `rename` maps an error
+    location to the names a person knows (e.g. a claim's id instead of its index)."""
+    first = err.errors()[0]
+    loc = tuple(rename(first["loc"]) if rename else first["loc"])
+    key = ".".join(str(p) for p in loc)
+    msg = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        known = _fields_at(model, first["loc"][:-1]) if model is not None else []
+        close = difflib.get_close_matches(str(first["loc"][-1]), known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return f"{source}: unknown {noun} {key!r}{hint}"
+    value = first.get("input")
+    if isinstance(value, dict) or not key:  # a model's own check names its keys
+        return f"{source}: {key or 'top level'}: {msg}"
+    return f"{source}: {key}={value!r}: {msg}"
 
 
 def run_cli(body) -> int:

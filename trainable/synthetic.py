@@ -37,7 +37,6 @@ CLI: ``python -m trainable.synthetic --out DIR [--spec YAML] [--set key=value ..
 from __future__ import annotations
 
 import datetime as dt
-import difflib
 import hashlib
 import json
 import math
@@ -59,7 +58,8 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_valid
 from scipy.ndimage import gaussian_filter1d
 
 from trainable.config import CONFIG_DIR, parse_override, read_yaml, set_dotted
-from trainable.errors import ConfigError, OneLineArgumentParser, UserError, run_cli
+from trainable.errors import (ConfigError, OneLineArgumentParser, UserError, run_cli,
+                              validation_line)
 from trainable.vocab import N_CLASSES, PHONEME_TO_ID, SIL_ID, sentence_to_ids, word_phonemes
 
 # Bump whenever the generator's output for a given spec changes: it is part of the
@@ -223,7 +223,8 @@ class SyntheticSpec(BaseModel):
         try:
             return cls.model_validate(tree)
         except ValidationError as err:
-            raise ConfigError(_describe_error(err, f"synthetic spec {path}")) from None
+            raise ConfigError(validation_line(err, f"synthetic spec {path}",
+                                                  model=cls)) from None
 
     def fingerprint(self) -> str:
         """Short stable hash of the resolved spec and the generator version."""
@@ -237,19 +238,6 @@ class SyntheticSpec(BaseModel):
         train_only = {round(i * self.n_sessions / self.train_only_sessions)
                       for i in range(self.train_only_sessions)}
         return [d not in train_only for d in range(self.n_sessions)]
-
-
-def _describe_error(err: ValidationError, source: str) -> str:
-    first = err.errors()[0]
-    key = ".".join(str(p) for p in first["loc"])
-    if first["type"] == "extra_forbidden":
-        close = difflib.get_close_matches(key, list(SyntheticSpec.model_fields), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        return f"{source}: unknown key {key!r}{hint}"
-    msg = first["msg"].removeprefix("Value error, ")
-    if not key:
-        return f"{source}: {msg}"
-    return f"{source}: {key}={first.get('input')!r}: {msg}"
 
 
 # --------------------------------------------------------------------------- generation

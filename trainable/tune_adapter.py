@@ -24,14 +24,15 @@ def sample_to_overrides(sample: dict[str, Any], axes: dict[str, str] | None = No
     """Map a Tune sample onto dotted config keys.
 
     Axis names go through `axes` (default: the four product axes); dotted names are config
-    keys already; `cell` (a grid cell's index) is skipped; `seed` sets both the training
-    seed (init, dropout) and the data seed (batch sampler, augmentation), so seeds are
+    keys already; `cell` and `job` (indices into the design) are skipped; `seed` sets both
+    the training seed (init, dropout) and the data seed (batch sampler, augmentation): seed
+    k is replicate k in every cell (common random numbers), and different seeds are
     independent replicates.
     """
     axes = AXES if axes is None else axes
     overrides: dict[str, Any] = {}
     for name, value in sample.items():
-        if name == "cell":  # the grid's cell index: a label, not a setting
+        if name in ("cell", "job"):  # indices into the design: labels, not settings
             continue
         if name == "seed":
             overrides["train.seed"] = int(value)

@@ -1,0 +1,175 @@
+"""The study record: what `study.run` writes to <experiment>/study.yaml and the analysis
+reads back. One pydantic model, so both sides agree on every key and a damaged file gives
+one line naming the key.
+
+The record carries what the analysis needs without reading the preset again: the axes,
+the design's blocks (with the values held fixed and the axes moved together), the budget,
+the structured primary hypothesis, the registration of the claims (content hash and
+analysis version, so a report made under other rules says it is post hoc) and, for an
+adaptive study, every wave with the trials it added and why the study stopped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from trainable.errors import UserError, validation_line
+
+STUDY_FILE = "study.yaml"
+# Bumped when a change to analysis/ can change a verdict computed from the same runs.
+ANALYSIS_VERSION = "2"
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AxisRecord(_Record):
+    key: str
+    values: list[float] | None = None
+    distribution: Literal["loguniform", "uniform"] | None = None
+    low: float | None = None
+    high: float | None = None
+    linked_to: str | None = None  # moves with another axis (grid values zipped)
+
+
+class BlockRecord(_Record):
+    """One block of the design: the axes it varies; every other axis sits at `fixed`."""
+
+    axes: list[str]
+    fixed: dict[str, float] = Field(default_factory=dict)
+    # Axes that move together with a leader axis: {follower: leader}.
+    linked: dict[str, str] = Field(default_factory=dict)
+
+
+class DataRecord(_Record):
+    path: str
+    synthetic: bool
+    fingerprint: str
+    n_sessions: int
+    n_train_trials: int
+    n_val_trials: int
+    dropped: int = 0
+
+
+class ClaimsRecord(_Record):
+    """The claims the study registered before its first run."""
+
+    path: str
+    sha256: str
+    analysis_version: str = ANALYSIS_VERSION
+
+
+class WaveTrial(_Record):
+    cell: int  # index into `points`
+    seed: int
+
+
+class WaveRecord(_Record):
+    index: int  # 1 = the first wave (the design itself)
+    folder: str  # Tune experiment folder of the wave, relative to the study folder
+    trials: list[WaveTrial]
+    reason: str  # why these trials
+    minutes: float | None = None  # wall time, once the wave ended
+    # The look after the wave: each claim's verdict and the seeds it rested on.
+    verdicts: dict[str, str] = Field(default_factory=dict)
+    seeds: dict[str, int] = Field(default_factory=dict)
+
+
+class AdaptiveRecord(_Record):
+    minutes: float | None = None  # training time budget over all waves
+    max_trials: int | None = None
+    wave_trials: int | None = None  # most trials added by one wave
+    waves: list[WaveRecord] = Field(default_factory=list)
+    stopped: str | None = None  # why no further wave was planned
+
+    @property
+    def n_trials(self) -> int:
+        return sum(len(w.trials) for w in self.waves)
+
+    @property
+    def minutes_spent(self) -> float:
+        return sum(w.minutes or 0.0 for w in self.waves)
+
+    def decided_at(self, claim_id: str) -> WaveRecord | None:
+        """The wave after which the claim's verdict was first other than inconclusive
+        (and stayed what it is now)."""
+        first = None
+        for wave in self.waves:
+            verdict = wave.verdicts.get(claim_id)
+            if verdict is None:
+                continue
+            if verdict == "inconclusive":
+                first = None
+            elif first is None or first.verdicts.get(claim_id) != verdict:
+                first = wave
+        return first
+
+
+class StudyRecord(_Record):
+    name: str
+    preset: str
+    kind: Literal["confirmatory", "exploratory"]
+    search: Literal["grid", "random", "optuna"]
+    scheduler: Literal["fifo", "asha"]
+    metric: str
+    mode: Literal["min", "max"]
+    axes: dict[str, AxisRecord]
+    blocks: list[BlockRecord]
+    points: list[dict[str, float]] = Field(default_factory=list)  # grid cells, in order
+    seeds: list[int]
+    samples: int | None = None
+    n_trials: int
+    budget: str
+    budget_steps: int
+    eval_every: int
+    primary_hypothesis: dict[str, Any] | None = None
+    claims: ClaimsRecord | None = None
+    adaptive: AdaptiveRecord | None = None
+    train_config_file: str
+    train_config: dict[str, Any]
+    data: DataRecord
+    resources: dict[str, float]
+    versions: dict[str, str | None]
+    cli: str
+    started: str
+    preset_config: dict[str, Any]
+
+    @property
+    def axis_keys(self) -> dict[str, str]:
+        return {name: axis.key for name, axis in self.axes.items()}
+
+    def write(self, folder: Path) -> None:
+        """Atomically: a study killed mid-write keeps its previous record."""
+        path = Path(folder) / STUDY_FILE
+        tmp = path.with_suffix(".yaml.tmp")
+        tmp.write_text(yaml.safe_dump(self.model_dump(mode="json", exclude_none=True),
+                                      sort_keys=False))
+        tmp.replace(path)
+
+
+def read_record(folder: str | Path) -> StudyRecord:
+    """Read <folder>/study.yaml; a missing or damaged file raises UserError."""
+    folder = Path(folder)
+    path = folder / STUDY_FILE
+    if not path.is_file():
+        raise UserError(f"{folder}: not an experiment folder of this tool (no {STUDY_FILE}); "
+                        "give the folder that 'python -m study.run' created, e.g. "
+                        "results/<study name>")
+    try:
+        tree = yaml.safe_load(path.read_text())
+    except yaml.YAMLError:
+        raise UserError(f"{path}: not valid YAML; restore it from the study's preset or "
+                        "rerun the study") from None
+    if not isinstance(tree, dict):
+        raise UserError(f"{path}: expected a mapping (name, kind, axes, ...)")
+    try:
+        return StudyRecord.model_validate(tree)
+    except ValidationError as err:
+        raise UserError(validation_line(err, str(path), model=StudyRecord)
+                        + "; this file is written by study.run: restore it or rerun the "
+                          "study") from None

@@ -1,0 +1,170 @@
+"""Anytime-valid confidence sequences: intervals that may be read after every wave of runs.
+
+A study that looks at its verdicts after each wave and adds runs where a claim is still
+undecided would inflate a fixed-n test's error rate (optional stopping). A confidence
+sequence (CS) covers the true value at every sample size at once:
+P(the true mean ever leaves the CS) <= alpha, so reading it after any wave, stopping when
+it excludes a value, or continuing, all keep the error at most alpha (Ville's inequality;
+Howard, Ramdas, McAuliffe & Sekhon 2021, Ann. Statist. 49(2)).
+
+The CS here is Waudby-Smith & Ramdas (2024), "Estimating means of bounded random variables
+by betting", JRSS-B 86(1): for observations in a known range [low, high] rescaled to [0, 1]
+and each candidate mean m, two bettors put a predictable fraction lambda_t of their wealth
+on the next observation being above (K+) or below (K-) m; the hedged capital
+K(m) = max(theta K+(m), (1 - theta) K-(m)) is a nonnegative martingale when m is the true
+mean, so m is excluded once K(m) >= 1/alpha. The bets are the paper's predictable plug-in
+(eq. 26): lambda_t = sqrt(2 log(2/alpha) / (sigma2_{t-1} t log(1 + t))), truncated at
+c/m (K+) and c/(1 - m) (K-) with c = 3/4 so that no single observation can ruin a bettor.
+The CS reported is the running intersection over sample sizes (still valid, never wider
+than before). `confseq`, the authors' package, needs a C++/Boost build that does not
+install from PyPI on a plain machine, so the few lines are written out here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+ALPHA = 0.05
+TRUNCATION = 0.75  # c in Waudby-Smith & Ramdas: bets at most c/m and c/(1 - m)
+GRID = np.linspace(0.0, 1.0, 1001)  # candidate means; thresholds are added exactly
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A confidence sequence read at n observations, on the original scale."""
+
+    estimate: float
+    low: float
+    high: float
+    n: int
+
+    def excludes_below(self, value: float) -> bool:
+        """Every mean <= value is excluded (the mean is above value)."""
+        return self.n > 0 and self.low > value
+
+    def excludes_above(self, value: float) -> bool:
+        """Every mean >= value is excluded (the mean is below value)."""
+        return self.n > 0 and self.high < value
+
+
+def _bets(x: np.ndarray, alpha: float) -> np.ndarray:
+    """Predictable plug-in bets lambda_1..lambda_n (each uses observations before it)."""
+    n = len(x)
+    t = np.arange(1, n + 1)
+    mu_hat = (0.5 + np.cumsum(x)) / (t + 1)
+    prev_mu = np.concatenate([[0.5], mu_hat[:-1]])  # mu_hat_{t-1}
+    sigma2 = (0.25 + np.cumsum((x - prev_mu) ** 2)) / (t + 1)
+    prev_sigma2 = np.concatenate([[0.25], sigma2[:-1]])  # sigma2_{t-1}
+    return np.sqrt(2.0 * math.log(2.0 / alpha) / (prev_sigma2 * t * np.log1p(t)))
+
+
+def log_capital_path(x01: np.ndarray, m: np.ndarray, alpha: float, theta: float = 0.5
+                     ) -> np.ndarray:
+    """log of the hedged capital K_t(m) after each observation: shape (n, len(m)).
+
+    x01: observations rescaled to [0, 1]; m: candidate means in [0, 1].
+    """
+    x01 = np.asarray(x01, dtype=float)
+    m = np.atleast_1d(np.asarray(m, dtype=float))
+    if len(x01) == 0:
+        return np.zeros((0, m.size))
+    lam = _bets(x01, alpha)[:, None]
+    diff = x01[:, None] - m[None, :]
+    up = np.minimum(lam, TRUNCATION / np.maximum(m, 1e-12)[None, :])
+    down = np.minimum(lam, TRUNCATION / np.maximum(1.0 - m, 1e-12)[None, :])
+    log_plus = np.cumsum(np.log1p(up * diff), axis=0)
+    log_minus = np.cumsum(np.log1p(-down * diff), axis=0)
+    return np.maximum(math.log(theta) + log_plus, math.log(1.0 - theta) + log_minus)
+
+
+def replicates_to_exclude(values, low: float, high: float, value: float,
+                          alpha: float = ALPHA) -> float:
+    """How many more observations the CS needs to exclude `value` if the capital keeps
+    growing at its average rate so far: 0 when already excluded, inf when not growing.
+    A projection for planning runs, never used for a verdict."""
+    values = np.asarray(values, dtype=float)
+    if len(values) == 0:
+        return math.inf
+    path = log_capital_path((values - low) / (high - low), np.array([(value - low)
+                                                                     / (high - low)]), alpha)
+    goal = math.log(1.0 / alpha)
+    if path.max() >= goal:
+        return 0.0
+    now = float(path[-1, 0])
+    # The winning bettor's own growth per observation (without the hedge's log 1/2).
+    rate = (now - math.log(0.5)) / len(values)
+    return math.inf if rate <= 0 else float(math.ceil((goal - now) / rate))
+
+
+def mean_cs(values, low: float, high: float, alpha: float = ALPHA,
+            points: tuple[float, ...] = ()) -> Interval:
+    """(1 - alpha) confidence sequence for the mean of i.i.d. values in [low, high].
+
+    `points` are values (decision thresholds) evaluated exactly besides the grid, so a
+    verdict never depends on the grid's spacing.
+    """
+    values = np.asarray(values, dtype=float)
+    if np.any(values < low - 1e-12) or np.any(values > high + 1e-12):
+        raise ValueError(f"values outside the declared range [{low:g}, {high:g}]")
+    n = len(values)
+    if n == 0:
+        return Interval(math.nan, low, high, 0)
+    width = high - low
+    x01 = (values - low) / width
+    extra = (np.asarray(points, dtype=float) - low) / width
+    m = np.unique(np.concatenate([GRID, np.clip(extra, 0.0, 1.0)]))
+    kept = m[log_capital_path(x01, m, alpha).max(axis=0) < math.log(1.0 / alpha)]
+    estimate = float(values.mean())
+    if kept.size == 0:  # every candidate excluded: the sample mean is the best guess
+        return Interval(estimate, estimate, estimate, n)
+    return Interval(estimate, low + width * float(kept.min()), low + width * float(kept.max()),
+                    n)
+
+
+def mean_is_beyond(x01: np.ndarray, m: float, alpha: float = ALPHA) -> tuple[bool, bool]:
+    """(mean < m shown, mean > m shown): whether the down-bettor's or the up-bettor's
+    hedged capital at m ever reached 1/alpha. One point instead of a grid: the same test
+    `mean_cs` applies at m, for callers that need only that point."""
+    x01 = np.asarray(x01, dtype=float)
+    if len(x01) == 0:
+        return False, False
+    lam = _bets(x01, alpha)
+    diff = x01 - m
+    up = np.minimum(lam, TRUNCATION / max(m, 1e-12))
+    down = np.minimum(lam, TRUNCATION / max(1.0 - m, 1e-12))
+    goal = math.log(1.0 / alpha) - math.log(0.5)
+    return (bool(np.cumsum(np.log1p(-down * diff)).max() >= goal),
+            bool(np.cumsum(np.log1p(up * diff)).max() >= goal))
+
+
+def median_cs(values, alpha: float = ALPHA, points: tuple[float, ...] = ()) -> Interval:
+    """(1 - alpha) confidence sequence for the median of i.i.d. values (+inf allowed).
+
+    By inversion: r is excluded as a median when P(value <= r) is shown below 1/2 or
+    P(value < r) above 1/2 (each a Bernoulli mean, tested as in `mean_cs`). Checked at
+    every observed value, at `points`, and just outside the observed range (an end that
+    survives there is unbounded); the interval is the hull of the survivors.
+    """
+    values = np.asarray(values, dtype=float)
+    n = len(values)
+    if n == 0:
+        return Interval(math.nan, -math.inf, math.inf, 0)
+
+    def survives(at_most: np.ndarray, below: np.ndarray) -> bool:
+        return not (mean_is_beyond(at_most, 0.5, alpha)[0]
+                    or mean_is_beyond(below, 0.5, alpha)[1])
+
+    candidates = np.unique(np.concatenate([values, np.asarray(points, dtype=float)]))
+    kept = [float(r) for r in candidates if survives(values <= r, values < r)]
+    none, every = np.zeros(n), np.ones(n)
+    if survives(none, none):  # below every observation
+        kept.append(-math.inf)
+    if np.isfinite(values.max()) and survives(every, every):  # above every observation
+        kept.append(math.inf)
+    estimate = float(np.median(values))
+    if not kept:
+        return Interval(estimate, estimate, estimate, n)
+    return Interval(estimate, min(kept), max(kept), n)

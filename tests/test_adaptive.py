@@ -1,0 +1,100 @@
+"""The adaptive main job: the wave planner, and error control of the whole procedure by a
+small fixed-seed simulation (benchmarks/sim_adaptive.py runs the full one)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from scipy.stats import binom
+
+from analysis import claims as claims_mod
+from study import planner, simulate
+
+CLAIMS = simulate.main_job_claims()
+POINTS = simulate.POINTS
+
+
+def index(**axes) -> int:
+    return planner.cell_index(POINTS, axes)
+
+
+def verdict_table(**by_id) -> pd.DataFrame:
+    rows = []
+    for claim in CLAIMS.claims:
+        verdict, n, to_decide = by_id.get(claim.id, ("inconclusive", 2, float("inf")))
+        rows.append({"id": claim.id, "verdict": verdict, "n": n, "to_decide": to_decide})
+    return pd.DataFrame(rows)
+
+
+def test_first_wave_is_the_design_in_seed_order():
+    plan = planner.first_wave(8, 2)
+    assert plan.trials == [(c, s) for s in range(2) for c in range(8)]
+
+
+def test_claim_cells_are_design_points():
+    official = index(eps=0.1, lr_max=0.005, white_noise_std=1.0, constant_offset_std=0.2)
+    assert POINTS[official]["white_noise_std"] == 1.0
+    # A cell that leaves out a varied axis matches several points: not plannable.
+    assert planner.cell_index(POINTS, {"eps": 0.1}) is None
+
+
+def test_next_wave_adds_whole_seeds_to_the_cheapest_claims_first():
+    done = set(planner.first_wave(8, 2).trials)
+    decided = {c.id: ("refuted", 17, 0.0) for c in CLAIMS.claims}
+    decided["official_setting_stable"] = ("inconclusive", 2, 3.0)  # 1 cell, 3 seeds
+    decided["weak_augmentation_collapses"] = ("inconclusive", 2, 6.0)  # 2 cells
+    plan = planner.next_wave(CLAIMS, verdict_table(**decided), POINTS, done, capacity=8)
+    official = index(eps=0.1, lr_max=0.005, white_noise_std=1.0, constant_offset_std=0.2)
+    weak = index(eps=0.1, lr_max=0.005, white_noise_std=0.25, constant_offset_std=0.05)
+    # official first (seeds 2-4: 3 runs), then whole seeds of (weak, official) while they
+    # fit in the 5 runs left: weak 2-4 (official has them already), then seed 5 of both.
+    assert sorted(s for c, s in plan.trials if c == official) == [2, 3, 4, 5]
+    assert sorted(s for c, s in plan.trials if c == weak) == [2, 3, 4, 5]
+    assert len(plan.trials) == 8 and not set(plan.trials) & done
+    assert plan.reason.startswith("for official_setting_stable (+3 seed(s))")
+
+
+def test_planner_stops_and_says_why():
+    decided = verdict_table(**{c.id: ("supported", 9, 0.0) for c in CLAIMS.claims})
+    assert planner.next_wave(CLAIMS, decided, POINTS, set(), 10).reason == \
+        "every claim is decided"
+    open_claims = verdict_table()
+    assert planner.next_wave(CLAIMS, open_claims, POINTS, set(), 0).reason == \
+        "the budget is spent"
+    tight = planner.next_wave(CLAIMS, open_claims, POINTS, set(), 1)
+    assert tight.trials and len(tight.trials) == 1  # the one-cell claim fits
+    outside = claims_mod.ClaimsFile.model_validate({"claims": [{
+        "id": "x", "text": "x", "test": "rate_bound", "outcomes": ["diverged"],
+        "cell": {"eps": 1e-3}, "max_rate": 0.3}]})
+    table = pd.DataFrame([{"id": "x", "verdict": "inconclusive", "n": 0,
+                           "to_decide": float("inf")}])
+    assert "outside the design" in planner.next_wave(outside, table, POINTS, set(), 10).reason
+
+
+def test_capacity_counts_whole_rounds_within_both_budgets():
+    assert planner.capacity(10.0, None, 2.0, 2, 0.5, 12) == 8  # 4 rounds of 2 in 9.5 min
+    assert planner.capacity(10.0, 3, 2.0, 2, 0.5, 12) == 3
+    assert planner.capacity(None, None, 2.0, 2, 0.5, 12) == 12
+    assert planner.capacity(1.0, None, 2.0, 2, 0.5, 12) == 0
+
+
+def test_simulated_study_is_reproducible():
+    truths = [simulate.SCENARIOS["proxy_like"].truth(p) for p in POINTS]
+    first = simulate.simulate_study(CLAIMS, truths, seed=3, max_trials=60)
+    again = simulate.simulate_study(CLAIMS, truths, seed=3, max_trials=60)
+    assert first == again and first["trials"] <= 60
+    assert first["verdicts"]["low_lr_slow_or_collapse"] == "supported"
+
+
+REPS = 30
+# Under alpha = 0.05, more errors than this in REPS studies has probability < 1%.
+MAX_ERRORS = int(binom.ppf(0.99, REPS, 0.05))
+
+
+@pytest.mark.parametrize("scenario", ["null_events", "margin"])
+def test_adaptive_procedure_keeps_its_error_rates(scenario):
+    table = simulate.operating_characteristics(CLAIMS, simulate.SCENARIOS[scenario], REPS,
+                                               seed=11, max_trials=60)
+    errors = simulate.error_rates(table)
+    assert len(errors) >= 4
+    assert (errors["count"] <= MAX_ERRORS).all(), errors.to_string()
