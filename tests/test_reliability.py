@@ -431,3 +431,36 @@ def test_nan_in_data_is_dropped_or_refused_before_ray(ray_session, tmp_path, cap
     assert_all_finished(exp, planned=2)
     assert yaml.safe_load((exp / "study.yaml").read_text())["data"]["dropped"] == 1
     assert not nonfinite_metrics(exp)
+
+
+def test_adaptive_study_killed_in_a_wave_resumes_its_waves(run, tiny_data, tmp_path):
+    from analysis.record import read_record
+    from test_study import adaptive_preset
+
+    preset = adaptive_preset(tmp_path, steps=STEPS, eval_every=EVAL_EVERY)
+    exp = tmp_path / "r" / "aw"
+    driver = run.study("first", *study_args(preset, tiny_data, tmp_path / "r", "aw"))
+
+    def second_wave_midway():
+        rows = trial_rows(exp / "wave-02")
+        return any(len(r) >= 5 and not is_done(r) for r in rows.values())
+
+    wait_for("the second wave half-way", second_wave_midway, driver, timeout=300,
+             log=lambda: run.log("first"))
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    kill_all(run.ray_tmp)
+    first_before = trial_rows(exp / "wave-01")
+    record = read_record(exp)
+    assert len(record.adaptive.waves) == 2 and record.adaptive.waves[1].minutes is None
+    assert all(is_done(r) for r in first_before.values()) and len(first_before) == 4
+
+    resumed = run.study("resume", "resume", exp, "--no-report")
+    assert resumed.wait(timeout=300) == 0, run.log("resume")
+    record = read_record(exp)
+    assert [len(w.trials) for w in record.adaptive.waves] == [4, 4]
+    assert record.adaptive.waves[1].minutes is not None
+    assert record.adaptive.stopped == "the budget is spent"
+    assert trial_rows(exp / "wave-01") == first_before  # the finished wave was not re-run
+    assert_all_finished(exp / "wave-02", planned=4)
+    assert "resuming" in run.log("resume")
