@@ -133,7 +133,7 @@ def _per_panel(ax, cells: pd.DataFrame, a: stats.Factor, b: stats.Factor, fontsi
     mesh = annotated_heatmap(ax, values, labels, cmap="viridis_r", xlabels=b.levels,
                              ylabels=a.levels, fontsize=fontsize)
     ax.figure.colorbar(mesh, ax=ax, label="median final PER")
-    ax.set_title("median final PER\n(non-collapsed, non-diverged; bootstrap 95% CI)")
+    ax.set_title("median final PER\n(non-collapsed, non-diverged; exact 95% CI)")
     ax.set_ylabel(a.axis)
     ax.set_xlabel(b.axis)
 

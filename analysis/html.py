@@ -227,19 +227,25 @@ def _regime_section(results) -> str:
     regime = results.regime
     counts = regime.drop_duplicates("regime").set_index("regime")["n"].to_dict()
     text = ("<p>With eps much larger than sqrt(v_hat) Adam is momentum SGD with step lr/eps "
-            "(Choi et al. 2019), so its stability boundary should run along lr/eps = const; "
-            "with tiny eps it should not depend on eps. A run is in the large-eps regime "
-            "when its median eps_dominance over the run exceeds "
-            f"{stats.EPS_DOMINANCE_THRESHOLD:g} (full-budget runs analysed, from the block "
+            "(Choi et al. 2019), so its stability boundary should run along lr/eps = const "
+            "(slope d log lr / d log eps = 1); with tiny eps it should not depend on eps "
+            "(slope 0). A run is in the large-eps regime when its median eps_dominance over "
+            f"the run exceeds {stats.EPS_DOMINANCE_THRESHOLD:g} (full-budget runs of the block "
             f"where eps and lr_max vary: {counts.get('large_eps', 0)} large-eps, "
-            f"{counts.get('small_eps', 0)} small-eps). "
-            "Within each regime, Firth logistic fits of the endpoint on (log lr, log eps) are "
-            "compared by penalised LRT with the lr/eps-only model (p_eps_beyond_ratio) and "
-            "the lr-only model (p_eps_at_fixed_lr); boundary_slope = d log lr / d log eps "
-            "along the fitted boundary (1 under lr/eps = const, 0 if eps-independent).</p>")
+            f"{counts.get('small_eps', 0)} small-eps). Endpoints: failure (any outcome but "
+            "stable; Firth logistic regression on log lr and log eps) and final PER (ranks, "
+            "collapsed and diverged runs at their step-0 PER; least squares). The slope's "
+            "Fieller interval is at alpha/2 per endpoint; an endpoint supports the regime's "
+            "prediction when the interval lies within its band (large eps: 0.5 to 2; small "
+            "eps: -0.5 to 0.5) and refutes it when the interval misses the band; a regime "
+            "is decided when an endpoint decides it and the other does not say the "
+            "opposite. p_eps_beyond_ratio: does eps act beyond "
+            "lr/eps; p_eps_at_fixed_lr: does eps act at all.</p>")
     shown = regime.assign(regime=regime["regime"].map(stats.REGIME_TEXT))
     return text + table(shown, numeric=("n", "n_events", "p_eps_beyond_ratio",
-                                        "p_eps_at_fixed_lr", "boundary_slope"))
+                                        "p_eps_at_fixed_lr", "boundary_slope", "slope_low",
+                                        "slope_high", "prediction"),
+                        classes={"verdict": str, "regime_verdict": str})
 
 
 def decided_when(experiment, claim_id: str) -> str:
@@ -341,7 +347,8 @@ bounded variables by betting (Waudby-Smith &amp; Ramdas 2024, JRSS-B 86(1); Howa
 McAuliffe &amp; Sekhon 2021); the median of paired step ratios by inverted sign tests;
 Bonferroni across the parts of one claim. Cell status on the maps: the same confidence
 sequence for the cell's stable rate against {stats.STABLE_RATE_THRESHOLD:.0%}.</li>
-<li>Percentile bootstrap (2000 resamples, seeded) for median PER per cell.</li>
+<li>Median final PER per cell with its exact distribution-free (order-statistic) 95% interval
+(scipy.stats.quantile_test); none below 6 runs.</li>
 <li>Two-way ANOVA with type III sums of squares, sum-to-zero contrasts (statsmodels).</li>
 <li>Firth-penalised logistic regression (Firth 1993) with penalised likelihood-ratio tests
 (Heinze &amp; Schemper 2002); separation detection (Konis 2007) via firthmodels.</li>
@@ -409,10 +416,15 @@ def summary_text(experiment, results, report_dir: Path) -> str:
         lines.append(f"Secondary interaction tests significant after Holm{scope}: " + (
             "; ".join(f"{r['pair']} on {r['endpoint']} (p_holm={_fmt(r['p_holm'])})"
                       for _, r in hits.iterrows()) or "none"))
-    for _, row in results.regime.iterrows():
-        if row["verdict"] not in ("no variation", "no runs in this regime"):
-            lines.append(f"Regime {row['regime']} / {row['endpoint']}: {row['verdict']} "
-                         f"(n={row['n']}, events={row['n_events']})")
+    for regime, rows in results.regime.groupby("regime", sort=False):
+        if rows["note"].str.startswith(("not testable", "no runs")).all():
+            continue
+        parts = "; ".join(
+            f"{r['endpoint']}: slope {r['boundary_slope']:.2f} [{r['slope_low']:.2f}, "
+            f"{r['slope_high']:.2f}] {r['verdict']}" if np.isfinite(r["boundary_slope"])
+            else f"{r['endpoint']}: {r['note'] or r['verdict']}" for _, r in rows.iterrows())
+        lines.append(f"Regime {regime} (prediction: slope {rows['prediction'].iloc[0]:g}): "
+                     f"{rows['regime_verdict'].iloc[0].upper()} ({parts}; n={rows['n'].iloc[0]})")
     lines.append(f"Caveats: {len(results.caveats)} (see report.html)")
     lines.append(f"Report: {report_dir / 'report.html'}")
     return "\n".join(lines) + "\n"

@@ -209,9 +209,9 @@ def caveats(experiment: Experiment, results: Results, caught) -> list[str]:
                          "log-odds scale, the variance shares about rates; a cell pinned at "
                          "0% or 100% can show a large difference in rates but little "
                          "log-odds interaction.")
-    if not results.regime["p_eps_at_fixed_lr"].notna().any():
+    if not results.regime["boundary_slope"].notna().any():
         notes.append("The lr/eps regime test was not testable here: it needs at least two "
-                     "eps and two lr_max values, and some failures, within one regime "
+                     "eps and two lr_max values within one regime, and lr_max must matter "
                      "(a map preset with several eps levels provides them).")
     notes += experiment.caveats
     messages = sorted({f"{w.category.__name__}: {w.message}" for w in caught})

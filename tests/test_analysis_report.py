@@ -188,7 +188,7 @@ def test_multi_block_design_is_analysed_block_by_block(tmp_path):
         "eps x lr_max": 15 * 2 + 2, "white_noise_std x constant_offset_std": 6 * 2 + 2}
     # The regime test reads block 1 (several eps at the base augmentation) only.
     regime = pd.read_csv(out / "regime.csv").set_index(["regime", "endpoint"])
-    assert regime.loc[("large_eps", "collapse"), "n"] == 3 * 3 * 2
+    assert regime.loc[("large_eps", "failure"), "n"] == 3 * 3 * 2
     # Claims read their cells wherever the design has them: eps 1e-8 at the base point.
     verdicts = pd.read_csv(out / "claims.csv").set_index("id")
     assert verdicts.loc["tiny_eps_explodes", "n"] == 2

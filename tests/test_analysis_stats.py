@@ -189,17 +189,40 @@ def regime_trials(depends_on_ratio: bool, seed: int = 0) -> pd.DataFrame:
 
 def test_regime_test_recognises_lr_over_eps_boundary():
     result = stats.regime_test(regime_trials(True)).set_index(["regime", "endpoint"])
-    row = result.loc[("large_eps", "divergence")]
-    assert row["verdict"].startswith("consistent with lr/eps")
-    assert row["boundary_slope"] == pytest.approx(1.0, abs=0.5)
-    assert result.loc[("small_eps", "divergence"), "verdict"] == "no runs in this regime"
+    row = result.loc[("large_eps", "failure")]
+    assert row["verdict"] == "supported" and row["regime_verdict"] == "supported"
+    assert row["slope_low"] >= 0.5 and row["slope_high"] <= 2.0
+    assert row["boundary_slope"] == pytest.approx(1.0, abs=0.3)
+    assert row["p_eps_beyond_ratio"] > 0.05 > row["p_eps_at_fixed_lr"]
+    assert result.loc[("small_eps", "failure"), "note"] == "no runs in this regime"
 
 
-def test_regime_test_rejects_lr_over_eps_when_eps_is_irrelevant():
+def test_regime_test_refutes_lr_over_eps_when_eps_is_irrelevant():
     result = stats.regime_test(regime_trials(False)).set_index(["regime", "endpoint"])
-    row = result.loc[("large_eps", "divergence")]
-    assert row["verdict"].startswith("eps acts beyond lr/eps")
-    assert abs(row["boundary_slope"]) < 0.5
+    row = result.loc[("large_eps", "failure")]
+    assert row["verdict"] == "refuted" and row["slope_high"] < 0.5
+    assert row["p_eps_beyond_ratio"] < 0.05
+
+
+def test_regime_test_reads_per_by_ranks():
+    trials = regime_trials(True).assign(status="finished", outcome="stable")
+    rng = np.random.default_rng(1)
+    ratio = np.log10(trials["lr_max"] / trials["eps"])
+    # PER falls with lr/eps; a few stuck runs (0.9) must not break a rank test.
+    trials["final_val_per"] = 0.5 - 0.1 * ratio + rng.normal(0, 0.02, len(trials))
+    trials.loc[trials.index % 7 == 0, "final_val_per"] = 0.9
+    trials["initial_val_per"] = 1.05
+    row = stats.regime_test(trials).set_index(["regime", "endpoint"]).loc[("large_eps", "per")]
+    assert row["boundary_slope"] == pytest.approx(1.0, abs=0.25)
+    assert row["verdict"] == "supported"
+
+
+def test_fieller_interval_of_a_ratio():
+    # b_num / b_den = 2 with tiny variances: a tight interval around 2; a denominator
+    # within noise of 0 gives no interval.
+    low, high = stats.fieller(2.0, 1.0, 1e-4, 1e-4, 0.0, 0.05)
+    assert low < 2.0 < high and high - low < 0.1
+    assert stats.fieller(2.0, 0.01, 1e-4, 1.0, 0.0, 0.05) == (-np.inf, np.inf)
 
 
 def test_holm_adjusts_every_secondary_test_with_known_values():
