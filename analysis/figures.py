@@ -396,11 +396,18 @@ def claim_effects(claims: pd.DataFrame, trajectory: pd.DataFrame) -> plt.Figure 
             values += list(curve["ci_low"]) + list(curve["ci_high"]) + list(curve["estimate"])
         low, high = _claim_axis_limits(values, ratio)
         colour = VERDICT_COLOURS.get(row["verdict"], "0.3")
-        ci = [min(max(v, low), high) if np.isfinite(v) else (high if v > 0 else low)
-              for v in (row["ci_low"], row["ci_high"])]
+
+        def clip(v: float, low: float = low, high: float = high) -> float:
+            return min(max(v, low), high) if np.isfinite(v) else (high if v > 0 else low)
+
+        ci = [clip(row["ci_low"]), clip(row["ci_high"])]
         left.plot(ci, [0, 0], color=colour, linewidth=4, solid_capstyle="butt")
         if np.isfinite(row["estimate"]):
             left.plot([row["estimate"]], [0], "o", color="black", markersize=7)
+        elif not np.isnan(row["estimate"]):  # e.g. a run that never reached a threshold
+            left.plot([clip(row["estimate"])], [0], ">", color="black", markersize=9)
+            left.annotate("infinite", (clip(row["estimate"]), 0), xytext=(-8, 8),
+                          textcoords="offset points", ha="right", fontsize=8)
         for value, style in ((row["null"], "--"), (row["bound"], ":")):
             if np.isfinite(value):
                 left.axvline(value, color="0.35", linestyle=style, linewidth=1.2)
@@ -412,10 +419,10 @@ def claim_effects(claims: pd.DataFrame, trajectory: pd.DataFrame) -> plt.Figure 
                        fontsize=9.5, color=colour, loc="left")
         if len(curve):
             x = curve["fraction"].to_numpy()
-            lo = np.clip(curve["ci_low"].to_numpy(dtype=float), low, high)
-            hi = np.clip(curve["ci_high"].to_numpy(dtype=float), low, high)
+            lo = [clip(v) for v in curve["ci_low"].to_numpy(dtype=float)]
+            hi = [clip(v) for v in curve["ci_high"].to_numpy(dtype=float)]
             right.fill_between(x, lo, hi, color=colour, alpha=0.25, linewidth=0)
-            right.plot(x, np.clip(curve["estimate"].to_numpy(dtype=float), low, high),
+            right.plot(x, [clip(v) for v in curve["estimate"].to_numpy(dtype=float)],
                        color="black", linewidth=1.2)
             right.axvspan(0.75, 1.0, color="0.9", zorder=0)
         for value, style in ((row["null"], "--"), (row["bound"], ":")):
