@@ -30,8 +30,8 @@ Tests:
                    supported: upper end < max_rate; refuted: lower end > max_rate.
   steps_ratio      per seed: steps the `cell` run needs to reach `threshold_factor` x the
                    final val PER of the `reference` run with the same seed, over the steps
-                   the reference run needs (never reached: +inf). Seeds whose reference run
-                   collapsed or diverged set no threshold and are skipped. CS of the median
+                   the reference run needs (never reached: +inf). Seeds where either run
+                   collapsed or diverged are skipped (no speed to compare). CS of the median
                    ratio by inverting sign tests (analysis.sequential.median_cs).
                    supported: median > 1 (slower); refuted: median < `min_ratio`.
   interaction      per moderator j and seed: [rate(base + change) - rate(base)] minus
@@ -449,7 +449,11 @@ def paired_step_ratios(rule: StepsRatio, runs: Runs, cell: np.ndarray, ref: np.n
     for cell_row, ref_row in zip(cell, ref):
         ref_curve = runs.curve(runs.trial_id[ref_row])
         cell_curve = runs.curve(runs.trial_id[cell_row])
-        if (runs.outcome[ref_row] in NO_DECODER or ref_curve is None or cell_curve is None
+        # A seed where either run collapsed or diverged has no speed to compare (the
+        # collapse part of a claim judges collapse); skipping only the reference's
+        # failures would count the cell's as "infinitely slow" and bias toward slower.
+        if (runs.outcome[ref_row] in NO_DECODER or runs.outcome[cell_row] in NO_DECODER
+                or ref_curve is None or cell_curve is None
                 or not np.isfinite(runs.final_per[ref_row])):
             skipped += 1
             continue
@@ -473,7 +477,7 @@ def steps_ratio(rule: StepsRatio, runs: Runs, alpha: float) -> Result:
         (lambda c: c.excludes_above(rule.min_ratio),
          f"the interval excludes a ratio of {rule.min_ratio:g}"))
     if skipped:
-        result.reason += f"; {skipped} seed(s) skipped: the reference run set no threshold"
+        result.reason += f"; {skipped} seed(s) skipped: a run collapsed or diverged"
     result.estimate, result.ci_low, result.ci_high, result.n = cs.estimate, cs.low, cs.high, cs.n
     result.null, result.bound = 1.0, rule.min_ratio
     never = int(np.isinf(ratios).sum())

@@ -289,3 +289,19 @@ def test_grid_fixture_axes_match_the_claims():
     for claim in SHIPPED.claims:
         for cell in claims.cells_of(claim.rule):
             assert set(cell) <= set(GRID)
+
+
+def test_steps_ratio_skips_seeds_where_either_run_failed():
+    # Equal speeds; the cell collapses in 4 seeds and the reference in 2 others. Counting
+    # the cell's collapses as infinitely slow would make 4 of 10 seeds "slower" for free.
+    trials = planted_trials(null_model, 10, 0)
+    trials["final_val_per"] = 0.2
+    cell = np.isclose(trials["lr_max"], 0.002) & np.isclose(trials["eps"], 0.1) & \
+        np.isclose(trials["white_noise_std"], 1.0)
+    ref = np.isclose(trials["lr_max"], 0.005) & np.isclose(trials["eps"], 0.1) & \
+        np.isclose(trials["white_noise_std"], 1.0)
+    trials.loc[cell & trials["seed"].isin([0, 1, 2, 3]), "outcome"] = "blank_collapse"
+    trials.loc[ref & trials["seed"].isin([4, 5]), "outcome"] = "diverged"
+    row = verdicts(custom(STEPS), trials, _curves(trials, {0.002: 101, 0.005: 101})).loc["slow"]
+    assert row["n"] == 4 and row["estimate"] == 1.0
+    assert "6 seed(s) skipped: a run collapsed or diverged" in row["reason"]
