@@ -11,13 +11,17 @@ The CS here is Waudby-Smith & Ramdas (2024), "Estimating means of bounded random
 by betting", JRSS-B 86(1): for observations in a known range [low, high] rescaled to [0, 1]
 and each candidate mean m, two bettors put a predictable fraction lambda_t of their wealth
 on the next observation being above (K+) or below (K-) m; the hedged capital
-K(m) = max(theta K+(m), (1 - theta) K-(m)) is a nonnegative martingale when m is the true
-mean, so m is excluded once K(m) >= 1/alpha. The bets are the paper's predictable plug-in
-(eq. 26): lambda_t = sqrt(2 log(2/alpha) / (sigma2_{t-1} t log(1 + t))), truncated at
-c/m (K+) and c/(1 - m) (K-) with c = 3/4 so that no single observation can ruin a bettor.
-The CS reported is the running intersection over sample sizes (still valid, never wider
-than before). `confseq`, the authors' package, needs a C++/Boost build that does not
-install from PyPI on a plain machine, so the few lines are written out here.
+K(m) = max(theta K+(m), (1 - theta) K-(m)) is bounded by the nonnegative martingale
+theta K+ + (1 - theta) K- when m is the true mean, so m is excluded once K(m) >= 1/alpha.
+The bets are the paper's predictable plug-in (eq. 26):
+lambda_t = sqrt(2 log(2/alpha) / (sigma2_{t-1} t log(1 + t))), truncated at c/m (K+) and
+c/(1 - m) (K-) with c = 3/4 so that no single observation can ruin a bettor. One deviation,
+valid all the same: the running variance sums each observation's distance from the mean of
+the observations before it. The CS reported is the running intersection over sample sizes
+(still valid, never wider than before); its printed ends are the outermost kept points of a
+grid (one step = 0.1% of the range), while verdicts test their thresholds exactly
+(`points`). `confseq`, the authors' package, needs a C++/Boost build that does not install
+from PyPI on a plain machine, so the few lines are written out here.
 """
 
 from __future__ import annotations
@@ -149,6 +153,8 @@ def median_cs(values, alpha: float = ALPHA, points: tuple[float, ...] = ()) -> I
     survives there is unbounded); the interval is the hull of the survivors.
     """
     values = np.asarray(values, dtype=float)
+    if np.isnan(values).any():
+        raise ValueError("median_cs: NaN among the values")
     n = len(values)
     if n == 0:
         return Interval(math.nan, -math.inf, math.inf, 0)
@@ -159,6 +165,11 @@ def median_cs(values, alpha: float = ALPHA, points: tuple[float, ...] = ()) -> I
 
     candidates = np.unique(np.concatenate([values, np.asarray(points, dtype=float)]))
     kept = [float(r) for r in candidates if survives(values <= r, values < r)]
+    # The open gap after each candidate (the indicators are constant inside it): a
+    # surviving gap puts both of its ends in the hull.
+    for r, following in zip(candidates[:-1], candidates[1:]):
+        if survives(values <= r, values <= r):
+            kept += [float(r), float(following)]
     none, every = np.zeros(n), np.ones(n)
     if survives(none, none):  # below every observation
         kept.append(-math.inf)
