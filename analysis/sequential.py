@@ -26,6 +26,7 @@ from PyPI on a plain machine, so the few lines are written out here.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -167,7 +168,7 @@ def median_cs(values, alpha: float = ALPHA, points: tuple[float, ...] = ()) -> I
     kept = [float(r) for r in candidates if survives(values <= r, values < r)]
     # The open gap after each candidate (the indicators are constant inside it): a
     # surviving gap puts both of its ends in the hull.
-    for r, following in zip(candidates[:-1], candidates[1:]):
+    for r, following in itertools.pairwise(candidates):
         if survives(values <= r, values <= r):
             kept += [float(r), float(following)]
     none, every = np.zeros(n), np.ones(n)
