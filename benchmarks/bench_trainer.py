@@ -1,10 +1,16 @@
-"""Proxy training step: model-FLOP utilisation and overhead against a bare PyTorch loop.
+"""Proxy training step: fast vs reference CPU path, where the time goes, MFU, evaluation share.
 
-    python benchmarks/bench_trainer.py [--steps 40] [--data DIR]
+    python benchmarks/bench_trainer.py [--steps 60] [--data DIR] [--eval-every 20]
 
-Prints two ratios (targets from the trainer issue):
-- MFU = analytic FLOPs per step / step time / 1-thread sgemm rate measured in this run;
-- overhead = trainer step time / bare loop step time (same model, batch, optimizer).
+Prints, on identical batches (two trainers with the same seeds draw the same batches and
+augmentation noise; only the dropout masks differ between the paths):
+- steps/s of `train.cpu_path=fast` (trainable/gru.py) and `reference` (nn.GRU, nn.Dropout)
+  and their ratio (target >= 1.5), measured in alternating blocks so machine noise hits both;
+- a torch.profiler breakdown of one step of each path by stage;
+- MFU = analytic matmul FLOPs per step / step time / this run's 1-thread fp32 sgemm rate
+  (both paths compute in fp32 on CPU: train.amp applies to CUDA only);
+- the evaluation share of a trial at the given eval_every (the grid's default: 20 of 400);
+- trainer / bare loop overhead (the same step with nothing around it).
 Run on an otherwise idle machine: timings on a shared 2-core VM vary by +-25%.
 """
 
@@ -12,8 +18,10 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections import defaultdict
 
 import torch
+from torch.profiler import ProfilerActivity, profile, record_function
 
 from trainable.augment import transform
 from trainable.config import load_config
@@ -36,7 +44,7 @@ def sgemm_rate(n: int = 1024, repeats: int = 10) -> float:
     return 2 * n**3 / min(times)
 
 
-def step_flops(batch: dict, model: GRUDecoder, n_features: int, cfg) -> float:
+def step_flops(batch: dict, n_features: int, cfg) -> float:
     """Matmul FLOPs of one forward + backward pass (backward = 2x forward)."""
     b, t = batch["features"].shape[:2]
     t_out = (t - cfg.model.patch_size) // cfg.model.patch_stride + 1
@@ -51,37 +59,117 @@ def step_flops(batch: dict, model: GRUDecoder, n_features: int, cfg) -> float:
     return 3 * (day + gru + head)
 
 
-def timed(fn, steps: int) -> float:
-    """Total seconds of `steps` calls after 3 warm-up calls."""
-    for _ in range(3):
-        fn()
-    start = time.perf_counter()
-    for _ in range(steps):
-        fn()
-    return time.perf_counter() - start
+def alternate(fns: dict, steps: int, block: int = 10) -> dict[str, float]:
+    """Seconds per call of each function, run in alternating blocks of `block` calls after
+    3 warm-up calls each (so a slow spell of a shared machine hits every function)."""
+    for fn in fns.values():
+        for _ in range(3):
+            fn()
+    total = dict.fromkeys(fns, 0.0)
+    done = 0
+    while done < steps:
+        n = min(block, steps - done)
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            for _ in range(n):
+                fn()
+            total[name] += time.perf_counter() - start
+        done += n
+    return {name: t / steps for name, t in total.items()}
+
+
+# Stages of a step: record_function scopes of the instrumented step below, plus the
+# backward nodes of the GRU, the CTC loss and the day layer, found by name.
+BACKWARD_STAGES = {
+    "_GRULayerBackward": "GRU backward (recurrence + input projection)",
+    "CtcLossBackward": "CTC backward",
+    "UnfoldBackward": "patching backward",
+    "BmmBackward": "day layer backward",
+    "ConvolutionBackward": "smoothing backward",
+}
+
+
+def breakdown(model, optimizer, scheduler, params, batches, cfg, kernel, gen, steps=10):
+    """Milliseconds per step by stage (torch.profiler, CPU time of the stage's scope)."""
+
+    def step(batch):
+        with record_function("stage: augmentation + smoothing"):
+            x, n = transform(batch["features"], batch["n_frames"], cfg.augment, kernel, gen,
+                             True)
+        with record_function("stage: forward"):
+            logits = model(x, batch["day"])
+        with record_function("stage: CTC loss"):
+            loss = ctc_loss_per_utterance(logits, model.output_lengths(n), batch["labels"],
+                                          batch["label_lens"]).mean()
+        optimizer.zero_grad(set_to_none=True)
+        with record_function("stage: backward"):
+            loss.backward()
+        with record_function("stage: clip + AdamW + schedule"):
+            torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
+            optimizer.step()
+            scheduler.step()
+
+    for batch in batches[:3]:
+        step(batch)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        start = time.perf_counter()
+        for batch in batches[3:3 + steps]:
+            step(batch)
+        wall = time.perf_counter() - start
+    ms = defaultdict(float)
+    for ev in prof.key_averages():
+        if ev.key.startswith("stage: "):
+            ms[ev.key[7:]] += ev.cpu_time_total / 1e3 / steps
+        for name, stage in BACKWARD_STAGES.items():
+            if ev.key.startswith(name):
+                ms["  of which " + stage] += ev.cpu_time_total / 1e3 / steps
+        if ev.key in ("aten::gru",):
+            ms["  of which nn.GRU forward"] += ev.cpu_time_total / 1e3 / steps
+        if ev.key.startswith("_GRULayer") and not ev.key.startswith("_GRULayerBackward"):
+            ms["  of which GRU forward"] += ev.cpu_time_total / 1e3 / steps
+        if ev.key in ("aten::bernoulli_", "aten::rand_like"):
+            ms["  of which dropout masks"] += ev.cpu_time_total / 1e3 / steps
+    return dict(ms), wall / steps * 1e3
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--data", default=None)
+    parser.add_argument("--eval-every", type=int, default=20)
+    parser.add_argument("--budget", type=int, default=400)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    cfg = load_config(overrides={"train.num_threads": 1, "train.num_steps": 10**6})
+    base = {"train.num_threads": 1, "train.num_steps": 10**6}
+    cfg = load_config(overrides=base)
     root, _ = resolve_data_root(args.data, progress=False)
     dataset = load_dataset(root, cfg)
 
-    run = TrainingRun(cfg, dataset)
-    # Both loops see the same batches in the same order (a sampler with the trainer's seed).
+    runs = {path: TrainingRun(load_config(overrides={**base, "train.cpu_path": path}), dataset)
+            for path in ("fast", "reference")}
+    per_step = alternate({p: r.train_step for p, r in runs.items()}, args.steps)
+    fast, ref = per_step["fast"], per_step["reference"]
+
+    # The same batches for the instrumented and bare loops (a sampler with the trainer's seed).
     sampler = DayBatchSampler(dataset.train, cfg.data.batch_size, cfg.data.days_per_batch,
                               cfg.data.seed)
     batches = [dataset.train.batch(sampler.next_indices()) for _ in range(args.steps + 3)]
-    trainer_s = timed(run.train_step, args.steps)
+    kernel = runs["fast"].kernel
+    stages = {}
+    for path in ("fast", "reference"):
+        torch.manual_seed(0)
+        model = GRUDecoder(dataset.n_features, len(dataset.sessions), cfg.model)
+        model.fast_cpu = path == "fast"
+        opt, sched = build_optimizer(model, cfg.optim, torch.device("cpu"))
+        gen = torch.Generator().manual_seed(0)
+        stages[path] = breakdown(model, opt, sched, list(model.parameters()), batches, cfg,
+                                 kernel, gen)
 
-    # The bare loop: the same work with nothing around it (batches prepared in advance,
+    # The bare loop: the fast step with nothing around it (batches prepared in advance,
     # no monitors, no bookkeeping).
     torch.manual_seed(0)
     model = GRUDecoder(dataset.n_features, len(dataset.sessions), cfg.model)
+    model.fast_cpu = True
     optimizer, scheduler = build_optimizer(model, cfg.optim, torch.device("cpu"))
     gen = torch.Generator().manual_seed(0)
     params = list(model.parameters())
@@ -89,8 +177,7 @@ def main() -> None:
 
     def bare_step():
         batch = next(queue)
-        x, n = transform(batch["features"], batch["n_frames"], cfg.augment, run.kernel, gen,
-                         True)
+        x, n = transform(batch["features"], batch["n_frames"], cfg.augment, kernel, gen, True)
         logits = model(x, batch["day"])
         loss = ctc_loss_per_utterance(logits, model.output_lengths(n), batch["labels"],
                                       batch["label_lens"]).mean()
@@ -100,21 +187,33 @@ def main() -> None:
         optimizer.step()
         scheduler.step()
 
-    bare_s = timed(bare_step, args.steps)
+    bare = alternate({"bare": bare_step}, args.steps)["bare"]
+    eval_s = alternate({"eval": runs["fast"].evaluate}, 3, block=3)["eval"]
     rate = sgemm_rate()
-    flops = sum(step_flops(b, model, dataset.n_features, cfg) for b in batches[3:])
-    per_step = flops / args.steps
+    flops = sum(step_flops(b, dataset.n_features, cfg) for b in batches[3:]) / args.steps
+
     batch = batches[3]
     print(f"proxy model: {sum(p.numel() for p in params):,} parameters, batch "
-          f"{tuple(batch['features'].shape)}")
-    print(f"1-thread sgemm (1024^3): {rate / 1e9:.1f} GFLOP/s")
-    print(f"analytic FLOPs per step: {per_step / 1e9:.3f} GFLOP (mean over {args.steps} "
-          "batches)")
-    print(f"trainer step: {trainer_s / args.steps * 1e3:.1f} ms; bare loop step: "
-          f"{bare_s / args.steps * 1e3:.1f} ms (mean of {args.steps}, same batches)")
-    print(f"MFU (trainer) = {flops / trainer_s / rate:.3f}   (target >= 0.6)")
-    print(f"MFU (bare loop) = {flops / bare_s / rate:.3f}")
-    print(f"trainer / bare loop = {trainer_s / bare_s:.3f}   (target <= 1.05)")
+          f"{tuple(batch['features'].shape)}; {args.steps} steps per path, 1 thread")
+    print(f"1-thread fp32 sgemm (1024^3): {rate / 1e9:.1f} GFLOP/s; analytic matmul FLOPs "
+          f"per step: {flops / 1e9:.3f} GFLOP")
+    print(f"reference path (nn.GRU): {ref * 1e3:6.1f} ms/step  {1 / ref:5.2f} steps/s  "
+          f"MFU {flops / ref / rate:.3f}")
+    print(f"fast path (trainable.gru): {fast * 1e3:6.1f} ms/step  {1 / fast:5.2f} steps/s  "
+          f"MFU {flops / fast / rate:.3f}")
+    print(f"fast / reference steps/s = {ref / fast:.2f}x   (target >= 1.5)")
+    for path in ("reference", "fast"):
+        ms, wall = stages[path]
+        print(f"\nwhere a {path}-path step goes (torch.profiler, ms per step; profiled "
+              f"step {wall:.1f} ms):")
+        for name, value in sorted(ms.items(), key=lambda kv: kv[0].startswith("  ")):
+            print(f"  {name:<52} {value:7.1f}")
+    evals = args.budget // args.eval_every + 1
+    train_s = args.budget * fast
+    print(f"\nevaluation: {eval_s * 1e3:.0f} ms each; {evals} evaluations in a "
+          f"{args.budget}-step trial = {evals * eval_s / (evals * eval_s + train_s):.1%} of "
+          "its compute on the fast path")
+    print(f"trainer / bare loop (fast path) = {fast / bare:.3f}   (target <= 1.05)")
 
 
 if __name__ == "__main__":

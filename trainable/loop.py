@@ -65,6 +65,8 @@ class TrainingRun:
         seed_everything(cfg.train.seed)
         self.model = GRUDecoder(dataset.n_features, len(dataset.sessions), cfg.model).to(
             self.device)
+        # torch.compile is for the CUDA run; a compiled CPU model keeps nn.GRU.
+        self.model.fast_cpu = cfg.train.cpu_path == "fast" and not cfg.train.compile
         self.forward = torch.compile(self.model) if cfg.train.compile else self.model
         self.optimizer, self.scheduler = build_optimizer(self.model, cfg.optim, self.device)
         self.sampler = DayBatchSampler(dataset.train, cfg.data.batch_size,

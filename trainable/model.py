@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from trainable.config import ModelConfig
+from trainable.gru import bptt_gru, dropout
 
 
 def patches(x: torch.Tensor, size: int, stride: int) -> torch.Tensor:
@@ -44,6 +45,10 @@ class GRUDecoder(nn.Module):
         self.out = nn.Linear(cfg.n_units, cfg.n_classes)
         nn.init.xavier_uniform_(self.out.weight)
         self.h0 = nn.Parameter(nn.init.xavier_uniform_(torch.zeros(1, 1, cfg.n_units)))
+        # Training on CPU through trainable.gru (same equations, hand-written backward,
+        # cheaper dropout masks); set by the trainer from train.cpu_path. Evaluation and CUDA
+        # always use nn.GRU and nn.Dropout.
+        self.fast_cpu = False
 
     def output_lengths(self, n_frames: torch.Tensor) -> torch.Tensor:
         return torch.div(n_frames - self.patch_size, self.patch_stride,
@@ -56,8 +61,11 @@ class GRUDecoder(nn.Module):
         weights = torch.stack([self.day_weights[d] for d in days])
         biases = torch.cat([self.day_biases[d] for d in days]).unsqueeze(1)
         x = torch.einsum("btd,bdk->btk", x, weights) + biases
-        x = self.day_layer_dropout(self.day_layer_activation(x))
+        fast = (self.fast_cpu and self.training and x.device.type == "cpu"
+                and torch.is_grad_enabled())
+        x = self.day_layer_activation(x)
+        x = dropout(x, self.day_layer_dropout.p) if fast else self.day_layer_dropout(x)
         x = patches(x, self.patch_size, self.patch_stride)
         h0 = self.h0.expand(self.n_layers, x.shape[0], -1).contiguous()
-        y, _ = self.gru(x, h0)
+        y = bptt_gru(self.gru, x, h0) if fast else self.gru(x, h0)[0]
         return self.out(y)

@@ -1,0 +1,126 @@
+"""The fast CPU training path (trainable.gru) against nn.GRU / nn.Dropout."""
+
+import pytest
+import torch
+from torch import nn
+
+from trainable.gru import bptt_gru, dropout
+from trainable.loop import TrainingRun
+
+
+def _grads(module: nn.Module, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+    out = [p.grad.clone() for p in module.parameters()] + [t.grad.clone() for t in inputs]
+    for t in [*module.parameters(), *inputs]:
+        t.grad = None
+    return out
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+@pytest.mark.parametrize("n_layers", [1, 3])
+def test_bptt_gru_equals_nn_gru_outputs_and_every_gradient(batch_first, n_layers):
+    torch.manual_seed(0)
+    gru = nn.GRU(12, 10, num_layers=n_layers, batch_first=batch_first)
+    with torch.no_grad():  # biases away from zero so that a dropped bias term shows
+        for name, p in gru.named_parameters():
+            if "bias" in name:
+                p.uniform_(-0.5, 0.5)
+    shape = (5, 9, 12) if batch_first else (9, 5, 12)
+    x = torch.randn(*shape, requires_grad=True)
+    h0 = torch.randn(n_layers, 5, 10, requires_grad=True)
+    weight = torch.randn(*shape[:2], 10)  # a loss that weighs every output differently
+
+    ref, _ = gru(x, h0)
+    (ref * weight).sum().backward()
+    ref_grads = _grads(gru, [x, h0])
+    out = bptt_gru(gru, x, h0)
+    (out * weight).sum().backward()
+    grads = _grads(gru, [x, h0])
+
+    assert out.shape == ref.shape
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+    names = [n for n, _ in gru.named_parameters()] + ["input", "h0"]
+    for name, a, b in zip(names, grads, ref_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=f"gradient of {name}")
+
+
+def test_bptt_gru_ignores_trailing_padding():
+    """Outputs and gradients of the valid frames do not depend on zero padding after them
+    (what lets batches of different lengths share the recurrence)."""
+    torch.manual_seed(1)
+    gru = nn.GRU(4, 6, batch_first=True)
+    x = torch.randn(2, 7, 4)
+    padded = torch.cat([x, torch.zeros(2, 5, 4)], 1)
+    h0 = torch.zeros(1, 2, 6)
+    torch.testing.assert_close(bptt_gru(gru, padded, h0)[:, :7], bptt_gru(gru, x, h0))
+
+
+def test_bptt_gru_applies_dropout_between_layers_only_in_training():
+    torch.manual_seed(0)
+    gru = nn.GRU(6, 8, num_layers=2, dropout=0.5, batch_first=True)
+    x, h0 = torch.randn(3, 5, 6), torch.zeros(2, 3, 8)
+    gru.eval()
+    torch.testing.assert_close(bptt_gru(gru, x, h0), gru(x, h0)[0], rtol=1e-5, atol=1e-6)
+    gru.train()
+    torch.manual_seed(7)
+    a = bptt_gru(gru, x, h0)
+    torch.manual_seed(7)
+    b = bptt_gru(gru, x, h0)
+    torch.testing.assert_close(a, b)  # same seed, same masks
+    assert not torch.allclose(a, gru.eval()(x, h0)[0], atol=1e-3)
+
+
+def test_bptt_gru_refuses_what_it_does_not_implement():
+    with pytest.raises(ValueError, match="unidirectional"):
+        bptt_gru(nn.GRU(3, 4, bidirectional=True), torch.zeros(2, 1, 3), torch.zeros(2, 1, 4))
+
+
+def test_dropout_keeps_1_minus_p_scaled_by_its_inverse():
+    torch.manual_seed(0)
+    x = torch.ones(200_000)
+    y = dropout(x, 0.2)
+    kept = (y != 0).float().mean().item()
+    assert abs(kept - 0.8) < 4 * (0.8 * 0.2 / x.numel()) ** 0.5  # binomial, 4 sd
+    assert torch.allclose(y[y != 0], torch.full_like(y[y != 0], 1 / 0.8))
+    assert torch.equal(dropout(x, 0.0), x)
+    assert torch.equal(dropout(x, 1.0), torch.zeros_like(x))
+    grad = torch.ones(10, requires_grad=True)
+    dropout(grad, 0.5).sum().backward()
+    assert set(grad.grad.tolist()) <= {0.0, 2.0}
+
+
+def test_fast_and_reference_paths_train_alike_step_by_step(tiny_data, tiny_config):
+    """Without dropout (the only draw the paths make differently) the fast path's losses,
+    gradient norms and evaluations follow the reference path's to float32 rounding."""
+    reports = {}
+    for path in ("fast", "reference"):
+        cfg = tiny_config(train__cpu_path=path, model__input_dropout=0.0,
+                          model__rnn_dropout=0.0)
+        run = TrainingRun(cfg, load_dataset_cached(tiny_data, cfg))
+        reports[path] = list(run)
+        assert run.model.fast_cpu is (path == "fast")
+    fast, ref = reports["fast"], reports["reference"]
+    assert [r["step"] for r in fast] == [r["step"] for r in ref]
+    for a, b in zip(fast, ref, strict=True):
+        for key in ("train_loss", "val_loss", "grad_norm_mean", "eps_dominance"):
+            assert a[key] == pytest.approx(b[key], rel=1e-3), key
+        assert a["val_per"] == pytest.approx(b["val_per"], abs=0.02)
+
+
+def test_fast_path_same_seed_same_numbers(tiny_data, tiny_config):
+    cfg = tiny_config(train__cpu_path="fast")
+    dataset = load_dataset_cached(tiny_data, cfg)
+    a, b = list(TrainingRun(cfg, dataset)), list(TrainingRun(cfg, dataset))
+    assert [r["train_loss"] for r in a] == [r["train_loss"] for r in b]
+    assert [r["val_per"] for r in a] == [r["val_per"] for r in b]
+
+
+_CACHE: dict = {}
+
+
+def load_dataset_cached(root, cfg):
+    from trainable.data import load_dataset
+
+    key = (str(root), cfg.data.n_features)
+    if key not in _CACHE:
+        _CACHE[key] = load_dataset(root, cfg)
+    return _CACHE[key]
