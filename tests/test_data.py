@@ -97,6 +97,42 @@ def test_sampler_follows_official_rule(tiny_data, tiny_config):
     assert np.all(np.abs(day_counts / 300 - 2 / 3) < 0.1)  # days drawn uniformly
 
 
+@pytest.mark.parametrize("batch_size, days_per_batch", [(16, 3), (7, 2), (10, 3)])
+def test_sampler_batch_has_exactly_batch_size_trials_when_not_divisible(
+        tiny_data, tiny_config, batch_size, days_per_batch):
+    """Official rule: ceil(bs/dpb) trials per day, then the surplus removed one trial at a
+    time from the end of a uniformly chosen day of the batch."""
+    ds = load_dataset(tiny_data, tiny_config())
+    per_day = -(-batch_size // days_per_batch)
+    surplus = per_day * days_per_batch - batch_size
+    sampler = DayBatchSampler(ds.train, batch_size, days_per_batch, seed=2)
+    removed = np.zeros(days_per_batch)
+    for _ in range(400):
+        idx = sampler.next_indices()
+        assert len(idx) == batch_size
+        days = ds.train.day[idx]
+        # trials of a day stay together, in the order of the batch's days
+        runs = [d for i, d in enumerate(days) if i == 0 or d != days[i - 1]]
+        assert len(runs) == len(set(runs)) == days_per_batch
+        counts = np.array([np.sum(days == d) for d in runs])
+        assert counts.min() >= per_day - surplus and counts.max() <= per_day
+        removed += per_day - counts
+    # every position in the batch's day order loses trials equally often
+    assert np.all(np.abs(removed / removed.sum() - 1 / days_per_batch) < 0.08)
+
+
+def test_sampler_divisible_case_keeps_its_stream(tiny_data, tiny_config):
+    """No surplus, no extra draws: the divisible case gives the batches it always gave."""
+    ds = load_dataset(tiny_data, tiny_config())
+    rng = np.random.default_rng(5)
+    sampler = DayBatchSampler(ds.train, 8, 2, seed=5)
+    for _ in range(20):
+        days = rng.choice(ds.train.days, size=2, replace=False)
+        by_day = [ds.train.trials_of_day(int(d)) for d in days]
+        expected = np.concatenate([t[rng.integers(0, len(t), 4)] for t in by_day])
+        assert np.array_equal(sampler.next_indices(), expected)
+
+
 def test_sampler_is_deterministic_and_resumable(tiny_data, tiny_config):
     ds = load_dataset(tiny_data, tiny_config())
     a = DayBatchSampler(ds.train, 8, 2, seed=3)

@@ -71,6 +71,33 @@ def test_official_schedule(step, expected):
     assert lr_factor(step, 0.005, 0.0001, 1000, 120000) == pytest.approx(expected, abs=1e-9)
 
 
+@pytest.mark.parametrize("step, expected", [
+    (0, 1.0), (1, 1 - 0.98 / 100), (50, 0.51), (100, 0.02), (150, 0.02)])
+def test_linear_schedule_is_official_linearlr_without_warmup(step, expected):
+    assert lr_factor(step, 0.005, 0.0001, 1000, 100, "linear") == pytest.approx(expected)
+
+
+def test_linear_schedule_drives_every_group_with_the_main_factor():
+    """torch LinearLR(start 1, end lr_min/lr_max, total_iters=lr_decay_steps) on the
+    official optimizer: the day group starts at lr_max_day and follows the same factor."""
+    model = GRUDecoder(8, 3, ModelConfig(n_units=16, n_layers=1))
+    cfg = OptimConfig(lr_max=0.004, lr_min=0.0004, lr_decay_steps=10, lr_warmup_steps=5,
+                      lr_max_day=0.002, lr_min_day=0.001, schedule="linear")
+    optimizer, scheduler = build_optimizer(model, cfg, torch.device("cpu"))
+    ref_opt = torch.optim.AdamW([{"params": [torch.nn.Parameter(torch.zeros(1))]}
+                                 for _ in range(3)])
+    for group, lr in zip(ref_opt.param_groups, (0.004, 0.002, 0.004)):
+        group["lr"] = group["initial_lr"] = lr
+    ref = torch.optim.lr_scheduler.LinearLR(ref_opt, 1.0, 0.1, total_iters=10)
+    for _ in range(14):
+        ours = [g["lr"] for g in optimizer.param_groups]
+        assert ours == pytest.approx([g["lr"] for g in ref_opt.param_groups], rel=1e-6)
+        optimizer.step()
+        scheduler.step()
+        ref_opt.step()
+        ref.step()
+
+
 def test_param_groups_follow_official_rules():
     model = GRUDecoder(8, 3, ModelConfig(n_units=16, n_layers=2))
     groups = {g["group"]: g for g in param_groups(model, OptimConfig(lr_max_day=0.01))}

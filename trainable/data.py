@@ -359,24 +359,31 @@ def load_dataset(root: str | Path, cfg: Config, splits: tuple[str, ...] = ("trai
 
 
 class DayBatchSampler:
-    """The official sampler (model_training/dataset.py): each batch draws `days_per_batch`
-    distinct days uniformly (not weighted by size), then ceil(batch_size/days_per_batch)
-    trials from each day with replacement. Deterministic for a seed; its state is a
-    checkpointable numpy bit-generator state."""
+    """The official sampler (model_training/dataset.py, create_batch_index_train): each batch
+    draws `days_per_batch` distinct days uniformly (not weighted by size), then
+    ceil(batch_size/days_per_batch) trials from each day with replacement; when that is more
+    than batch_size, the surplus goes one trial at a time, each time the last trial of a
+    uniformly chosen day among the batch's days (a day already emptied loses nothing, as in
+    the official loop). Deterministic for a seed; its state is a checkpointable numpy
+    bit-generator state."""
 
     def __init__(self, split: PackedSplit, batch_size: int, days_per_batch: int, seed: int):
         self.days = split.days
         self.by_day = {int(d): split.trials_of_day(int(d)) for d in self.days}
         self.days_per_batch = days_per_batch
         self.per_day = math.ceil(batch_size / days_per_batch)
+        self.surplus = self.per_day * days_per_batch - batch_size
         self.rng = np.random.default_rng(seed)
 
     def next_indices(self) -> np.ndarray:
         days = self.rng.choice(self.days, size=self.days_per_batch, replace=False)
-        return np.concatenate([
-            self.by_day[int(d)][self.rng.integers(0, len(self.by_day[int(d)]), self.per_day)]
-            for d in days
-        ])
+        draws = [self.by_day[int(d)][self.rng.integers(0, len(self.by_day[int(d)]),
+                                                        self.per_day)]
+                 for d in days]
+        for _ in range(self.surplus):
+            k = int(self.rng.integers(0, len(draws)))
+            draws[k] = draws[k][:-1]
+        return np.concatenate(draws)
 
     def state_dict(self) -> dict:
         return self.rng.bit_generator.state

@@ -17,19 +17,21 @@ from trainable.config import OptimConfig
 
 def lr_factor(step: int, lr_max: float, lr_min: float, warmup: int, decay: int,
               schedule: str = "cosine") -> float:
-    """Multiplier of lr_max at `step` (LambdaLR), official formula.
+    """Multiplier of a group's initial lr at `step`, official formulas.
 
-    step < warmup: step / warmup (step 0 trains at lr 0);
-    warmup <= step < decay: cosine from 1 to r = lr_min/lr_max over decay - warmup steps;
-    after: r. The linear variant goes from 1 to r over the same window.
+    cosine (rnn_trainer.create_cosine_lr_scheduler, a LambdaLR per group):
+    step < warmup: step / warmup (step 0 trains at lr 0); warmup <= step < decay: cosine
+    from 1 to r = lr_min/lr_max over decay - warmup steps; after: r.
+    linear (torch LinearLR from 1 to r = lr_min/lr_max over `decay` steps): no warm-up,
+    1 - (1 - r) * min(step, decay) / decay; `warmup` is ignored.
     """
     ratio = lr_min / lr_max
+    if schedule == "linear":
+        return 1.0 - (1.0 - ratio) * min(step, decay) / decay
     if step < warmup:
         return step / warmup
     if step < decay:
         progress = (step - warmup) / (decay - warmup)
-        if schedule == "linear":
-            return 1.0 - (1.0 - ratio) * progress
         return ratio + (1.0 - ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
     return ratio
 
@@ -58,7 +60,10 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig, device: torch.device
                                   weight_decay=cfg.weight_decay,
                                   fused=device.type == "cuda")
     main = (cfg.lr_max, cfg.lr_min, cfg.lr_warmup_steps, cfg.lr_decay_steps)
-    day = cfg.day_schedule()
+    # The official linear schedule is one LinearLR over all groups: the day layers start
+    # at their own lr (lr_max_day) and follow the main factor, lr_min/lr_max over
+    # lr_decay_steps; the day-specific min, warm-up and decay apply to cosine only.
+    day = cfg.day_schedule() if cfg.schedule == "cosine" else main
     lambdas = [
         (lambda s, a=args: lr_factor(s, *a, cfg.schedule))
         for args in (main, day, main)
