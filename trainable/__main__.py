@@ -1,4 +1,6 @@
-"""Run one training alone: python -m trainable --config configs/train/proxy.yaml --set k=v."""
+"""Run one training alone: python -m trainable --config configs/train/proxy.yaml --set k=v.
+
+`python -m trainable check ...` runs the health check instead (trainable/check.py)."""
 
 from __future__ import annotations
 
@@ -18,10 +20,16 @@ def format_report(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["check"]:
+        from trainable.check import main as check
+
+        return check(argv[1:])
     parser = OneLineArgumentParser(
         prog="python -m trainable",
         description="Train the GRU/CTC phoneme decoder once and print one line per "
-                    "evaluation, then the outcome.")
+                    "evaluation, then the outcome. 'python -m trainable check --help': the "
+                    "200-batch health check.")
     parser.add_argument("--config", default=None,
                         help="training config YAML (default: configs/train/proxy.yaml)")
     parser.add_argument("--data", default=None,
