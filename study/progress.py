@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import sys
+import time
+from collections import Counter
 from pathlib import Path
 
 from ray.tune import Callback
 
 
 class OutcomeLogger(Callback):
-    """One line per finished or errored trial: its axes, outcome and steps reached."""
+    """One line per finished or errored trial: its axes, outcome, best PER and steps, then
+    the running outcome counts, elapsed time and an ETA for the rest of the run."""
 
     def __init__(self, axes: list[str], n_trials: int | None = None, label: str = ""):
         self.axes = axes
         self.n_trials = n_trials
         self.label = label
         self.done = 0
+        self.counts: Counter = Counter()
+        self.start: float | None = None
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        if self.start is None:
+            self.start = time.monotonic()
 
     def _axes(self, trial) -> str:
         cfg = trial.config
@@ -23,21 +32,34 @@ class OutcomeLogger(Callback):
                  for a in self.axes if a in cfg]
         return " ".join([*parts, f"seed={cfg.get('seed')}"])
 
+    def _tail(self, total: int) -> str:
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items()))
+        if self.start is None:
+            return counts
+        elapsed = time.monotonic() - self.start
+        left = max(total - self.done, 0)
+        eta = f", ETA {elapsed / self.done * left / 60:.1f} min" if left else ""
+        return f"{counts} | {elapsed / 60:.1f} min{eta}"
+
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.done += 1
         r = trial.last_result or {}
+        self.counts[r.get("outcome", "?")] += 1
+        total = self.n_trials or len(trials)
         steps = f"{r.get('step', 0)}/{r.get('budget_steps', '?')} steps"
         stopped = "" if r.get("completed") else " (stopped early)"
         best = r.get("best_val_per", float("nan"))
-        print(f"{self.label}[{self.done}/{self.n_trials or len(trials)}] {trial.trial_id} "
-              f"{self._axes(trial)}: {r.get('outcome', '?')}{stopped}, "
-              f"best PER {best:.3f}, {steps}", file=sys.stderr, flush=True)
+        print(f"{self.label}[{self.done}/{total}] {self._axes(trial)}: "
+              f"{r.get('outcome', '?')}{stopped}, best PER {best:.3f}, {steps} | "
+              f"{self._tail(total)}", file=sys.stderr, flush=True)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.done += 1
-        print(f"{self.label}[{self.done}/{self.n_trials or len(trials)}] {trial.trial_id} "
-              f"{self._axes(trial)}: ERRORED "
-              f"(see {trial.path}/error.txt)", file=sys.stderr, flush=True)
+        self.counts["errored"] += 1
+        total = self.n_trials or len(trials)
+        print(f"{self.label}[{self.done}/{total}] {self._axes(trial)}: ERRORED "
+              f"(see {trial.path}/error.txt) | {self._tail(total)}", file=sys.stderr,
+              flush=True)
 
 
 def outcome_table(exp_dir: Path) -> str:

@@ -102,6 +102,9 @@ def _add_ray_flags(p: argparse.ArgumentParser) -> None:
                         "honoured; default: start a local instance")
     p.add_argument("--dashboard", action="store_true",
                    help="start the Ray dashboard on 127.0.0.1:8265 and print its URL")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="also print Tune's own trial tables (default: one line per "
+                        "finished trial with counts and ETA)")
 
 
 def _add_cluster_flags(p: argparse.ArgumentParser) -> None:
@@ -272,13 +275,16 @@ def _tune_config(record: StudyRecord, max_concurrent: int):
                            trial_dirname_creator=trial_dirname)
 
 
-def _run_config(folder: Path, record: StudyRecord, n_trials: int, label: str = ""):
+def _run_config(folder: Path, record: StudyRecord, n_trials: int, label: str = "",
+                verbose: bool = False):
+    """Tune's own status tables only with -v (verbose=1); otherwise the console gets one
+    line per finished trial from OutcomeLogger."""
     from ray import tune
 
     from study.progress import OutcomeLogger
 
     return tune.RunConfig(
-        name=folder.name, storage_path=str(folder.parent), verbose=1,
+        name=folder.name, storage_path=str(folder.parent), verbose=1 if verbose else 0,
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         failure_config=tune.FailureConfig(max_failures=2),
         callbacks=[OutcomeLogger(list(record.axes), n_trials, label)])
@@ -433,13 +439,15 @@ def launch(args) -> int:
             record.adaptive.waves.append(_wave_record(
                 1, planner.first_wave(len(points), seeds)))
             record.write(exp_dir)
-            pending = run_waves(record, exp_dir, trainable, max_conc, restoring=False)
+            pending = run_waves(record, exp_dir, trainable, max_conc, restoring=False,
+                                verbose=args.verbose)
         else:
             from ray import tune
 
             tuner = tune.Tuner(trainable, param_space=param_space(preset, cfg, seeds),
                                tune_config=_tune_config(record, max_conc),
-                               run_config=_run_config(exp_dir, record, record.n_trials))
+                               run_config=_run_config(exp_dir, record, record.n_trials,
+                                                      verbose=args.verbose))
             record.write(exp_dir)
             print(f"study {name}: {record.n_trials} trials of {cfg.train.num_steps} steps, "
                   f"{max_conc} at a time; folder {exp_dir}", file=sys.stderr)
@@ -457,7 +465,7 @@ def _wave_trials(wave: WaveRecord) -> list[tuple[int, int]]:
 
 
 def run_wave(record: StudyRecord, exp_dir: Path, wave: WaveRecord, trainable,
-             max_concurrent: int, restoring: bool) -> int:
+             max_concurrent: int, restoring: bool, verbose: bool = False) -> int:
     """Run (or continue) one wave as its own Tune experiment under the study folder;
     returns how many of its trials did not finish (an interrupt)."""
     from ray import tune
@@ -472,12 +480,12 @@ def run_wave(record: StudyRecord, exp_dir: Path, wave: WaveRecord, trainable,
         tuner = tune.Tuner(trainable, param_space=space,
                            tune_config=_tune_config(record, max_concurrent),
                            run_config=_run_config(folder, record, len(wave.trials),
-                                                  f"wave {wave.index}: "))
+                                                  f"wave {wave.index}: ", verbose))
     return _pending(tuner.fit(), record, len(wave.trials))
 
 
 def run_waves(record: StudyRecord, exp_dir: Path, trainable, max_concurrent: int,
-              restoring: bool) -> int:
+              restoring: bool, verbose: bool = False) -> int:
     """Run waves until the planner stops; returns the trials left unfinished (interrupt)."""
     from analysis.load import load_experiment
 
@@ -491,7 +499,8 @@ def run_waves(record: StudyRecord, exp_dir: Path, trainable, max_concurrent: int
                   f"{spent:.1f}" + (f" of {adaptive.minutes:g}" if adaptive.minutes else "")
                   + " training minutes used so far", file=sys.stderr, flush=True)
             start = time.perf_counter()
-            pending = run_wave(record, exp_dir, wave, trainable, max_concurrent, restoring)
+            pending = run_wave(record, exp_dir, wave, trainable, max_concurrent, restoring,
+                               verbose)
             if pending:
                 return pending
             wave.minutes = (time.perf_counter() - start) / 60
@@ -578,7 +587,8 @@ def resume(args) -> int:
             record.resources["cpus_per_trial"], record.resources["gpus_per_trial"]))
         print(f"resuming {exp_dir}", file=sys.stderr)
         if adaptive:
-            pending = run_waves(record, exp_dir, trainable, max_conc, restoring=True)
+            pending = run_waves(record, exp_dir, trainable, max_conc, restoring=True,
+                                verbose=args.verbose)
         else:
             preset = Preset.model_validate(record.preset_config)
             # Tune does not pickle the grid's sample_from functions: give the space again.

@@ -1,0 +1,40 @@
+"""The study console: one line per finished trial with running counts and an ETA."""
+
+from types import SimpleNamespace
+
+import pytest
+
+from study.progress import OutcomeLogger
+from study.run import _run_config, build_parser
+
+
+def _trial(outcome, seed, completed=1):
+    return SimpleNamespace(
+        config={"eps": 1e-8, "lr_max": 0.005, "seed": seed}, trial_id=f"t{seed}",
+        path="/x", last_result={"outcome": outcome, "completed": completed, "step": 400,
+                                "budget_steps": 400, "best_val_per": 0.25})
+
+
+def test_one_line_per_trial_with_running_counts_and_eta(capsys, monkeypatch):
+    clock = iter([0.0, 60.0, 120.0, 180.0])
+    monkeypatch.setattr("study.progress.time.monotonic", lambda: next(clock))
+    log = OutcomeLogger(["eps", "lr_max"], n_trials=4, label="wave 2: ")
+    log.on_trial_start(0, [], _trial("stable", 1))
+    log.on_trial_complete(0, [], _trial("stable", 1))
+    log.on_trial_complete(0, [], _trial("blank_collapse", 2, completed=0))
+    log.on_trial_error(0, [], _trial("stable", 3))
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 3
+    assert lines[0] == ("wave 2: [1/4] eps=1e-08 lr_max=0.005 seed=1: stable, best PER 0.250, "
+                        "400/400 steps | stable 1 | 1.0 min, ETA 3.0 min")
+    assert "blank_collapse (stopped early)" in lines[1]
+    assert lines[1].endswith("| blank_collapse 1, stable 1 | 2.0 min, ETA 2.0 min")
+    assert "ERRORED" in lines[2] and lines[2].endswith(
+        "| blank_collapse 1, errored 1, stable 1 | 3.0 min, ETA 1.0 min")
+
+
+@pytest.mark.parametrize("argv, verbose", [([], 0), (["-v"], 1), (["--verbose"], 1)])
+def test_tune_tables_only_with_verbose(argv, verbose, tmp_path):
+    args = build_parser().parse_args(["grid", *argv])
+    record = SimpleNamespace(axes={"eps": "optim.eps"})
+    assert _run_config(tmp_path / "s", record, 4, verbose=args.verbose).verbose == verbose
