@@ -69,6 +69,19 @@ def embed(path: Path, caption: str) -> str:
             f"<figcaption>{_esc(caption)}</figcaption></figure>")
 
 
+def day_lr_text(study) -> str:
+    """What the day layers' lr did while lr_max varied (study.yaml's day_lr)."""
+    day = (study.train_config.get("optim") or {}).get("lr_max_day")
+    if study.day_lr == "fixed":
+        return (f"fixed at {day:g} whatever lr_max (as the official rnn_args.yaml, where "
+                "lr_max_day is its own key)")
+    if study.day_lr == "follow":
+        return "follows each trial's lr_max"
+    return "lr_max is not an axis" if not any(
+        a.key == "optim.lr_max" for a in study.axes.values()) else \
+        "follows each trial's lr_max (recorded before the choice existed)"
+
+
 def _what_was_run(experiment) -> str:
     study = experiment.study
     axes = []
@@ -90,6 +103,7 @@ def _what_was_run(experiment) -> str:
         ("budget (steps)", f"{study.budget_steps} ({study.budget}), evaluation every "
                            f"{study.eval_every}"),
         ("metric", f"{study.metric} ({study.mode})"),
+        ("day-layer lr", day_lr_text(study)),
         ("data", f"{data.path}, fingerprint {data.fingerprint}, {data.n_sessions} sessions, "
                  f"{data.n_train_trials} train / {data.n_val_trials} val trials"),
         ("claims", f"{study.claims.path} (sha256 {study.claims.sha256[:12]}, analysis "
@@ -393,6 +407,8 @@ def summary_text(experiment, results, report_dir: Path) -> str:
         lines.append(f"Adaptive replication: {len(adaptive.waves)} wave(s), "
                      f"{adaptive.n_trials} trials, {adaptive.minutes_spent:.1f} training "
                      f"minutes; stopped: {adaptive.stopped or 'not yet'}")
+    if experiment.study.day_lr is not None:
+        lines.append(f"Day-layer lr: {day_lr_text(experiment.study)}")
     lines.append(
         f"Runs: {len(frame)} total; finished {counts.get('finished', 0)}, diverged "
         f"{counts.get('diverged', 0)}, stopped early {counts.get('stopped_early', 0)}, "

@@ -132,6 +132,9 @@ class StudyRecord(_Record):
     adaptive: AdaptiveRecord | None = None
     train_config_file: str
     train_config: dict[str, Any]
+    # The day layers' lr when lr_max is an axis (study.presets.Preset.day_lr); None: no
+    # lr_max axis, or a record written before the choice existed (the day layers followed).
+    day_lr: Literal["follow", "fixed"] | None = None
     data: DataRecord
     resources: dict[str, float]
     versions: dict[str, str | None]

@@ -95,6 +95,12 @@ class Preset(_Strict):
     adaptive: AdaptiveSpec | None = None  # None: the fixed design only
     primary_hypothesis: Primary | None = None
     claims: str | None = "claims.yaml"
+    # The day layers' peak lr when lr_max is an axis. "fixed": they keep the training
+    # config's day lr (lr_max_day, or lr_max when unset) whatever lr_max the trial gets, as
+    # the official rnn_args.yaml does (lr_max_day: 0.005 is its own key) when a user edits
+    # only lr_max; "follow": they take each trial's lr_max (every parameter's Adam step
+    # scales together, the cleaner probe of the lr/eps regime).
+    day_lr: Literal["follow", "fixed"] = "fixed"
 
     @model_validator(mode="after")
     def _shape(self) -> Preset:
@@ -169,6 +175,16 @@ def load_preset(name_or_path: str) -> Preset:
         return Preset.model_validate(tree)
     except ValidationError as err:
         raise ConfigError(validation_line(err, str(path), model=Preset)) from None
+
+
+def apply_day_lr(preset: Preset, cfg: Config) -> Config:
+    """The base training config with the preset's day-lr choice made explicit: "fixed" sets
+    optim.lr_max_day to the config's day lr, "follow" clears it (the day group then takes
+    the trial's lr_max). Only matters when an axis sets optim.lr_max."""
+    if "optim.lr_max" not in preset.axis_keys().values():
+        return cfg
+    day = cfg.optim.day_schedule()[0] if preset.day_lr == "fixed" else None
+    return cfg.model_copy(update={"optim": cfg.optim.model_copy(update={"lr_max_day": day})})
 
 
 def check_axes_exist(preset: Preset, cfg: Config) -> None:

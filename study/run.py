@@ -22,7 +22,7 @@ from analysis import claims as claims_mod
 from analysis.record import (STUDY_FILE, AdaptiveRecord, ClaimsRecord, StudyRecord,
                              WaveRecord, WaveTrial, read_record)
 from study import planner
-from study.presets import (Preset, check_axes_exist, design_blocks, grid_points,
+from study.presets import (Preset, apply_day_lr, check_axes_exist, design_blocks, grid_points,
                            load_preset)
 from trainable.config import CONFIG_DIR, Config, build_config, load_config, read_yaml
 from trainable.errors import ConfigError, OneLineArgumentParser, UserError, run_cli
@@ -387,7 +387,7 @@ def launch(args) -> int:
     overrides.append(f"train.num_threads={threads}")
     if args.gpus_per_trial > 0:
         overrides.append("train.device=cuda")
-    cfg = load_config(cfg_path, overrides)
+    cfg = apply_day_lr(preset, load_config(cfg_path, overrides))
     check_axes_exist(preset, cfg)
     n_cells = validate_cells(preset, cfg, seeds)
     claims_path = claims_mod.resolve_claims_path(preset.claims)
@@ -420,6 +420,7 @@ def launch(args) -> int:
             max_trials=args.max_trials or budget["max_trials"] or preset.adaptive.max_trials,
             wave_trials=preset.adaptive.wave_trials) if adaptive else None,
         train_config_file=str(cfg_path), train_config=cfg.model_dump(mode="json"),
+        day_lr=preset.day_lr if "optim.lr_max" in preset.axis_keys().values() else None,
         data={"path": str(root), "synthetic": args.data is None,
               "fingerprint": dataset.fingerprint(), "n_sessions": len(dataset.sessions),
               "n_train_trials": len(dataset.train), "n_val_trials": len(dataset.val),

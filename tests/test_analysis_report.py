@@ -193,3 +193,20 @@ def test_multi_block_design_is_analysed_block_by_block(tmp_path):
     verdicts = pd.read_csv(out / "claims.csv").set_index("id")
     assert verdicts.loc["tiny_eps_explodes", "n"] == 2
     assert "blocks" in (out / "report.html").read_text()
+
+
+def test_report_states_what_the_day_layers_lr_did():
+    from types import SimpleNamespace
+
+    from analysis.html import day_lr_text
+
+    axes = {"lr_max": SimpleNamespace(key="optim.lr_max")}
+    fixed = SimpleNamespace(day_lr="fixed", train_config={"optim": {"lr_max_day": 0.005}},
+                            axes=axes)
+    assert day_lr_text(fixed).startswith("fixed at 0.005 whatever lr_max")
+    assert day_lr_text(SimpleNamespace(day_lr="follow", train_config={}, axes=axes)) == \
+        "follows each trial's lr_max"
+    old = SimpleNamespace(day_lr=None, train_config={}, axes=axes)
+    assert "before the choice existed" in day_lr_text(old)
+    assert day_lr_text(SimpleNamespace(day_lr=None, train_config={}, axes={})) == \
+        "lr_max is not an axis"

@@ -61,6 +61,8 @@ def test_grid_gives_one_result_per_cell_and_seed(ray_session, tiny_data, tmp_pat
                                             "exploding", "slow")
     study = yaml.safe_load((exp / "study.yaml").read_text())
     assert study["kind"] == "confirmatory" and study["budget_steps"] == 8
+    # lr_max varies and the preset keeps the default day_lr: the day layers stay at 0.005
+    assert study["day_lr"] == "fixed" and study["train_config"]["optim"]["lr_max_day"] == 0.005
     assert study["data"]["fingerprint"] and study["versions"]["ray"].startswith("2.60")
     assert study["axes"]["eps"]["key"] == "optim.eps"
     # the sampled eps really reached the optimizer: Adam's eps regime differs
@@ -248,3 +250,32 @@ def test_adaptive_flags_need_an_adaptive_preset(tmp_path, tiny_data, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "--minutes: only adaptive studies add waves" in err
     assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("day_lr, expected_day", [("fixed", 0.005), ("follow", 0.002)])
+def test_day_lr_choice_decides_the_day_layers_lr_when_lr_max_varies(day_lr, expected_day):
+    from study.presets import Preset, apply_day_lr
+    from trainable.config import load_config
+    from trainable.model import GRUDecoder
+    from trainable.optim import param_groups
+    from trainable.tune_adapter import resolve_trial_config
+
+    preset = Preset.model_validate({
+        "name": "t", "blocks": [{"lr_max": {"values": [0.002, 0.005]}}],
+        "budgets": {"default": {"steps": 8, "eval_every": 4}}, "day_lr": day_lr})
+    cfg = apply_day_lr(preset, load_config())  # the proxy: lr_max 0.005, day lr unset
+    trial = resolve_trial_config({"lr_max": 0.002, "seed": 0}, cfg.model_dump(mode="json"),
+                                 preset.axis_keys())
+    groups = {g["group"]: g["lr"] for g in param_groups(
+        GRUDecoder(8, 2, trial.model), trial.optim)}
+    assert groups == {"no_decay": 0.002, "day": expected_day, "rest": 0.002}
+
+
+def test_day_lr_is_left_alone_without_an_lr_max_axis():
+    from study.presets import Preset, apply_day_lr
+    from trainable.config import load_config
+
+    preset = Preset.model_validate({"name": "t", "blocks": [{"eps": {"values": [0.1]}}],
+                                    "budgets": {"default": {"steps": 8, "eval_every": 4}}, "day_lr": "fixed"})
+    cfg = load_config()
+    assert apply_day_lr(preset, cfg) == cfg and cfg.optim.lr_max_day is None
