@@ -276,6 +276,7 @@ def test_day_lr_is_left_alone_without_an_lr_max_axis():
     from trainable.config import load_config
 
     preset = Preset.model_validate({"name": "t", "blocks": [{"eps": {"values": [0.1]}}],
-                                    "budgets": {"default": {"steps": 8, "eval_every": 4}}, "day_lr": "fixed"})
+                                    "budgets": {"default": {"steps": 8, "eval_every": 4}},
+                                    "day_lr": "fixed"})
     cfg = load_config()
     assert apply_day_lr(preset, cfg) == cfg and cfg.optim.lr_max_day is None
