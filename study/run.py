@@ -24,8 +24,9 @@ from analysis.record import (STUDY_FILE, AdaptiveRecord, ClaimsRecord, StudyReco
 from study import planner
 from study.presets import (Preset, apply_day_lr, check_axes_exist, design_blocks, grid_points,
                            load_preset)
-from trainable.config import CONFIG_DIR, Config, build_config, load_config, read_yaml
+from trainable.config import CONFIG_DIR, Config, build_config, load_config, read_config_tree
 from trainable.errors import ConfigError, OneLineArgumentParser, UserError, run_cli
+from trainable.official_args import official_data_dir
 
 COMMANDS = ("grid", "map", "asha", "optuna")
 # Ray Tune set-up and tear-down around each wave (new Tuner, trial actors), in minutes.
@@ -57,8 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "built-in synthetic data, generated once and cached under "
                             "./data/synthetic (B2T_DATA_CACHE overrides)")
         p.add_argument("--train-config", default=None,
-                       help="training config YAML (default: the preset's, configs/train/"
-                            "proxy.yaml)")
+                       help="training config YAML, the project's format or an official "
+                            "rnn_args.yaml (detected; default: the preset's)")
         p.add_argument("--set", dest="overrides", action="append", default=[],
                        metavar="KEY=VALUE",
                        help="override a training config value for every trial")
@@ -381,7 +382,7 @@ def launch(args) -> int:
                         + ("runs its fixed design (--no-adaptive)" if preset.adaptive else
                            "has no 'adaptive' section") + "; drop the flag")
     cfg_path = Path(args.train_config) if args.train_config else CONFIG_DIR / preset.train_config
-    tree = read_yaml(cfg_path)
+    tree, official = read_config_tree(cfg_path)
     overrides = budget_overrides(budget, tree) + list(args.overrides)
     threads = max(1, int(args.cpus_per_trial))
     overrides.append(f"train.num_threads={threads}")
@@ -399,7 +400,9 @@ def launch(args) -> int:
         raise UserError(f"{exp_dir}: experiment folder already exists; continue it with "
                         f"'python -m study.run resume {exp_dir}' or choose another --name")
     address = resolve_address(args.address)  # fails fast, before the data is read
-    root, dataset = _load_data(args.data, args.synthetic_set, cfg)
+    # An official rnn_args.yaml names its data folder; --data overrides it.
+    data = args.data or (official_data_dir(cfg_path) if official is not None else None)
+    root, dataset = _load_data(data, args.synthetic_set, cfg)
     points = grid_points(preset, cfg) if preset.search == "grid" else []
     record = StudyRecord(
         name=name, preset=preset.name, kind=preset.kind, search=preset.search,

@@ -280,3 +280,27 @@ def test_day_lr_is_left_alone_without_an_lr_max_axis():
                                     "day_lr": "fixed"})
     cfg = load_config()
     assert apply_day_lr(preset, cfg) == cfg and cfg.optim.lr_max_day is None
+
+
+@pytest.mark.ray
+def test_study_runs_from_an_official_rnn_args_file(ray_session, tiny_data, tmp_path):
+    from official_fixtures import official_args, write
+
+    sessions = sorted(p.name for p in Path(tiny_data).iterdir() if p.is_dir())
+    args = write(tmp_path / "rnn_args.yaml", official_args(
+        model__n_input_features=16, model__n_units=16, model__n_layers=1,
+        model__input_network__input_layer_sizes=[16], dataset__neural_dim=16,
+        dataset__batch_size=8, dataset__days_per_batch=2, dataset__sessions=sessions,
+        dataset__dataset_probability_val=[1] * len(sessions), dataset__dataset_dir=str(tiny_data),
+        use_amp=False))
+    preset = write_preset(tmp_path / "p.yaml", seeds=1,
+                          blocks=[{"eps": {"values": [1e-8, 0.1]}}])
+    rc = run_cli("grid", "--preset", preset, "--train-config", args, "--storage",
+                 tmp_path / "r", "--name", "o", "--no-report", "--set", "train.compile=false",
+                 "--set", "train.device=cpu")
+    assert rc == 0
+    study = yaml.safe_load((tmp_path / "r" / "o" / "study.yaml").read_text())
+    assert study["data"]["path"] == str(Path(tiny_data).resolve())  # its dataset_dir
+    assert study["train_config"]["optim"]["lr_max_day"] == 0.005
+    assert study["train_config"]["train"]["num_steps"] == 8  # the preset's budget
+    assert len(read_trials(tmp_path / "r" / "o")) == 2

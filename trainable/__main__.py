@@ -9,6 +9,7 @@ import sys
 import time
 
 from trainable.errors import OneLineArgumentParser, run_cli
+from trainable.official_args import official_data_dir
 
 
 def format_report(r: dict) -> str:
@@ -17,6 +18,20 @@ def format_report(r: dict) -> str:
             f" mean {r['grad_norm_max']:7.2f} max, clip {r['clip_fraction']:.2f}"
             f" | blank {r['blank_fraction']:.3f} | eps_dom {r['eps_dominance']:.3f}"
             f" | {r['steps_per_s']:6.1f} steps/s | {r['outcome']}")
+
+
+def explain(config: str | None) -> int:
+    from trainable.config import read_config_tree
+    from trainable.errors import ConfigError
+
+    if config is None:
+        raise ConfigError("--explain: give the official rnn_args.yaml with --config")
+    _, lines = read_config_tree(config)
+    if lines is None:
+        print(f"{config}: this project's own config format; nothing to map")
+        return 0
+    print("\n".join(lines))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
                     "evaluation, then the outcome. 'python -m trainable check --help': the "
                     "200-batch health check.")
     parser.add_argument("--config", default=None,
-                        help="training config YAML (default: configs/train/proxy.yaml)")
+                        help="training config YAML, the project's format or an official rnn_args.yaml "
+                             "(detected; default: configs/train/proxy.yaml)")
     parser.add_argument("--data", default=None,
                         help="Brain-to-Text '25 folder (<root>/<session>/data_*.hdf5); "
                              "default: built-in synthetic data, generated once and cached")
@@ -44,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", default=None, metavar="PATH",
                         help="continue from a checkpoint written by --save")
     parser.add_argument("--json", action="store_true", help="print reports as JSON lines")
+    parser.add_argument("--explain", action="store_true",
+                        help="print how each key of an official rnn_args.yaml (--config) "
+                             "maps onto this trainer's config, then exit")
     args = parser.parse_args(argv)
 
     def body() -> int:
@@ -52,8 +71,11 @@ def main(argv: list[str] | None = None) -> int:
         from trainable.loop import TrainingRun
         from trainable.source import resolve_data_root
 
+        if args.explain:
+            return explain(args.config)
         cfg = load_config(args.config, args.overrides)
-        root, desc = resolve_data_root(args.data, synthetic_overrides=args.synthetic_set)
+        data = args.data or official_data_dir(args.config)
+        root, desc = resolve_data_root(data, synthetic_overrides=args.synthetic_set)
         start = time.perf_counter()
         dataset = load_dataset(root, cfg)
         print(f"{desc}: {dataset.report.summary()} (read in "

@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
                     "stays finite, gradient norms stay bounded and the decoder emits "
                     "phonemes. Exit 0 all pass, 1 any fails, 2 bad input.")
     parser.add_argument("--config", default=None,
-                        help="training config YAML (default: configs/train/proxy.yaml)")
+                        help="training config YAML, the project's format or an official rnn_args.yaml "
+                             "(detected; default: configs/train/proxy.yaml)")
     parser.add_argument("--data", default=None,
                         help="Brain-to-Text '25 folder; default: built-in synthetic data")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
@@ -94,8 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         if not args.max_grad_norm > 0 or not args.loss_ratio > 0 or args.min_phonemes < 0:
             raise ConfigError("--max-grad-norm and --loss-ratio must be positive and "
                               "--min-phonemes non-negative")
+        from trainable.official_args import official_data_dir
+
         cfg = load_config(args.config, args.overrides)
-        root, desc = resolve_data_root(args.data)
+        root, desc = resolve_data_root(args.data or official_data_dir(args.config))
         dataset = load_dataset(root, cfg)
         run = TrainingRun(cfg, dataset)
         print(f"health check: {args.batches} batches of {desc} on {run.device.type} "

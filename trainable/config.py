@@ -209,6 +209,18 @@ def read_yaml(path: str | Path) -> dict:
     return tree
 
 
+def read_config_tree(path: str | Path) -> tuple[dict, list[str] | None]:
+    """A config file as this project's tree: the project's own format as is, an official
+    rnn_args.yaml mapped key by key (trainable.official_args; the lines say how). Returns
+    (tree, mapping lines or None for the project's own format)."""
+    from trainable.official_args import from_official, is_official
+
+    tree = read_yaml(path)
+    if is_official(tree):
+        return from_official(tree, source=str(path))
+    return tree, None
+
+
 def build_config(tree: dict, source: str = "config") -> Config:
     try:
         return Config.model_validate(tree)
@@ -218,12 +230,13 @@ def build_config(tree: dict, source: str = "config") -> Config:
 
 def load_config(path: str | Path | None = None, overrides: list[str] | dict | None = None
                 ) -> Config:
-    """Read a YAML config (default: the proxy config) and apply overrides.
+    """Read a YAML config (default: the proxy config; the project's format or an official
+    rnn_args.yaml) and apply overrides.
 
     `overrides` is a list of 'key=value' strings or a {dotted key: value} dict.
     """
     path = Path(path) if path is not None else CONFIG_DIR / "train" / "proxy.yaml"
-    tree = read_yaml(path)
+    tree, _ = read_config_tree(path)
     items = list(overrides.items()) if isinstance(overrides, dict) else [
         parse_override(o) for o in (overrides or [])]
     if not items:
