@@ -46,8 +46,8 @@ def main(argv: list[str] | None = None) -> int:
                     "evaluation, then the outcome. 'python -m trainable check --help': the "
                     "200-batch health check.")
     parser.add_argument("--config", default=None,
-                        help="training config YAML, the project's format or an official rnn_args.yaml "
-                             "(detected; default: configs/train/proxy.yaml)")
+                        help="training config YAML, the project's format or an official "
+                             "rnn_args.yaml (detected; default: configs/train/proxy.yaml)")
     parser.add_argument("--data", default=None,
                         help="Brain-to-Text '25 folder (<root>/<session>/data_*.hdf5); "
                              "default: built-in synthetic data, generated once and cached")

@@ -67,8 +67,8 @@ def main(argv: list[str] | None = None) -> int:
                     "stays finite, gradient norms stay bounded and the decoder emits "
                     "phonemes. Exit 0 all pass, 1 any fails, 2 bad input.")
     parser.add_argument("--config", default=None,
-                        help="training config YAML, the project's format or an official rnn_args.yaml "
-                             "(detected; default: configs/train/proxy.yaml)")
+                        help="training config YAML, the project's format or an official "
+                             "rnn_args.yaml (detected; default: configs/train/proxy.yaml)")
     parser.add_argument("--data", default=None,
                         help="Brain-to-Text '25 folder; default: built-in synthetic data")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
