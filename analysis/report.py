@@ -303,8 +303,15 @@ def build_report(experiment_dir: str | Path, out: str | Path | None = None,
                  claims_path: str | Path | None = None) -> Path:
     """Write the report folder; returns its path. Raises UserError for bad input."""
     experiment = load_experiment(experiment_dir)
-    claims, post_hoc = registered_claims(experiment, claims_path)
     out = Path(out) if out is not None else experiment.path / "report"
+    if experiment.study.search != "grid" and claims_path is None:
+        # Random / TPE samples: the exploratory report (best configurations, slices,
+        # importance, rungs); no cells and no claims to judge.
+        from analysis import exploratory
+
+        out.mkdir(parents=True, exist_ok=True)
+        return exploratory.build(experiment, out)
+    claims, post_hoc = registered_claims(experiment, claims_path)
     out.mkdir(parents=True, exist_ok=True)
     results = analyse(experiment, claims, post_hoc)
     write_tables(experiment, results, out)

@@ -144,15 +144,42 @@ def test_exploratory_random_search_report(tmp_path):
                                  claims=None)
     out = report.build_report(path, tmp_path / "elsewhere")
     assert out == tmp_path / "elsewhere" and not (path / "report").exists()
-    pngs = list((out / "figures").glob("pair_*.png"))
-    assert len(pngs) == 3  # constant_offset_std does not vary
+    trials = pd.read_csv(out / "trials.csv")
+    # best configurations: lowest last PER first, errored runs and sentinels excluded
+    best = pd.read_csv(out / "best.csv")
+    ok = trials[(trials["status"] != "errored") & (trials["last_per"] < 1e3)]
+    assert list(best["rank"]) == list(range(1, 11))
+    assert best["last_per"].is_monotonic_increasing
+    assert best["last_per"].iloc[0] == ok["last_per"].min()
+    assert {"eps", "lr_max", "white_noise_std", "steps_reached"} <= set(best.columns)
+    assert "constant_offset_std" not in best  # does not vary
+    # ASHA rungs of the preset's defaults (grace 0.25, factor 2, budget 1000)
+    rungs = pd.read_csv(out / "rungs.csv")
+    assert list(rungs["rung_step"]) == [250, 500, 1000]
+    runs = trials[trials["status"] != "errored"]
+    assert list(rungs["runs_reaching"]) == [int((runs["steps_reached"] >= r).sum())
+                                            for r in (250, 500, 1000)]
+    assert rungs["runs_reaching"].iloc[0] > rungs["runs_reaching"].iloc[-1]
+    # surrogate importance of each varying axis, with its fit quality
+    imp = pd.read_csv(out / "importance.csv")
+    assert set(imp["axis"]) == {"eps", "lr_max", "white_noise_std"}
+    assert imp["share"].between(0, 1).all() and imp["oob_r2"].notna().all()
+    assert {p.stem for p in (out / "figures").glob("*.png")} == {
+        "slices", "parallel", "importance", "rungs", "learning_curves"}
     page = (out / "report.html").read_text()
-    assert "Exploratory." in page and "quantile bins" in page
-    tests = pd.read_csv(out / "tests.csv")
-    assert (tests["scope"] == "exploratory").all()
-    fanova = pd.read_csv(out / "fanova.csv")
-    assert fanova["method"].dropna().str.contains("random-forest").all()
-    assert "The study names no claims file" in (out / "summary.txt").read_text()
+    assert "Best configurations found" in page and "exploratory" in page
+    assert "without a full-budget run" not in page and "Primary" not in page
+    summary = (out / "summary.txt").read_text()
+    assert summary.startswith("Exploratory search asha:") and "  #1: eps=" in summary
+    assert "cells" not in summary.lower()
+
+
+def test_rung_milestones_follow_ashas_geometric_ladder():
+    from analysis.exploratory import rung_milestones
+
+    assert rung_milestones(400, 0.25, 2) == [100, 200, 400]
+    assert rung_milestones(40, 0.25, 2) == [10, 20, 40]
+    assert rung_milestones(1000, 0.1, 3) == [100, 300, 900, 1000]
 
 
 def test_cli_rejects_a_folder_that_is_not_an_experiment(tmp_path):

@@ -39,6 +39,24 @@ def read_trials(exp: Path) -> list[dict]:
     return trials
 
 
+def tensorboard_tags(trial_dir: Path) -> set[str]:
+    """Scalar tags in a trial's event file (TFRecord framing: length, crc, data, crc)."""
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    tags = set()
+    for path in trial_dir.glob("events.out.tfevents*"):
+        data, i = path.read_bytes(), 0
+        while i < len(data):
+            (n,) = struct.unpack("<Q", data[i:i + 8])
+            event = event_pb2.Event()
+            event.ParseFromString(data[i + 12:i + 12 + n])
+            tags |= {v.tag for v in event.summary.value}
+            i += 12 + n + 4
+    return tags
+
+
 def run_cli(*argv) -> int:
     return main([str(a) for a in argv])
 
@@ -65,6 +83,9 @@ def test_grid_gives_one_result_per_cell_and_seed(ray_session, tiny_data, tmp_pat
     assert study["day_lr"] == "fixed" and study["train_config"]["optim"]["lr_max_day"] == 0.005
     assert study["data"]["fingerprint"] and study["versions"]["ray"].startswith("2.60")
     assert study["axes"]["eps"]["key"] == "optim.eps"
+    # per-trial TensorBoard scalars (Tune's logger): tensorboard --logdir <study> reads them
+    assert {"ray/tune/val_per", "ray/tune/grad_norm_max", "ray/tune/blank_fraction"} <= \
+        tensorboard_tags(trials[0]["dir"])
     # the sampled eps really reached the optimizer: Adam's eps regime differs
     dominance = {t["params"]["eps"]: t["rows"][-1]["eps_dominance"] for t in trials}
     assert dominance[0.1] > dominance[1e-8]
