@@ -612,6 +612,8 @@ def finish(exp_dir: Path, pending: int, no_report: bool) -> int:
               f"{exp_dir}", file=sys.stderr)
     if not no_report:
         # The report prints its summary.txt; a failed report loses nothing already run.
+        print(f"writing the report of {exp_dir.name} (tables, tests, figures)...",
+              file=sys.stderr, flush=True)
         proc = subprocess.run([sys.executable, "-m", "analysis.report", str(exp_dir)],
                               check=False)
         if proc.returncode != 0:
