@@ -134,6 +134,30 @@ def start_ray(address: str | None, storage: Path, dashboard: bool, num_cpus: int
             else address, "dashboard_url": url, "owned": owned}
 
 
+def check_resources(cpus_per_trial: float, gpus_per_trial: float) -> None:
+    """Fail before the study starts when no alive node can hold one trial: Tune would keep
+    the trial PENDING forever (on a cluster that autoscales, start it with a node that
+    fits, or lower the request). Reads ray.nodes(), Ray's public view of the cluster."""
+    import ray
+
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    if not nodes:
+        return
+    best_cpu = max(n.get("CPU", 0.0) for n in nodes)
+    best_gpu = max(n.get("GPU", 0.0) for n in nodes)
+    fits = [n for n in nodes if n.get("CPU", 0.0) >= cpus_per_trial
+            and n.get("GPU", 0.0) >= gpus_per_trial]
+    if fits:
+        return
+    asked = f"{cpus_per_trial:g} CPU(s)" + (f" and {gpus_per_trial:g} GPU(s)"
+                                             if gpus_per_trial else "")
+    flag = "--cpus-per-trial" if best_cpu < cpus_per_trial else "--gpus-per-trial"
+    raise UserError(f"{flag}: a trial asks for {asked} but no node of this Ray cluster has "
+                    f"that (largest: {best_cpu:g} CPU(s), {best_gpu:g} GPU(s) on one node, "
+                    f"{len(nodes)} node(s)); lower the request or add a node that fits "
+                    "(the study would wait forever)")
+
+
 def stop_ray() -> None:
     import ray
 

@@ -306,6 +306,18 @@ def _shared_dataset(dataset, cache_root: Path):
     return str(folder)
 
 
+def local_storage(text: str) -> Path:
+    """--storage as a local or shared (NFS) folder. file:// URIs name one; other URIs
+    (s3://, gs://, ...) are refused with one line rather than taken for a folder name."""
+    if "://" in text:
+        scheme = text.split("://", 1)[0]
+        if scheme != "file":
+            raise UserError(f"--storage {text}: {scheme}:// storage is not supported yet; give "
+                            "a local folder or a shared (NFS) path mounted on every node")
+        text = text[len("file://"):]
+    return Path(text).expanduser().resolve()
+
+
 def _make_trainable(record: StudyRecord, dataset, cache_root: Path):
     from ray import tune
 
@@ -366,7 +378,7 @@ def _claims_file(record: StudyRecord) -> claims_mod.ClaimsFile | None:
 
 
 def launch(args) -> int:
-    from study.cluster import ray_session, resolve_address
+    from study.cluster import check_resources, ray_session, resolve_address
 
     preset = load_preset(args.preset or args.command)
     budget = resolve_budget(preset, args.budget)
@@ -393,7 +405,7 @@ def launch(args) -> int:
     n_cells = validate_cells(preset, cfg, seeds)
     claims_path = claims_mod.resolve_claims_path(preset.claims)
     claims = claims_mod.load_claims(claims_path) if claims_path is not None else None
-    storage = Path(args.storage).expanduser().resolve()
+    storage = local_storage(args.storage)
     name = args.name or f"{preset.name}-{dt.datetime.now():%Y%m%d-%H%M%S}"
     exp_dir = storage / name
     if exp_dir.exists() and any(exp_dir.iterdir()):
@@ -434,6 +446,7 @@ def launch(args) -> int:
         started=dt.datetime.now().isoformat(timespec="seconds"),
         preset_config=preset.model_dump(mode="json"))
     with ray_session(address, storage, args.dashboard):
+        check_resources(args.cpus_per_trial, args.gpus_per_trial)
         trainable = _make_trainable(record, dataset, storage / ".datacache")
         max_conc = args.max_concurrent or _default_concurrency(args.cpus_per_trial,
                                                                args.gpus_per_trial)
@@ -576,7 +589,7 @@ def resume(args) -> int:
 
     from study.cluster import ray_session, resolve_address
 
-    exp_dir = Path(args.experiment).expanduser().resolve()
+    exp_dir = local_storage(args.experiment)
     record = read_record(exp_dir)
     cfg = build_config(record.train_config, source=str(exp_dir / STUDY_FILE))
     adaptive = record.adaptive is not None

@@ -325,3 +325,36 @@ def test_study_runs_from_an_official_rnn_args_file(ray_session, tiny_data, tmp_p
     assert study["train_config"]["optim"]["lr_max_day"] == 0.005
     assert study["train_config"]["train"]["num_steps"] == 8  # the preset's budget
     assert len(read_trials(tmp_path / "r" / "o")) == 2
+
+
+def test_storage_uri_is_refused_not_taken_for_a_folder(tmp_path, tiny_data, capsys,
+                                                       monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rc = run_cli("grid", "--budget", "smoke", "--storage", "s3://bucket/exp", "--data",
+                 tiny_data, *TINY_SET)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1
+    assert "s3:// storage is not supported yet" in err[0]
+    assert not (tmp_path / "s3:").exists()  # nothing written under a folder named 's3:'
+    assert run_cli("resume", "gs://bucket/exp/name") == 2
+    assert "gs:// storage is not supported yet" in capsys.readouterr().err
+
+
+def test_file_uri_names_a_local_folder(tmp_path):
+    from study.run import local_storage
+
+    assert local_storage(f"file://{tmp_path}/r") == tmp_path / "r"
+    assert local_storage(str(tmp_path / "r")) == tmp_path / "r"
+
+
+@pytest.mark.ray
+def test_a_trial_no_node_can_hold_fails_before_the_study_starts(ray_session, tiny_data,
+                                                                tmp_path, capsys):
+    preset = write_preset(tmp_path / "p.yaml")
+    rc = run_cli("grid", "--preset", preset, "--data", tiny_data, "--storage", tmp_path / "r",
+                 "--name", "big", "--cpus-per-trial", "64", *TINY_SET)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert err[-1].startswith("error: --cpus-per-trial: a trial asks for 64 CPU(s)")
+    assert "largest: 2 CPU(s), 0 GPU(s)" in err[-1]
+    assert not list((tmp_path / "r" / "big").glob("trial_*"))
