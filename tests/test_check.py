@@ -75,3 +75,30 @@ def test_check_bad_input_is_one_line_and_exit_2(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
+
+
+def _tiny_set(**extra):
+    from conftest import TINY_OVERRIDES
+
+    items = {**TINY_OVERRIDES, **extra}
+    return [a for k, v in items.items() for a in ("--set", f"{k}={v}")]
+
+
+def test_trainer_cli_json_save_and_resume_continue_bit_for_bit(tiny_data, tmp_path, capsys):
+    import json
+
+    base = ["--data", str(tiny_data), "--json"]
+    assert main([*base, *_tiny_set()]) == 0
+    whole = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+             if line.startswith("{")]
+    assert [r["step"] for r in whole] == [1, 5, 9, 12]
+    ckpt = tmp_path / "state.pt"
+    assert main([*base, *_tiny_set(**{"train.num_steps": 6}), "--save", str(ckpt)]) == 0
+    capsys.readouterr()
+    assert ckpt.exists()
+    assert main([*base, *_tiny_set(), "--resume", str(ckpt)]) == 0
+    resumed = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+               if line.startswith("{")]
+    assert [r["step"] for r in resumed] == [9, 12]
+    for key in ("train_loss", "val_loss", "val_per", "grad_norm_max", "outcome"):
+        assert resumed[-1][key] == whole[-1][key], key

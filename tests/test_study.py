@@ -358,3 +358,24 @@ def test_a_trial_no_node_can_hold_fails_before_the_study_starts(ray_session, tin
     assert err[-1].startswith("error: --cpus-per-trial: a trial asks for 64 CPU(s)")
     assert "largest: 2 CPU(s), 0 GPU(s)" in err[-1]
     assert not list((tmp_path / "r" / "big").glob("trial_*"))
+
+
+@pytest.mark.ray
+def test_cpus_per_trial_sets_torch_threads_and_numeric_budget_scales(ray_session, tiny_data,
+                                                                     tmp_path):
+    preset = write_preset(tmp_path / "p.yaml", seeds=1, blocks=[{"eps": {"values": [0.1]}}])
+    rc = run_cli("grid", "--preset", preset, "--data", tiny_data, "--storage", tmp_path / "r",
+                 "--name", "c", "--no-report", "--cpus-per-trial", "2", "--budget", "12",
+                 *TINY_SET)
+    assert rc == 0
+    study = yaml.safe_load((tmp_path / "r" / "c" / "study.yaml").read_text())
+    train = study["train_config"]["train"]
+    assert train["num_threads"] == 2 and study["resources"]["max_concurrent"] == 1
+    # a numeric budget: as many evaluations as the preset's default (8 steps, every 2), so
+    # every round(12 * 2 / 8) = 3 steps; the schedule stretched to 12 steps, the proxy's
+    # warm-up share kept (40 of 400 -> round(1.2) = 1)
+    assert train["num_steps"] == 12 and train["eval_every"] == 3
+    assert study["train_config"]["optim"]["lr_decay_steps"] == 12
+    assert study["train_config"]["optim"]["lr_warmup_steps"] == 1
+    rows = read_trials(tmp_path / "r" / "c")[0]["rows"]
+    assert [r["step"] for r in rows] == [1, 4, 7, 10, 12] and rows[-1]["completed"] == 1
