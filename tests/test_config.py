@@ -57,5 +57,7 @@ def test_set_parses_numbers_written_in_e_notation():
 def test_malformed_yaml_is_one_line(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("optim: {eps: [0.1\n")
-    with pytest.raises(ConfigError, match="not valid YAML"):
+    with pytest.raises(ConfigError, match="not valid YAML") as caught:
         load_config(bad)
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith(str(bad)) and "(line " in message

@@ -55,8 +55,10 @@ def test_explain_maps_every_key_one_line_each(tmp_path, capsys):
 ])
 def test_bad_official_values_are_one_line(tmp_path, changes, message):
     path = write(tmp_path / "rnn_args.yaml", official_args(**changes))
-    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")) \
+            as caught:
         load_config(path)
+    assert "\n" not in str(caught.value) and str(caught.value).startswith(str(path))
 
 
 def test_own_format_is_not_taken_for_official():
