@@ -318,13 +318,23 @@ def test_study_runs_from_an_official_rnn_args_file(ray_session, tiny_data, tmp_p
                           blocks=[{"eps": {"values": [1e-8, 0.1]}}])
     rc = run_cli("grid", "--preset", preset, "--train-config", args, "--storage",
                  tmp_path / "r", "--name", "o", "--no-report", "--set", "train.compile=false",
-                 "--set", "train.device=cpu")
+                 "--set", "train.device=cpu", "--cpus-per-trial", "2", "--budget", "12")
     assert rc == 0
     study = yaml.safe_load((tmp_path / "r" / "o" / "study.yaml").read_text())
     assert study["data"]["path"] == str(Path(tiny_data).resolve())  # its dataset_dir
-    assert study["train_config"]["optim"]["lr_max_day"] == 0.005
-    assert study["train_config"]["train"]["num_steps"] == 8  # the preset's budget
-    assert len(read_trials(tmp_path / "r" / "o")) == 2
+    optim, train = study["train_config"]["optim"], study["train_config"]["train"]
+    assert optim["lr_max_day"] == 0.005 and optim["eps"] == 0.1  # from rnn_args.yaml
+    # --cpus-per-trial 2: two torch threads per trial, one trial at a time on 2 CPUs
+    assert train["num_threads"] == 2 and study["resources"]["max_concurrent"] == 1
+    # a numeric budget: as many evaluations as the preset's default (8 steps, every 2), so
+    # every round(12 * 2 / 8) = 3 steps; both groups' schedules stretched to 12 steps with
+    # the file's warm-up share (1000 of 120000 -> round(0.1) = 0)
+    assert train["num_steps"] == 12 and train["eval_every"] == 3
+    assert optim["lr_decay_steps"] == optim["lr_decay_steps_day"] == 12
+    assert optim["lr_warmup_steps"] == optim["lr_warmup_steps_day"] == 0
+    trials = read_trials(tmp_path / "r" / "o")
+    assert len(trials) == 2
+    assert [r["step"] for r in trials[0]["rows"]] == [1, 4, 7, 10, 12]
 
 
 def test_storage_uri_is_refused_not_taken_for_a_folder(tmp_path, tiny_data, capsys,
@@ -358,24 +368,3 @@ def test_a_trial_no_node_can_hold_fails_before_the_study_starts(ray_session, tin
     assert err[-1].startswith("error: --cpus-per-trial: a trial asks for 64 CPU(s)")
     assert "largest: 2 CPU(s), 0 GPU(s)" in err[-1]
     assert not list((tmp_path / "r" / "big").glob("trial_*"))
-
-
-@pytest.mark.ray
-def test_cpus_per_trial_sets_torch_threads_and_numeric_budget_scales(ray_session, tiny_data,
-                                                                     tmp_path):
-    preset = write_preset(tmp_path / "p.yaml", seeds=1, blocks=[{"eps": {"values": [0.1]}}])
-    rc = run_cli("grid", "--preset", preset, "--data", tiny_data, "--storage", tmp_path / "r",
-                 "--name", "c", "--no-report", "--cpus-per-trial", "2", "--budget", "12",
-                 *TINY_SET)
-    assert rc == 0
-    study = yaml.safe_load((tmp_path / "r" / "c" / "study.yaml").read_text())
-    train = study["train_config"]["train"]
-    assert train["num_threads"] == 2 and study["resources"]["max_concurrent"] == 1
-    # a numeric budget: as many evaluations as the preset's default (8 steps, every 2), so
-    # every round(12 * 2 / 8) = 3 steps; the schedule stretched to 12 steps, the proxy's
-    # warm-up share kept (40 of 400 -> round(1.2) = 1)
-    assert train["num_steps"] == 12 and train["eval_every"] == 3
-    assert study["train_config"]["optim"]["lr_decay_steps"] == 12
-    assert study["train_config"]["optim"]["lr_warmup_steps"] == 1
-    rows = read_trials(tmp_path / "r" / "c")[0]["rows"]
-    assert [r["step"] for r in rows] == [1, 4, 7, 10, 12] and rows[-1]["completed"] == 1
