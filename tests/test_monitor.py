@@ -39,6 +39,7 @@ def test_divergence_rule_boundaries(loss, initial, nonfinite, expected):
     (math.inf, 10.0, True),   # a non-finite pre-clip norm
     (math.nan, 10.0, True),
     (1e9, 0.0, False),        # no typical norm yet: not judged
+    (30.0, 0.5, True),        # a small typical norm still counts: 60x it
 ])
 def test_explosion_rule_boundaries(window_max, median, expected):
     assert is_exploded(window_max, median, CFG) is expected

@@ -252,3 +252,75 @@ def test_training_augmentations_run_in_the_official_order():
     cut = int(torch.randint(0, 3, (1,), generator=gen))  # then the random cut
     expected = gauss_smooth(y[:, cut:], kernel)  # smoothing last, after the noise
     assert torch.allclose(got, expected) and got_n.tolist() == [30 - cut, 28 - cut]
+
+
+def test_every_augmentation_in_order_with_known_draws():
+    """All five training augmentations on, none at std 1 (a '/ std' bug shows), against
+    the same draws made by hand from the same generator, in the official order."""
+    from trainable.augment import random_walk, static_gain, white_noise
+
+    cfg = AugmentConfig(static_gain_std=0.05, white_noise_std=0.5, constant_offset_std=0.3,
+                        random_walk_std=0.1, random_walk_axis=1, random_cut=3)
+    x = torch.randn(2, 12, 3)
+    n = torch.tensor([12, 10])
+    got, got_n = transform(x, n, cfg, None, torch.Generator().manual_seed(4), train=True)
+    gen = torch.Generator().manual_seed(4)
+    gain = torch.eye(3) + torch.randn((2, 3, 3), generator=gen) * 0.05
+    y = torch.bmm(x, gain)
+    y = y + torch.randn(y.shape, generator=gen) * 0.5
+    y = y + torch.randn((2, 1, 3), generator=gen) * 0.3
+    y = y + torch.cumsum(torch.randn(y.shape, generator=gen) * 0.1, dim=1)
+    cut = int(torch.randint(0, 3, (1,), generator=gen))
+    torch.testing.assert_close(got, y[:, cut:])
+    assert got_n.tolist() == [12 - cut, 10 - cut]
+    # each function alone, with its own known draws
+    g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    torch.testing.assert_close(random_walk(x, 0.2, -1, g1),
+                               x + torch.cumsum(torch.randn(x.shape, generator=g2) * 0.2, -1))
+    g1, g2 = torch.Generator().manual_seed(2), torch.Generator().manual_seed(2)
+    torch.testing.assert_close(static_gain(x, 0.1, g1), torch.bmm(
+        x, torch.eye(3) + torch.randn((2, 3, 3), generator=g2) * 0.1))
+    # every augmentation keeps the input's dtype (bf16 under autocast on CUDA)
+    xb, g = x.bfloat16(), torch.Generator()
+    assert white_noise(xb, 0.5, g).dtype == torch.bfloat16
+    assert constant_offset(xb, 0.5, g).dtype == torch.bfloat16
+    assert static_gain(xb, 0.1, g).dtype == torch.bfloat16
+    assert random_walk(xb, 0.1, 1, g).dtype == torch.bfloat16
+    kernel = torch.from_numpy(smoothing_kernel(2.0, 100))
+    assert gauss_smooth(xb, kernel).dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("on", ["constant_offset_std", "random_walk_std"])
+def test_switched_off_augmentations_draw_nothing(on):
+    """An augmentation at 0 draws no random numbers: the next one's draws are unchanged."""
+    values = {"white_noise_std": 0.0, "constant_offset_std": 0.0, "random_walk_std": 0.0,
+              "random_cut": 0, "static_gain_std": 0.0, on: 0.3}
+    cfg = AugmentConfig(random_walk_axis=1, **values)
+    x = torch.zeros(2, 5, 3)
+    got, n = transform(x, torch.tensor([5, 5]), cfg, None, torch.Generator().manual_seed(9),
+                       train=True)
+    gen = torch.Generator().manual_seed(9)
+    if on == "constant_offset_std":
+        expected = (torch.randn((2, 1, 3), generator=gen) * 0.3).expand(2, 5, 3)
+    else:
+        expected = torch.cumsum(torch.randn((2, 5, 3), generator=gen) * 0.3, dim=1)
+    torch.testing.assert_close(got, expected)
+    assert n.tolist() == [5, 5]
+
+
+def test_smoothing_kernel_is_float32():
+    assert smoothing_kernel(2.0, 100).dtype == np.float32
+
+
+def test_ctc_loss_is_infinite_when_the_labels_cannot_fit():
+    """zero_infinity=False as the official loss: an impossible alignment is inf, which the
+    trainer turns into a diverged run rather than a silent zero."""
+    logits = torch.randn(1, 3, 41)
+    loss = ctc_loss_per_utterance(logits, torch.tensor([3]), torch.tensor([[5, 5, 5, 5]]),
+                                  torch.tensor([4]))
+    assert torch.isinf(loss).all()
+
+
+def test_per_of_nothing_is_zero():
+    assert phoneme_error_rate(np.array([]), np.array([])) == 0.0
+    assert phoneme_error_rate(np.array([1, 2]), np.array([4, 4])) == pytest.approx(3 / 8)

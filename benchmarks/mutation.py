@@ -1,0 +1,91 @@
+"""Mutation testing with mutmut (a measurement, not a CI gate).
+
+    pip install mutmut                      # 3.x
+    python benchmarks/mutation.py trainer   # trainable/monitor.py, decode.py, augment.py
+    python benchmarks/mutation.py analysis  # analysis/stats.py, claims.py, sequential.py, ...
+
+Copies the committed tree (git archive HEAD) to a temporary folder, writes the mutmut
+configuration for the chosen group there (source files and the tests that pin them), runs
+`mutmut run`, and prints: mutants, killed, survived, without tests, timeouts, and the score
+killed / (all - equivalent), where the equivalent mutants are the ones listed with their
+reason in benchmarks/mutation_equivalent.txt. Survivors not on that list are printed with
+their diff line: each is a missing test or a new equivalent to record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+GROUPS = {
+    "trainer": (["trainable/monitor.py", "trainable/decode.py", "trainable/augment.py"],
+                ["tests/test_monitor.py", "tests/test_trainer.py", "tests/test_gru.py"]),
+    "analysis": (["analysis/stats.py", "analysis/claims.py", "analysis/sequential.py",
+                  "study/planner.py"],
+                 ["tests/test_analysis_stats.py", "tests/test_analysis_claims.py",
+                  "tests/test_adaptive.py"]),
+}
+
+
+def equivalents() -> dict[str, str]:
+    listed = {}
+    for line in (ROOT / "benchmarks" / "mutation_equivalent.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, why = line.partition(" ")
+            listed[name] = why.strip()
+    return listed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("group", choices=GROUPS)
+    parser.add_argument("--max-children", type=int, default=2)
+    args = parser.parse_args()
+    sources, tests = GROUPS[args.group]
+    with tempfile.TemporaryDirectory(prefix="b2t-mutation-") as tmp:
+        work = Path(tmp)
+        archive = subprocess.run(["git", "archive", "HEAD"], cwd=ROOT, check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x"], cwd=work, input=archive, check=True)
+        config = (
+            "\n[tool.mutmut]\n"
+            f"source_paths = {sources!r}\n"
+            f"pytest_add_cli_args_test_selection = {tests!r}\n"
+            'also_copy = ["configs", "tests", "analysis", "study", "trainable", "benchmarks"]\n'
+        ).replace("'", '"')
+        with open(work / "pyproject.toml", "a") as fh:
+            fh.write(config)
+        subprocess.run(["mutmut", "run", "--max-children", str(args.max_children)], cwd=work,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        results = subprocess.run(["mutmut", "results", "--all", "true"], cwd=work,
+                                 capture_output=True, text=True).stdout
+        status = dict(re.findall(r"^\s*(\S+__mutmut_\d+): (.+)$", results, re.M))
+        known = equivalents()
+        counts: dict[str, int] = {}
+        for state in status.values():
+            counts[state] = counts.get(state, 0) + 1
+        survivors = [m for m, s in status.items() if s in ("survived", "no tests")]
+        unexplained = [m for m in survivors if m not in known]
+        killed = counts.get("killed", 0)
+        equivalent = len([m for m in survivors if m in known])
+        print(f"{args.group}: {len(status)} mutants of {', '.join(sources)}")
+        print("  " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+        print(f"  equivalent (benchmarks/mutation_equivalent.txt): {equivalent}")
+        score = killed / max(len(status) - equivalent, 1)
+        print(f"  score: killed / non-equivalent = {killed}/{len(status) - equivalent} = "
+              f"{score:.1%}")
+        for name in unexplained:
+            diff = subprocess.run(["mutmut", "show", name], cwd=work, capture_output=True,
+                                  text=True).stdout
+            plus = next((ln for ln in diff.splitlines() if ln.startswith("+ ")), "")
+            print(f"  survived: {name}: {plus[:110]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
