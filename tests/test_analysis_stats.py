@@ -245,3 +245,16 @@ def test_cell_summary_rates_and_intervals():
     assert big["rate_blank_collapse"] == pytest.approx(0.5)
     assert big["status"] == "uncertain" and small["status"] == "stable"
     assert big["per_lo"] <= big["per_median"] <= big["per_hi"]
+
+
+def test_holm_known_answer_and_only_secondary_rows():
+    """Holm (1979) by hand: sorted p 0.01, 0.03, 0.04 of three tests -> 3*0.01 = 0.03,
+    max(0.03, 2*0.03) = 0.06, max(0.06, 1*0.04) = 0.06; untested rows stay NaN."""
+    p = pd.Series([0.01, 0.04, 0.03, np.nan])
+    assert stats.holm(p).tolist()[:3] == pytest.approx([0.03, 0.06, 0.06])
+    assert np.isnan(stats.holm(p).iloc[3])
+    tests = pd.DataFrame({"p_value": [0.01, 0.04, 0.03, 0.001],
+                          "role": ["secondary", "secondary", "secondary", "primary"]})
+    adjusted = stats.holm_secondary(tests)
+    assert adjusted["p_holm"].tolist()[:3] == pytest.approx([0.03, 0.06, 0.06])
+    assert np.isnan(adjusted["p_holm"].iloc[3])  # the primary test is not in the family
