@@ -304,9 +304,10 @@ def build_report(experiment_dir: str | Path, out: str | Path | None = None,
     """Write the report folder; returns its path. Raises UserError for bad input."""
     experiment = load_experiment(experiment_dir)
     out = Path(out) if out is not None else experiment.path / "report"
-    if experiment.study.search != "grid" and claims_path is None:
-        # Random / TPE samples: the exploratory report (best configurations, slices,
-        # importance, rungs); no cells and no claims to judge.
+    if experiment.study.search != "grid" and claims_path is None \
+            and experiment.study.claims is None:
+        # Random / TPE samples and no claims: the exploratory report (best configurations,
+        # slices, importance, rungs); no cells to tabulate.
         from analysis import exploratory
 
         out.mkdir(parents=True, exist_ok=True)
