@@ -182,10 +182,19 @@ class ClaimsFile(BaseModel):
         return self.model_copy(update={"claims": [c for c in self.claims if c.id in ids]})
 
 
+def primary_test(primary: dict | None) -> str | None:
+    """The test of a primary hypothesis, as a preset writes it (`test: regime`) or as
+    study.yaml records it (`rule: {test: regime}`)."""
+    if not primary:
+        return None
+    rule = primary.get("rule")
+    return primary.get("test") or (rule.get("test") if isinstance(rule, dict) else None)
+
+
 def primary_claim(primary: dict | None) -> Claim | None:
     """A preset's claim-shaped primary hypothesis as a claim with id 'primary' (None for
     none, or for the regime test, which analysis.stats.regime_test decides)."""
-    if not primary or primary.get("test") == "regime":
+    if not primary or primary_test(primary) == "regime":
         return None
     parsed = Primary.model_validate(primary)
     return Claim(id=parsed.id, text=parsed.text, rule=parsed.rule)

@@ -124,7 +124,7 @@ def analyse(experiment: Experiment, claims: claims_mod.ClaimsFile | None,
                       regime=regime, claims=claim_table, claims_note=claims_note,
                       post_hoc=post_hoc, primary_text=" ".join(str(primary.get("text", ""))
                                                                .split()),
-                      primary_kind=("regime" if primary.get("test") == "regime" else
+                      primary_kind=("regime" if claims_mod.primary_test(primary) == "regime" else
                                     "claim" if primary else ""),
                       trajectory=trajectory, unsettled=unsettled)
     results.caveats = caveats(experiment, results, caught)

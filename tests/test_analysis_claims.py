@@ -305,3 +305,14 @@ def test_steps_ratio_skips_seeds_where_either_run_failed():
     row = verdicts(custom(STEPS), trials, _curves(trials, {0.002: 101, 0.005: 101})).loc["slow"]
     assert row["n"] == 4 and row["estimate"] == 1.0
     assert "6 seed(s) skipped: a run collapsed or diverged" in row["reason"]
+
+
+@pytest.mark.parametrize("primary", [
+    {"text": "lr/eps", "test": "regime"},                                    # as a preset
+    {"id": "primary", "text": "lr/eps", "alpha": None, "rule": {"test": "regime"}},  # study.yaml
+])
+def test_regime_primary_is_not_a_claim_in_either_form(primary):
+    from analysis.claims import primary_claim, primary_test, with_primary
+
+    assert primary_test(primary) == "regime"
+    assert primary_claim(primary) is None and with_primary(None, primary) is None
