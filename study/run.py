@@ -279,8 +279,13 @@ def _tune_config(record: StudyRecord, max_concurrent: int):
 def _run_config(folder: Path, record: StudyRecord, n_trials: int, label: str = "",
                 verbose: bool = False):
     """Tune's own status tables only with -v (verbose=1); otherwise the console gets one
-    line per finished trial from OutcomeLogger."""
+    line per finished trial from OutcomeLogger. Ray 2.60's output engine prints a
+    start-of-experiment box even at verbose=0; its legacy engine (RAY_AIR_NEW_OUTPUT=0, the
+    switch Tune's own log names) prints nothing at verbose=0, so quiet runs use it."""
     from ray import tune
+
+    if not verbose:
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
     from study.progress import OutcomeLogger
 
