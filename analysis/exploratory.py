@@ -280,15 +280,7 @@ def make_figures(experiment: Experiment, search: Search, directory: Path
         "rungs": (rung_plot(search), "ASHA rung survival"),
         "learning_curves": (learning_curves(experiment, search), "Learning curves"),
     }
-    saved = {}
-    for name, (fig, caption) in made.items():
-        if fig is None:
-            continue
-        path = directory / f"{name}.png"
-        fig.savefig(path, pil_kwargs={"compress_level": 1})
-        plt.close(fig)
-        saved[name] = (path, caption)
-    return saved
+    return figures.save_all(made, directory)
 
 
 def write_tables(experiment: Experiment, search: Search, out: Path) -> None:

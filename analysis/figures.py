@@ -31,6 +31,21 @@ HATCH_NOTE = (f"Hatched, washed-out cells: the rate's 95% confidence sequence co
               "uncertain")
 
 
+def save_all(made: dict, directory) -> dict:
+    """Save {name: (figure or None, caption)} as PNGs in `directory`; returns
+    {name: (path, caption)} for the figures that exist, in order."""
+    saved = {}
+    for name, (fig, caption) in made.items():
+        if fig is None:
+            continue
+        path = directory / f"{name}.png"
+        # Fast zlib level: the PNGs are embedded once and a few percent larger.
+        fig.savefig(path, pil_kwargs={"compress_level": 1})
+        plt.close(fig)
+        saved[name] = (path, caption)
+    return saved
+
+
 def stable_definition(train_config: dict | None) -> str:
     """The definition of a stable run and a stable cell, with this study's thresholds."""
     monitor = (train_config or {}).get("monitor", {})

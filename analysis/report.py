@@ -248,16 +248,7 @@ def make_figures(experiment: Experiment, results: Results, directory: Path
                                            f"Learning-rate sensitivity{where}")
     made["eps_regime"] = (figures.regime_plot(results.frame), "eps regime, every run")
     made["training_curves"] = (figures.training_curves(experiment.curves), "Training curves")
-    saved = {}
-    for name, (fig, caption) in made.items():
-        if fig is None:
-            continue
-        path = directory / f"{name}.png"
-        # Fast zlib level: the PNGs are embedded once and a few percent larger.
-        fig.savefig(path, pil_kwargs={"compress_level": 1})
-        plt.close(fig)
-        saved[name] = (path, caption)
-    return saved
+    return figures.save_all(made, directory)
 
 
 def write_tables(experiment: Experiment, results: Results, out: Path) -> None:
