@@ -8,6 +8,7 @@ import json
 import sys
 import time
 
+from trainable.source import add_config_flags
 from trainable.errors import OneLineArgumentParser, run_cli
 from trainable.official_args import official_data_dir
 
@@ -45,14 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         description="Train the GRU/CTC phoneme decoder once and print one line per "
                     "evaluation, then the outcome. 'python -m trainable check --help': the "
                     "200-batch health check.")
-    parser.add_argument("--config", default=None,
-                        help="training config YAML, the project's format or an official "
-                             "rnn_args.yaml (detected; default: configs/train/proxy.yaml)")
-    parser.add_argument("--data", default=None,
-                        help="Brain-to-Text '25 folder (<root>/<session>/data_*.hdf5); "
-                             "default: built-in synthetic data, generated once and cached")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE", help="override a config value, e.g. optim.eps=1e-8")
+    add_config_flags(parser)
     parser.add_argument("--synthetic-set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a synthetic-data knob (when --data is not given)")
     parser.add_argument("--save", default=None, metavar="PATH",

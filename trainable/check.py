@@ -22,6 +22,7 @@ import time
 
 import numpy as np
 
+from trainable.source import add_config_flags
 from trainable.errors import ConfigError, OneLineArgumentParser, run_cli
 
 
@@ -66,13 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         description="Train the first N batches and check that the loss falls, everything "
                     "stays finite, gradient norms stay bounded and the decoder emits "
                     "phonemes. Exit 0 all pass, 1 any fails, 2 bad input.")
-    parser.add_argument("--config", default=None,
-                        help="training config YAML, the project's format or an official "
-                             "rnn_args.yaml (detected; default: configs/train/proxy.yaml)")
-    parser.add_argument("--data", default=None,
-                        help="Brain-to-Text '25 folder; default: built-in synthetic data")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE", help="override a config value")
+    add_config_flags(parser)
     parser.add_argument("--batches", type=int, default=200, help="batches to train (200)")
     parser.add_argument("--max-grad-norm", type=float, default=30.0,
                         help="pass when the 95th percentile of pre-clip gradient norms after "

@@ -30,3 +30,16 @@ def resolve_data_root(data: str | Path | None, synthetic_spec: str | Path | None
     spec = SyntheticSpec.load(synthetic_spec, synthetic_overrides)
     root = ensure_synthetic(spec, default_cache_root(), progress=progress)
     return root, f"synthetic data {spec.fingerprint()} ({root})"
+
+
+def add_config_flags(parser) -> None:
+    """--config, --data and --set, as `python -m trainable` and its `check` take them."""
+    parser.add_argument("--config", default=None,
+                        help="training config YAML, the project's format or an official "
+                             "rnn_args.yaml (detected; default: configs/train/proxy.yaml)")
+    parser.add_argument("--data", default=None,
+                        help="Brain-to-Text '25 folder (<root>/<session>/data_*.hdf5); "
+                             "default: the config's dataset_dir (official format), else "
+                             "built-in synthetic data, generated once and cached")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="override a config value, e.g. optim.eps=1e-8")
