@@ -92,7 +92,7 @@ def rung_survival(frame: pd.DataFrame, budget: int, grace_fraction: float,
     return pd.DataFrame(rows)
 
 
-def importance(frame: pd.DataFrame, experiment: Experiment, axes: list[str]
+def importance(frame: pd.DataFrame, axes: list[str], log_axes: set[str]
                ) -> tuple[pd.DataFrame, str]:
     """Main-effect variance shares of a random-forest surrogate of the PER, with its
     out-of-bag R^2; on full-budget runs when there are enough, else on every run's last
@@ -107,14 +107,12 @@ def importance(frame: pd.DataFrame, experiment: Experiment, axes: list[str]
                 f"{MIN_SURROGATE_RUNS} full-budget runs; runs stopped early count with the "
                 "PER at their stop)")
     factors = [stats.Factor(axis=a, column=a, levels=(), binned=False,
-                            log_scale=a in {x.name for x in experiment.axes
-                                            if x.distribution == "loguniform"},
-                            values=None) for a in axes]
+                            log_scale=a in log_axes, values=None) for a in axes]
     if len(data) < MIN_SURROGATE_RUNS or not factors or data[response].var() <= 0:
         return pd.DataFrame(columns=["axis", "share", "oob_r2", "n", "response"]), (
             f"too few runs with a PER for a surrogate ({len(data)}; need "
             f"{MIN_SURROGATE_RUNS})")
-    shares, r2 = stats._surrogate_shares(data, factors, response, seed=0)
+    shares, r2 = stats.surrogate_shares(data, factors, response, seed=0)
     rows = [{"axis": a, "share": shares.get(a, math.nan), "oob_r2": r2, "n": len(data),
              "response": note} for a in axes]
     table = pd.DataFrame(rows).sort_values("share", ascending=False, ignore_index=True)
@@ -135,7 +133,7 @@ def analyse_search(experiment: Experiment) -> Search:
     best = best[["trial_id", *axes, "seed", "last_per", "label", "steps_reached"]].assign(
         budget=budget).reset_index(drop=True)
     best.insert(0, "rank", np.arange(1, len(best) + 1))
-    table, _ = importance(frame, experiment, axes)
+    table, _ = importance(frame, axes, logs)
     asha = experiment.study.preset_config.get("asha") or {}
     rungs = (rung_survival(frame, budget, asha.get("grace_fraction", 0.25),
                            asha.get("reduction_factor", 2.0))

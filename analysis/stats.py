@@ -527,7 +527,7 @@ def cell_mean_cube(data: pd.DataFrame, factors: list[Factor], response: str
     return means.to_numpy().reshape([len(f.levels) for f in factors])
 
 
-def _surrogate_shares(data: pd.DataFrame, factors: list[Factor], response: str, seed: int
+def surrogate_shares(data: pd.DataFrame, factors: list[Factor], response: str, seed: int
                       ) -> tuple[dict[str, float], float]:
     """Random-forest surrogate (Hutter et al. 2014) predicted on a grid of sampled values."""
     from sklearn.ensemble import RandomForestRegressor
@@ -574,7 +574,7 @@ def fanova(frame: pd.DataFrame, factors: list[Factor], exact_allowed: bool, seed
             shares, method, r2, note = (grid_shares(cube, [f.axis for f in factors]),
                                         "exact (cell means of the full grid)", math.nan, "")
         elif len(data) >= 10:
-            shares, r2 = _surrogate_shares(data, factors, column, seed)
+            shares, r2 = surrogate_shares(data, factors, column, seed)
             method = "random-forest surrogate (Hutter et al. 2014)"
             note = ("grid incomplete for this response" if exact_allowed else "")
         else:
