@@ -222,6 +222,18 @@ def resolve_claims_path(value, base: Path = CONFIG_DIR) -> Path | None:
     return path if path.is_absolute() else base / path
 
 
+def load_registered(path: str | Path, sha256: str) -> ClaimsFile:
+    """The claims file a study registered. When the recorded path is gone (the study was
+    copied or is read on another machine), the file of the same name in this checkout's
+    configs/ is used if its content hash is the registered one."""
+    path = Path(path)
+    if not path.is_file():
+        local = CONFIG_DIR / path.name
+        if local.is_file() and content_hash(local.read_text()) == sha256:
+            return load_claims(local)
+    return load_claims(path)
+
+
 def load_claims(path: str | Path) -> ClaimsFile:
     """Read and check a claims file; a mistake raises UserError naming claim and key."""
     path = Path(path)
@@ -277,6 +289,36 @@ def cells_of(rule) -> list[Cell]:
             if cell not in cells:
                 cells.append(cell)
     return cells
+
+
+def failure_outcomes(rule) -> list[str]:
+    """The failure outcomes a rule counts (none for a step-ratio rule)."""
+    if isinstance(rule, AnyOf):
+        found: list[str] = []
+        for part in rule.parts:
+            found += [o for o in failure_outcomes(part) if o not in found]
+        return found
+    return [o for o in getattr(rule, "outcomes", []) if o != "stable"]
+
+
+def unseen_failures(claims: ClaimsFile, runs: pd.DataFrame) -> dict[str, list[str]]:
+    """Claims whose verdict rests on no failure being seen: claim id -> the failure outcomes
+    it counts, for every claim with such outcomes, complete runs in its cells, and none of
+    them ending in one of those outcomes."""
+    prepared = Runs(runs, pd.DataFrame())
+    found = {}
+    for claim in claims.claims:
+        outcomes = failure_outcomes(claim.rule)
+        if not outcomes:
+            continue
+        seen = runs_seen = 0
+        for cell in cells_of(claim.rule):
+            rows, _ = prepared.cell(cell)
+            runs_seen += len(rows)
+            seen += int(prepared.indicator(rows, outcomes).sum()) if len(rows) else 0
+        if seen == 0 and runs_seen:
+            found[claim.id] = outcomes
+    return found
 
 
 def describe(cell: Cell) -> str:

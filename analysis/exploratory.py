@@ -358,9 +358,7 @@ with the forest's out-of-bag R<sup>2</sup> as its fit quality.</li>
 <li>ASHA rungs: grace period and reduction factor of the preset (Li et al. 2020, MLSys);
 a run reaches a rung when it trained at least that many steps.</li></ul>
 """
-    return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{html._esc(experiment.name)}: exploratory search</title>"
-            f"<style>{html.CSS}</style></head><body>{body}</body></html>")
+    return html.page(f"{experiment.name}: exploratory search", body)
 
 
 def build(experiment: Experiment, out: Path) -> Path:

@@ -12,6 +12,8 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -35,6 +37,7 @@ def save_all(made: dict, directory) -> dict:
     """Save {name: (figure or None, caption)} as PNGs in `directory`; returns
     {name: (path, caption)} for the figures that exist, in order."""
     saved = {}
+    Path(directory).mkdir(parents=True, exist_ok=True)
     for name, (fig, caption) in made.items():
         if fig is None:
             continue
@@ -382,7 +385,7 @@ def regime_plot(frame: pd.DataFrame) -> plt.Figure | None:
 VERDICT_COLOURS = {"supported": "#1e7b34", "refuted": "#b3261e", "inconclusive": "#6d6d6d"}
 
 
-def _claim_axis_limits(values: list[float], ratio: bool) -> tuple[float, float]:
+def claim_axis_limits(values: list[float], ratio: bool) -> tuple[float, float]:
     finite = [v for v in values if np.isfinite(v)]
     if ratio:
         finite = [v for v in finite if v > 0]
@@ -409,7 +412,7 @@ def claim_effects(claims: pd.DataFrame, trajectory: pd.DataFrame) -> plt.Figure 
         values = [row["estimate"], row["ci_low"], row["ci_high"], row["null"], row["bound"]]
         if len(curve):
             values += list(curve["ci_low"]) + list(curve["ci_high"]) + list(curve["estimate"])
-        low, high = _claim_axis_limits(values, ratio)
+        low, high = claim_axis_limits(values, ratio)
         colour = VERDICT_COLOURS.get(row["verdict"], "0.3")
 
         def clip(v: float, low: float = low, high: float = high) -> float:

@@ -63,6 +63,13 @@ def table(frame: pd.DataFrame, numeric: tuple[str, ...] = (), classes: dict | No
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
+def page(title: str, body: str) -> str:
+    """A whole self-contained HTML page."""
+    return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{_esc(title)}</title><style>{CSS}</style></head><body>{body}</body>"
+            "</html>")
+
+
 def embed(path: Path, caption: str) -> str:
     data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
     return (f'<figure><img alt="{_esc(caption)}" src="data:image/png;base64,{data}">'
@@ -281,6 +288,9 @@ def _verdict_table(experiment, results) -> pd.DataFrame:
                           "settled at this budget": settled, "why": claims["reason"]})
     if experiment.study.adaptive is not None:
         table.insert(5, "decided after", [decided_when(experiment, i) for i in claims["id"]])
+    if results.detector_checks:
+        table["no failure seen: detector check"] = [results.detector_checks.get(i, "")
+                                                    for i in claims["id"]]
     return table
 
 
@@ -373,9 +383,7 @@ out-of-bag R<sup>2</sup> otherwise (Hutter, Hoos &amp; Leyton-Brown, ICML 2014).
 regime after Choi et al. 2019 (arXiv 1910.05446).</li>
 </ul>
 """
-    return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{_esc(experiment.name)}: stability report</title><style>{CSS}</style>"
-            f"</head><body>{body}</body></html>")
+    return page(f"{experiment.name}: stability report", body)
 
 
 def summary_text(experiment, results, report_dir: Path) -> str:
@@ -396,6 +404,8 @@ def summary_text(experiment, results, report_dir: Path) -> str:
             lines.append(f"  {row['id']}: {row['verdict'].upper()}{effect}, {row['n']} "
                          f"seed(s){f', decided after {when}' if when else ''} "
                          f"({row['reason']}){unsettled}")
+            if row["id"] in results.detector_checks:
+                lines.append(f"    no failure seen; {results.detector_checks[row['id']]}")
     else:
         lines.append(f"Claims: {results.claims_note}")
     if results.primary_kind == "claim":

@@ -121,8 +121,8 @@ class Experiment:
 def load_experiment(path: str | Path) -> Experiment:
     """Read an experiment folder; a folder that is not one raises UserError."""
     if "://" in str(path):
-        raise UserError(f"{path}: reading a study from a URI is not supported yet; copy the "
-                        "study folder to local disk and pass that folder")
+        raise UserError(f"{path}: a URI is read by 'python -m analysis.report {path}', which "
+                        "pulls the study into a local mirror; pass a local folder here")
     path = Path(path)
     if not path.is_dir():
         raise UserError(f"{path}: no such folder; pass the experiment folder that "

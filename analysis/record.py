@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from trainable.errors import UserError, validation_line
 
 STUDY_FILE = "study.yaml"
+LADDER_FILE = "ladder.yaml"
 # Bumped when a change to analysis/ can change a verdict computed from the same runs.
 ANALYSIS_VERSION = "2"
 
@@ -110,6 +111,16 @@ class AdaptiveRecord(_Record):
         return first
 
 
+class ControlRecord(_Record):
+    """A cell of a controls study (study.presets.Control) and its index in `points`."""
+
+    name: str
+    detector: Literal["blank_collapse", "diverged", "exploding", "slow"] | None = None
+    set: dict[str, float] = Field(default_factory=dict)
+    why: str
+    cell: int
+
+
 class StudyRecord(_Record):
     name: str
     preset: str
@@ -135,6 +146,8 @@ class StudyRecord(_Record):
     # The day layers' lr when lr_max is an axis (study.presets.Preset.day_lr); None: no
     # lr_max axis, or a record written before the choice existed (the day layers followed).
     day_lr: Literal["follow", "fixed"] | None = None
+    controls: list[ControlRecord] | None = None  # a controls study's cells
+    rung: str | None = None  # the rung of a scale ladder this study is (study/ladder.py)
     data: DataRecord
     resources: dict[str, float]
     versions: dict[str, str | None]
@@ -147,12 +160,54 @@ class StudyRecord(_Record):
         return {name: axis.key for name, axis in self.axes.items()}
 
     def write(self, folder: Path) -> None:
-        """Atomically: a study killed mid-write keeps its previous record."""
-        path = Path(folder) / STUDY_FILE
-        tmp = path.with_suffix(".yaml.tmp")
-        tmp.write_text(yaml.safe_dump(self.model_dump(mode="json", exclude_none=True),
-                                      sort_keys=False))
-        tmp.replace(path)
+        _write_yaml(self, Path(folder) / STUDY_FILE)
+
+
+class RungRecord(_Record):
+    """One rung of a scale ladder: its own study in `folder` (relative to the ladder's)."""
+
+    name: str
+    folder: str
+    description: str = ""
+    status: Literal["pending", "done", "interrupted", "skipped"] = "pending"
+    note: str = ""  # why skipped, or what went wrong
+    minutes: float | None = None  # wall time of the rung (study and its report)
+
+
+class LadderRecord(_Record):
+    """<ladder folder>/ladder.yaml: the rungs, each a study of the same cells and claims."""
+
+    name: str
+    preset: str
+    budget: str
+    started: str
+    argv: list[str]  # the study.run arguments, so `resume` can start rungs not yet begun
+    rungs: list[RungRecord]
+
+    def write(self, folder: Path) -> None:
+        _write_yaml(self, Path(folder) / LADDER_FILE)
+
+
+def _write_yaml(model: BaseModel, path: Path) -> None:
+    """Atomically: a study killed mid-write keeps its previous record."""
+    tmp = path.with_suffix(".yaml.tmp")
+    tmp.write_text(yaml.safe_dump(model.model_dump(mode="json", exclude_none=True),
+                                  sort_keys=False))
+    tmp.replace(path)
+
+
+def read_ladder(folder: str | Path) -> LadderRecord | None:
+    """<folder>/ladder.yaml, or None when the folder is not a ladder."""
+    path = Path(folder) / LADDER_FILE
+    if not path.is_file():
+        return None
+    try:
+        return LadderRecord.model_validate(yaml.safe_load(path.read_text()))
+    except (yaml.YAMLError, ValidationError) as err:
+        line = (validation_line(err, str(path), model=LadderRecord)
+                if isinstance(err, ValidationError) else f"{path}: not valid YAML")
+        raise UserError(line + "; this file is written by study.run: restore it or rerun "
+                               "the ladder") from None
 
 
 def read_record(folder: str | Path) -> StudyRecord:

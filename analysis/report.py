@@ -9,6 +9,7 @@ claims.csv, figures/*.png, report.html (self-contained) and summary.txt.
 from __future__ import annotations
 
 import itertools
+import shutil
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -18,10 +19,10 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from analysis import claims as claims_mod
-from analysis import figures, html, stats
+from analysis import controls, figures, html, stats
 from analysis.load import Block, Experiment, load_experiment
-from analysis.record import ANALYSIS_VERSION
-from trainable.errors import OneLineArgumentParser, run_cli
+from analysis.record import ANALYSIS_VERSION, read_ladder
+from trainable.errors import OneLineArgumentParser, UserError, run_cli
 
 # An R^2 below this means the surrogate's variance shares describe the forest, not the data.
 SURROGATE_MIN_R2 = 0.5
@@ -56,6 +57,9 @@ class Results:
     primary_kind: str  # "claim", "regime" or ""
     trajectory: pd.DataFrame  # each claim's effect and verdict over the training steps
     unsettled: dict[str, str]  # claim id -> why its verdict is not settled at this budget
+    # claim id -> the detector check (latest controls study) of a verdict resting on no
+    # failure being seen
+    detector_checks: dict[str, str] = field(default_factory=dict)
     caveats: list[str] = field(default_factory=list)
 
 
@@ -118,6 +122,7 @@ def analyse(experiment: Experiment, claims: claims_mod.ClaimsFile | None,
                 ok, why = claims_mod.settled(trajectory, claim_id)
                 if not ok:
                     unsettled[claim_id] = why
+            checks = detector_checks(experiment, judged)
         claims_note = (f"Claims from {claims.path} (sha256 {claims.sha256[:12]})."
                        if claims is not None else "The study names no claims file.")
     results = Results(frame=stats.add_regime(experiment.trials), blocks=blocks, tests=tests,
@@ -126,9 +131,23 @@ def analyse(experiment: Experiment, claims: claims_mod.ClaimsFile | None,
                                                                .split()),
                       primary_kind=("regime" if claims_mod.primary_test(primary) == "regime" else
                                     "claim" if primary else ""),
-                      trajectory=trajectory, unsettled=unsettled)
+                      trajectory=trajectory, unsettled=unsettled,
+                      detector_checks=checks if judged is not None else {})
     results.caveats = caveats(experiment, results, caught)
     return results
+
+
+def detector_checks(experiment: Experiment, claims: claims_mod.ClaimsFile
+                    ) -> dict[str, str]:
+    """For each claim whose verdict rests on no failure being seen, how well the latest
+    controls study beside this one saw those failures (analysis/controls.py)."""
+    unseen = claims_mod.unseen_failures(claims, experiment.trials)
+    if not unseen:
+        return {}
+    evidence = controls.latest(experiment.path, experiment.study.train_config,
+                               experiment.study.budget_steps)
+    return {claim_id: controls.citation(evidence, outcomes)
+            for claim_id, outcomes in unseen.items()}
 
 
 def caveats(experiment: Experiment, results: Results, caught) -> list[str]:
@@ -275,8 +294,8 @@ def registered_claims(experiment: Experiment, claims_path: str | Path | None
     registered = experiment.study.claims
     if claims_path is None and registered is None:
         return None, ""
-    claims = claims_mod.load_claims(claims_path if claims_path is not None
-                                    else registered.path)
+    claims = (claims_mod.load_claims(claims_path) if claims_path is not None
+              else claims_mod.load_registered(registered.path, registered.sha256))
     if registered is None:
         return claims, (f"the study registered no claims; {claims.path} was applied after "
                         "the runs were seen")
@@ -293,8 +312,14 @@ def registered_claims(experiment: Experiment, claims_path: str | Path | None
 def build_report(experiment_dir: str | Path, out: str | Path | None = None,
                  claims_path: str | Path | None = None) -> Path:
     """Write the report folder; returns its path. Raises UserError for bad input."""
+    if "://" not in str(experiment_dir) and read_ladder(experiment_dir) is not None:
+        from analysis import ladder  # a scale ladder: the transfer table across its rungs
+
+        return ladder.build(Path(experiment_dir), out)
     experiment = load_experiment(experiment_dir)
     out = Path(out) if out is not None else experiment.path / "report"
+    if experiment.study.controls:
+        return controls.build(experiment, out)
     if experiment.study.search != "grid" and claims_path is None \
             and experiment.study.claims is None:
         # Random / TPE samples and no claims: the exploratory report (best configurations,
@@ -316,17 +341,45 @@ def build_report(experiment_dir: str | Path, out: str | Path | None = None,
     return out
 
 
+def report_any(experiment: str, out: str | None = None, claims_path: str | None = None,
+               endpoint: str | None = None) -> Path:
+    """build_report for a folder or a study URI: a remote study's small files are pulled
+    into the local mirror, the report is built there (and in --out) and pushed back."""
+    if "://" not in experiment or experiment.startswith("file://"):
+        return build_report(experiment.removeprefix("file://"), out, claims_path)
+    from analysis.storage import split_study_uri
+
+    storage, name = split_study_uri(experiment, endpoint)
+    storage.check()
+    local = storage.pull(name)
+    if not local.is_dir():
+        raise UserError(f"{experiment}: no study there (nothing under that prefix); give "
+                        "the URI that study.run printed")
+    written = build_report(local, None, claims_path)
+    storage.push(name, "report")
+    if out is not None:
+        shutil.copytree(written, out, dirs_exist_ok=True)
+        return Path(out)
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = OneLineArgumentParser(
         prog="python -m analysis.report",
         description="Stable-region map, interaction tests and claim verdicts for one "
                     "experiment folder.")
-    parser.add_argument("experiment", help="the study's folder (holds study.yaml)")
-    parser.add_argument("--out", help="report folder (default: <experiment>/report)")
+    parser.add_argument("experiment", help="the study's folder (holds study.yaml), or its "
+                                           "URI, e.g. s3://bucket/prefix/<study name>")
+    parser.add_argument("--out", help="report folder (default: <experiment>/report; for a "
+                                      "URI also written back beside the study)")
     parser.add_argument("--claims", help="claims YAML (default: the one study.yaml names)")
+    parser.add_argument("--storage-endpoint", default=None, metavar="URL",
+                        help="S3-compatible endpoint for an s3:// study (default: "
+                             "AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, else AWS)")
     args = parser.parse_args(argv)
+
     def body() -> int:
-        out = build_report(args.experiment, args.out, args.claims)
+        out = report_any(args.experiment, args.out, args.claims, args.storage_endpoint)
         sys.stdout.write((out / "summary.txt").read_text())
         return 0
 

@@ -75,6 +75,47 @@ class AshaSpec(_Strict):
     reduction_factor: float = Field(2.0, gt=1.0)
 
 
+DETECTORS: tuple[str, ...] = ("blank_collapse", "diverged", "exploding", "slow")
+
+
+class Control(_Strict):
+    """One cell of a controls study: a setting expected to make `detector` fire (a positive
+    control), or, with `detector: null`, a setting expected to make none fire (negative)."""
+
+    name: str
+    detector: Literal["blank_collapse", "diverged", "exploding", "slow"] | None = None
+    set: dict[str, float] = Field(default_factory=dict)  # dotted config key -> value
+    why: str
+
+    @model_validator(mode="after")
+    def _dotted(self) -> Control:
+        bad = [k for k in self.set if "." not in k]
+        if bad:
+            raise ValueError(f"control {self.name!r}: set needs dotted config keys "
+                             f"(section.name), got {', '.join(bad)}")
+        return self
+
+
+def control_axis(key: str) -> str:
+    """The axis name of a config key a control sets: the product axis name where there is
+    one (optim.lr_max -> lr_max), else the key's last part (optim.grad_clip -> grad_clip)."""
+    named = {v: k for k, v in AXES.items()}
+    return named.get(key, key.rsplit(".", 1)[-1])
+
+
+class Rung(_Strict):
+    """One rung of a scale ladder: a model / data / budget size at which the claims' cells
+    are run as a study of their own (study/ladder.py)."""
+
+    name: str
+    description: str = ""
+    train_config: str | None = None  # default: the preset's
+    set: dict[str, Any] = Field(default_factory=dict)  # training config overrides
+    synthetic: dict[str, Any] = Field(default_factory=dict)  # synthetic-data knob overrides
+    budgets: dict[str, Budget]  # the ladder's budget names -> this rung's steps and seeds
+    gpu: bool = False  # runs only with --gpus-per-trial > 0
+
+
 class Preset(_Strict):
     name: str
     description: str = ""
@@ -101,9 +142,46 @@ class Preset(_Strict):
     # only lr_max; "follow": they take each trial's lr_max (every parameter's Adam step
     # scales together, the cleaner probe of the lr/eps regime).
     day_lr: Literal["follow", "fixed"] = "fixed"
+    # A controls study (configs/studies/controls.yaml): its cells are the controls, one
+    # block each (the blocks are built from them).
+    controls: list[Control] | None = None
+    # A scale ladder (configs/studies/ladder.yaml): the blocks run once per rung.
+    rungs: list[Rung] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _control_blocks(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("controls"):
+            if data.get("blocks"):
+                raise ValueError("a controls preset builds its cells from `controls`; drop "
+                                 "`blocks`")
+            blocks = []
+            for control in data["controls"]:
+                values = control.get("set", {}) if isinstance(control, dict) else {}
+                blocks.append({control_axis(k): {"key": k, "values": [v]}
+                               for k, v in (values or {}).items()})
+            data = {**data, "blocks": blocks}
+        return data
 
     @model_validator(mode="after")
     def _shape(self) -> Preset:
+        if self.controls is not None:
+            names = [c.name for c in self.controls]
+            settings = [sorted(c.set.items()) for c in self.controls]
+            if len(set(names)) != len(names) or any(settings.count(s) > 1 for s in settings):
+                raise ValueError("controls need distinct names and distinct settings")
+            if self.adaptive is not None or self.rungs is not None:
+                raise ValueError("a controls preset runs a fixed design: no adaptive, no "
+                                 "rungs")
+        if self.rungs is not None:
+            if not self.rungs or len({r.name for r in self.rungs}) != len(self.rungs):
+                raise ValueError("rungs need at least one entry and distinct names")
+            if self.adaptive is not None:
+                raise ValueError("a ladder runs a fixed design per rung: no adaptive")
+            for rung in self.rungs:
+                if set(rung.budgets) != set(self.budgets):
+                    raise ValueError(f"rung {rung.name!r} must give the preset's budgets "
+                                     f"({', '.join(self.budgets)})")
         if self.search == "grid":
             if not self.blocks:
                 raise ValueError("a grid preset needs blocks (lists of axis values)")

@@ -10,20 +10,23 @@ import argparse
 import datetime as dt
 import math
 import os
+import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
 from analysis import claims as claims_mod
-from analysis.record import (STUDY_FILE, AdaptiveRecord, ClaimsRecord, StudyRecord,
+from analysis.record import (LADDER_FILE, STUDY_FILE, AdaptiveRecord, ClaimsRecord, StudyRecord,
                              WaveRecord, WaveTrial, read_record)
+from analysis.storage import Storage, resolve_storage, split_study_uri
 from study import planner
-from study.presets import (Preset, apply_day_lr, check_axes_exist, design_blocks, grid_points,
-                           load_preset)
+from study.presets import (Preset, apply_day_lr, check_axes_exist, config_value,
+                           control_axis, design_blocks, grid_points, load_preset)
 from trainable.config import CONFIG_DIR, Config, build_config, load_config, read_config_tree
 from trainable.errors import ConfigError, OneLineArgumentParser, UserError, run_cli
 from trainable.official_args import official_data_dir
@@ -74,7 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="smoke, default or full (the preset's budgets), or a number of "
                             "training steps")
         p.add_argument("--storage", default="results",
-                       help="folder holding experiment folders (default: ./results)")
+                       help="where experiment folders live: a local or shared (NFS) folder, "
+                            "file://, s3://bucket/prefix or gs://bucket/prefix (default: "
+                            "./results)")
         p.add_argument("--name", default=None,
                        help="experiment folder name (default: <preset>-<date>-<time>)")
         p.add_argument("--minutes", type=_positive_float, default=None,
@@ -91,13 +96,17 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Continue an interrupted study: unfinished trials resume "
                                    "from their last checkpoint, errored ones are retried, "
                                    "finished ones are not re-run.")
-    p.add_argument("experiment", help="the experiment folder (<storage>/<name>)")
+    p.add_argument("experiment", help="the experiment folder (<storage>/<name>), a folder "
+                                      "or a URI such as s3://bucket/prefix/<name>")
     _add_ray_flags(p)  # trials keep the resources and concurrency the study started with
     p.add_argument("--no-report", action="store_true", help="skip the analysis report")
     return parser
 
 
 def _add_ray_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--storage-endpoint", default=None, metavar="URL",
+                   help="S3-compatible endpoint (MinIO, Ceph, ...) for s3:// storage; "
+                        "default: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, else AWS")
     p.add_argument("--address", default=None,
                    help="attach to an existing Ray cluster (HOST:PORT); RAY_ADDRESS is "
                         "honoured; default: start a local instance")
@@ -276,12 +285,13 @@ def _tune_config(record: StudyRecord, max_concurrent: int):
                            trial_dirname_creator=trial_dirname)
 
 
-def _run_config(folder: Path, record: StudyRecord, n_trials: int, label: str = "",
+def _run_config(place: Place, rel: str, record: StudyRecord, n_trials: int, label: str = "",
                 verbose: bool = False):
     """Tune's own status tables only with -v (verbose=1); otherwise the console gets one
     line per finished trial from OutcomeLogger. Ray 2.60's output engine prints a
     start-of-experiment box even at verbose=0; its legacy engine (RAY_AIR_NEW_OUTPUT=0, the
-    switch Tune's own log names) prints nothing at verbose=0, so quiet runs use it."""
+    switch Tune's own log names) prints nothing at verbose=0, so quiet runs use it.
+    `rel` is the Tune experiment's folder inside the study folder ("" for the study's own)."""
     from ray import tune
 
     if not verbose:
@@ -289,20 +299,86 @@ def _run_config(folder: Path, record: StudyRecord, n_trials: int, label: str = "
 
     from study.progress import OutcomeLogger
 
+    storage_path, name, filesystem = place.tune_location(rel)
+    # On cloud storage Tune uploads its experiment state in the background: a driver killed
+    # between a checkpoint's deletion and that upload leaves a state naming a deleted
+    # checkpoint, and the trial cannot be restored (measured: 1 trial of 8 lost in 3 runs of
+    # the SIGKILL test with num_to_keep=2). So every checkpoint is kept while the study
+    # runs, and all but each trial's newest are deleted when it has finished (finish()).
+    keep = None if place.storage.remote else 2
     return tune.RunConfig(
-        name=folder.name, storage_path=str(folder.parent), verbose=1 if verbose else 0,
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        name=name, storage_path=storage_path, storage_filesystem=filesystem,
+        verbose=1 if verbose else 0,
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=keep),
         failure_config=tune.FailureConfig(max_failures=2),
         callbacks=[OutcomeLogger(list(record.axes), n_trials, label)])
 
 
-def _shared_dataset(dataset, cache_root: Path):
+@dataclass
+class Place:
+    """A study folder: `name` under a storage root (analysis.storage), with its local
+    folder (the folder itself, or the mirror of a remote one)."""
+
+    storage: Storage
+    name: str
+
+    @property
+    def local(self) -> Path:
+        return self.storage.local_root / self.name
+
+    @property
+    def uri(self) -> str:
+        return self.storage.uri(self.name)
+
+    def save(self, record: StudyRecord) -> None:
+        record.write(self.local)
+        self.storage.push(self.name, STUDY_FILE)
+
+    def pull(self) -> Path:
+        return self.storage.pull(self.name)
+
+    def tune_location(self, rel: str = "") -> tuple[str, str, object | None]:
+        """(storage_path, name, filesystem) of the Tune experiment at `rel`."""
+        parts = [self.name, *([rel] if rel else [])]
+        if not self.storage.remote:
+            folder = self.local / rel if rel else self.local
+            return str(folder.parent), folder.name, None
+        return (self.storage.path(*parts[:-1]), parts[-1],
+                self.storage.tune_filesystem())
+
+    def can_restore(self, rel: str = "") -> bool:
+        from ray import tune
+
+        storage_path, name, filesystem = self.tune_location(rel)
+        return tune.Tuner.can_restore(f"{storage_path}/{name}", storage_filesystem=filesystem)
+
+    def restore(self, rel: str, trainable, space):
+        from ray import tune
+
+        storage_path, name, filesystem = self.tune_location(rel)
+        # Tune does not pickle the grid's sample_from functions: give the space again.
+        return tune.Tuner.restore(f"{storage_path}/{name}", trainable=trainable,
+                                  param_space=space, resume_unfinished=True,
+                                  resume_errored=True, storage_filesystem=filesystem)
+
+
+def _shared_dataset(dataset, cache_root: Path, shared: bool):
     """What trials receive: the Dataset itself (one copy in Ray's object store, read
     zero-copy) or, past OBJECT_STORE_LIMIT bytes (the full real data is ~14 GB), the folder
-    of a packed .npy cache that every trial memory-maps, sharing the page cache."""
+    of a packed .npy cache that every trial memory-maps, sharing the page cache. `shared`:
+    every node sees `cache_root` (a shared --storage folder, or B2T_SHARED_CACHE)."""
     size = sum(split.features.nbytes for split in dataset.splits.values())
     if size <= OBJECT_STORE_LIMIT:
         return dataset
+    import ray
+
+    nodes = sum(1 for n in ray.nodes() if n.get("Alive")) if ray.is_initialized() else 1
+    if nodes > 1 and not shared:
+        raise UserError(f"{size / 2**30:.1f} GiB of features are shared by memory-mapping a "
+                        f"packed cache under {cache_root}, which the other {nodes - 1} "
+                        "node(s) cannot read (cloud storage keeps only a local mirror on "
+                        "this machine); set B2T_SHARED_CACHE to a folder mounted at the same "
+                        "path on every node (NFS)")
     folder = cache_root / dataset.fingerprint()
     if not (folder / "dataset.json").is_file():
         print(f"packing {size / 2**30:.1f} GiB of features into {folder} for memory-mapped "
@@ -311,25 +387,28 @@ def _shared_dataset(dataset, cache_root: Path):
     return str(folder)
 
 
+def _data_cache(storage: Storage) -> tuple[Path, bool]:
+    """Where large data is packed for memory-mapping, and whether every node sees it."""
+    if os.environ.get("B2T_SHARED_CACHE"):
+        return Path(os.environ["B2T_SHARED_CACHE"]).expanduser().resolve(), True
+    return storage.local_root / ".datacache", not storage.remote
+
+
 def local_storage(text: str) -> Path:
-    """--storage as a local or shared (NFS) folder. file:// URIs name one; other URIs
-    (s3://, gs://, ...) are refused with one line rather than taken for a folder name."""
-    if "://" in text:
-        scheme = text.split("://", 1)[0]
-        if scheme != "file":
-            raise UserError(f"--storage {text}: {scheme}:// storage is not supported yet; give "
-                            "a local folder or a shared (NFS) path mounted on every node")
-        text = text[len("file://"):]
-    return Path(text).expanduser().resolve()
+    """A folder given as a path or file:// URI (other URIs: analysis.storage)."""
+    storage = resolve_storage(text)
+    if storage.remote:
+        raise UserError(f"{text}: expected a local folder here")
+    return Path(storage.root)
 
 
-def _make_trainable(record: StudyRecord, dataset, cache_root: Path):
+def _make_trainable(record: StudyRecord, dataset, storage: Storage):
     from ray import tune
 
     from trainable.tune_adapter import tune_trainable
 
     fn = tune.with_parameters(tune_trainable, base_config=record.train_config,
-                              dataset=_shared_dataset(dataset, cache_root),
+                              dataset=_shared_dataset(dataset, *_data_cache(storage)),
                               axes=record.axis_keys, checkpoint_every=CHECKPOINT_EVERY)
     return tune.with_resources(fn, _resources(record.resources["cpus_per_trial"],
                                               record.resources["gpus_per_trial"]))
@@ -374,7 +453,7 @@ def _claims_file(record: StudyRecord) -> claims_mod.ClaimsFile | None:
     serves. A claims file changed since registration stops the study."""
     claims = None
     if record.claims is not None:
-        claims = claims_mod.load_claims(record.claims.path)
+        claims = claims_mod.load_registered(record.claims.path, record.claims.sha256)
         if claims.sha256 != record.claims.sha256:
             raise UserError(f"{record.claims.path}: the claims changed since the study "
                             "registered them (content hash differs); restore the file, or "
@@ -382,10 +461,17 @@ def _claims_file(record: StudyRecord) -> claims_mod.ClaimsFile | None:
     return claims_mod.with_primary(claims, record.primary_hypothesis)
 
 
-def launch(args) -> int:
+def launch(args, preset: Preset | None = None, rung: str | None = None) -> int:
+    """Start a study from the command line's flags (a ladder preset runs one study per
+    rung, study/ladder.py); `preset` and `rung` are given by the ladder for each rung."""
     from study.cluster import check_resources, ray_session, resolve_address
 
-    preset = load_preset(args.preset or args.command)
+    if preset is None:
+        preset = load_preset(args.preset or args.command)
+        if preset.rungs is not None:
+            from study import ladder
+
+            return ladder.launch(args, preset)
     budget = resolve_budget(preset, args.budget)
     seeds = args.seeds or budget["seeds"] or preset.seeds
     samples = args.samples or budget["samples"] or preset.samples
@@ -410,17 +496,22 @@ def launch(args) -> int:
     n_cells = validate_cells(preset, cfg, seeds)
     claims_path = claims_mod.resolve_claims_path(preset.claims)
     claims = claims_mod.load_claims(claims_path) if claims_path is not None else None
-    storage = local_storage(args.storage)
+    storage = resolve_storage(args.storage, args.storage_endpoint)
+    storage.check()  # a store that does not answer fails now, in one line
     name = args.name or f"{preset.name}-{dt.datetime.now():%Y%m%d-%H%M%S}"
-    exp_dir = storage / name
-    if exp_dir.exists() and any(exp_dir.iterdir()):
-        raise UserError(f"{exp_dir}: experiment folder already exists; continue it with "
-                        f"'python -m study.run resume {exp_dir}' or choose another --name")
+    place = Place(storage, name)
+    if storage.exists(name):
+        raise UserError(f"{place.uri}: experiment folder already exists; continue it with "
+                        f"'python -m study.run resume {place.uri}' or choose another --name")
+    exp_dir = place.local
+    if storage.remote and exp_dir.exists():
+        shutil.rmtree(exp_dir)  # a stale mirror of a study no longer in the store
     address = resolve_address(args.address)  # fails fast, before the data is read
     # An official rnn_args.yaml names its data folder; --data overrides it.
     data = args.data or (official_data_dir(cfg_path) if official is not None else None)
     root, dataset = _load_data(data, args.synthetic_set, cfg)
     points = grid_points(preset, cfg) if preset.search == "grid" else []
+    controls = control_cells(preset, cfg, points) if preset.controls is not None else None
     record = StudyRecord(
         name=name, preset=preset.name, kind=preset.kind, search=preset.search,
         scheduler=preset.scheduler, metric=preset.metric, mode=preset.mode,
@@ -441,6 +532,7 @@ def launch(args) -> int:
             wave_trials=preset.adaptive.wave_trials) if adaptive else None,
         train_config_file=str(cfg_path), train_config=cfg.model_dump(mode="json"),
         day_lr=preset.day_lr if "optim.lr_max" in preset.axis_keys().values() else None,
+        controls=controls, rung=rung,
         data={"path": str(root), "synthetic": args.data is None,
               "fingerprint": dataset.fingerprint(), "n_sessions": len(dataset.sessions),
               "n_train_trials": len(dataset.train), "n_val_trials": len(dataset.val),
@@ -450,9 +542,9 @@ def launch(args) -> int:
         versions=package_versions(), cli=" ".join(["python -m study.run", *sys.argv[1:]]),
         started=dt.datetime.now().isoformat(timespec="seconds"),
         preset_config=preset.model_dump(mode="json"))
-    with ray_session(address, storage, args.dashboard):
+    with ray_session(address, storage.local_root, args.dashboard):
         check_resources(args.cpus_per_trial, args.gpus_per_trial)
-        trainable = _make_trainable(record, dataset, storage / ".datacache")
+        trainable = _make_trainable(record, dataset, storage)
         max_conc = args.max_concurrent or _default_concurrency(args.cpus_per_trial,
                                                                args.gpus_per_trial)
         record.resources["max_concurrent"] = max_conc
@@ -460,21 +552,41 @@ def launch(args) -> int:
         if adaptive:
             record.adaptive.waves.append(_wave_record(
                 1, planner.first_wave(len(points), seeds)))
-            record.write(exp_dir)
-            pending = run_waves(record, exp_dir, trainable, max_conc, restoring=False,
+            place.save(record)
+            pending = run_waves(record, place, trainable, max_conc, restoring=False,
                                 verbose=args.verbose)
         else:
             from ray import tune
 
             tuner = tune.Tuner(trainable, param_space=param_space(preset, cfg, seeds),
                                tune_config=_tune_config(record, max_conc),
-                               run_config=_run_config(exp_dir, record, record.n_trials,
+                               run_config=_run_config(place, "", record, record.n_trials,
                                                       verbose=args.verbose))
-            record.write(exp_dir)
+            place.save(record)
             print(f"study {name}: {record.n_trials} trials of {cfg.train.num_steps} steps, "
-                  f"{max_conc} at a time; folder {exp_dir}", file=sys.stderr)
+                  f"{max_conc} at a time; folder {place.uri}", file=sys.stderr)
             pending = _pending(tuner.fit(), record)
-    return finish(exp_dir, pending, args.no_report)
+    return finish(place, pending, args.no_report)
+
+
+def control_cells(preset: Preset, cfg: Config, points: list[dict]) -> list[dict]:
+    """Each control with the index of its cell; two controls (or a positive control and the
+    official setting) that resolve to the same cell would share runs: refused."""
+    keys = preset.axis_keys()
+    found: dict[int, str] = {}
+    controls = []
+    for control in preset.controls:
+        point = {n: config_value(cfg, k) for n, k in keys.items()}
+        point.update({control_axis(k): v for k, v in control.set.items()})
+        cell = points.index(point) if point in points else None
+        if cell is None or cell in found:
+            raise ConfigError(f"preset {preset.name!r}: control {control.name!r} resolves to "
+                              + (f"the same setting as {found[cell]!r}" if cell in found
+                                 else "no cell of the design")
+                              + " with this training config; give it a setting of its own")
+        found[cell] = control.name
+        controls.append(control.model_dump(mode="json") | {"cell": cell})
+    return controls
 
 
 def _wave_record(index: int, plan: planner.Plan) -> WaveRecord:
@@ -486,27 +598,25 @@ def _wave_trials(wave: WaveRecord) -> list[tuple[int, int]]:
     return [(t.cell, t.seed) for t in wave.trials]
 
 
-def run_wave(record: StudyRecord, exp_dir: Path, wave: WaveRecord, trainable,
+def run_wave(record: StudyRecord, place: Place, wave: WaveRecord, trainable,
              max_concurrent: int, restoring: bool, verbose: bool = False) -> int:
     """Run (or continue) one wave as its own Tune experiment under the study folder;
     returns how many of its trials did not finish (an interrupt)."""
     from ray import tune
 
-    folder = exp_dir / wave.folder
     space = wave_space(record.points, _wave_trials(wave))
-    if restoring and tune.Tuner.can_restore(str(folder)):
-        # Tune does not pickle the grid's sample_from functions: give the space again.
-        tuner = tune.Tuner.restore(str(folder), trainable=trainable, param_space=space,
-                                   resume_unfinished=True, resume_errored=True)
+    if restoring and place.can_restore(wave.folder):
+        tuner = place.restore(wave.folder, trainable, space)
     else:
         tuner = tune.Tuner(trainable, param_space=space,
                            tune_config=_tune_config(record, max_concurrent),
-                           run_config=_run_config(folder, record, len(wave.trials),
-                                                  f"wave {wave.index}: ", verbose))
+                           run_config=_run_config(place, wave.folder, record,
+                                                  len(wave.trials), f"wave {wave.index}: ",
+                                                  verbose))
     return _pending(tuner.fit(), record, len(wave.trials))
 
 
-def run_waves(record: StudyRecord, exp_dir: Path, trainable, max_concurrent: int,
+def run_waves(record: StudyRecord, place: Place, trainable, max_concurrent: int,
               restoring: bool, verbose: bool = False) -> int:
     """Run waves until the planner stops; returns the trials left unfinished (interrupt)."""
     from analysis.load import load_experiment
@@ -521,33 +631,33 @@ def run_waves(record: StudyRecord, exp_dir: Path, trainable, max_concurrent: int
                   f"{spent:.1f}" + (f" of {adaptive.minutes:g}" if adaptive.minutes else "")
                   + " training minutes used so far", file=sys.stderr, flush=True)
             start = time.perf_counter()
-            pending = run_wave(record, exp_dir, wave, trainable, max_concurrent, restoring,
+            pending = run_wave(record, place, wave, trainable, max_concurrent, restoring,
                                verbose)
             if pending:
                 return pending
             wave.minutes = (time.perf_counter() - start) / 60
-            record.write(exp_dir)
+            place.save(record)
         restoring = False
         if claims is None:
             adaptive.stopped = "no claims to decide: the design alone was run"
-            record.write(exp_dir)
+            place.save(record)
             return 0
-        experiment = load_experiment(exp_dir)
+        experiment = load_experiment(place.pull())
         verdicts, plan = planner.after_wave(
             claims, experiment.trials, experiment.curves, record.points, _done(adaptive),
             _capacity(record, experiment.trials, max_concurrent))
         wave.verdicts = dict(zip(verdicts["id"], verdicts["verdict"]))
         wave.seeds = {k: int(v) for k, v in zip(verdicts["id"], verdicts["n"])}
-        record.write(exp_dir)
+        place.save(record)
         _print_verdicts(wave.index, verdicts)
         if not plan.trials:
             adaptive.stopped = plan.reason
-            record.write(exp_dir)
+            place.save(record)
             print(f"adaptive replication stopped after wave {wave.index}: {plan.reason}",
                   file=sys.stderr, flush=True)
             return 0
         adaptive.waves.append(_wave_record(wave.index + 1, plan))
-        record.write(exp_dir)
+        place.save(record)
 
 
 def _done(adaptive: AdaptiveRecord) -> set[tuple[int, int]]:
@@ -590,60 +700,74 @@ def _pending(results, record: StudyRecord, planned: int | None = None) -> int:
 
 
 def resume(args) -> int:
-    from ray import tune
-
     from study.cluster import ray_session, resolve_address
 
-    exp_dir = local_storage(args.experiment)
+    storage, name = split_study_uri(args.experiment, args.storage_endpoint)
+    storage.check()
+    place = Place(storage, name)
+    exp_dir = place.pull()
+    if (exp_dir / LADDER_FILE).is_file():
+        from study import ladder
+
+        return ladder.resume(args, place)
     record = read_record(exp_dir)
     cfg = build_config(record.train_config, source=str(exp_dir / STUDY_FILE))
     adaptive = record.adaptive is not None
-    if not adaptive and not tune.Tuner.can_restore(str(exp_dir)):
-        raise UserError(f"{exp_dir}: Tune saved no experiment state there (the study stopped "
-                        "before it began); delete the folder and start the study again")
+    if not adaptive and not place.can_restore():
+        raise UserError(f"{place.uri}: Tune saved no experiment state there (the study "
+                        "stopped before it began); delete the folder and start the study "
+                        "again")
     address = resolve_address(args.address)
     _, dataset = _load_data(record.data.path, [], cfg, record.data.fingerprint)
-    with ray_session(address, exp_dir.parent, args.dashboard):
-        trainable = _make_trainable(record, dataset, exp_dir.parent / ".datacache")
+    with ray_session(address, storage.local_root, args.dashboard):
+        trainable = _make_trainable(record, dataset, storage)
         max_conc = int(record.resources.get("max_concurrent") or _default_concurrency(
             record.resources["cpus_per_trial"], record.resources["gpus_per_trial"]))
-        print(f"resuming {exp_dir}", file=sys.stderr)
+        print(f"resuming {place.uri}", file=sys.stderr)
         if adaptive:
-            pending = run_waves(record, exp_dir, trainable, max_conc, restoring=True,
+            pending = run_waves(record, place, trainable, max_conc, restoring=True,
                                 verbose=args.verbose)
         else:
             preset = Preset.model_validate(record.preset_config)
-            # Tune does not pickle the grid's sample_from functions: give the space again.
             space = param_space(preset, cfg, len(record.seeds))
-            tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, param_space=space,
-                                       resume_unfinished=True, resume_errored=True)
-            pending = _pending(tuner.fit(), record)
-    return finish(exp_dir, pending, args.no_report)
+            pending = _pending(place.restore("", trainable, space).fit(), record)
+    return finish(place, pending, args.no_report)
 
 
-def finish(exp_dir: Path, pending: int, no_report: bool) -> int:
+def finish(place: Place, pending: int, no_report: bool) -> int:
     from study.progress import outcome_table
 
+    exp_dir = place.pull()
+    if not pending and place.storage.remote:
+        place.storage.prune_checkpoints(place.name)
     print(outcome_table(exp_dir))
     if pending:
         print(f"{pending} trial(s) did not finish; continue with: python -m study.run resume "
-              f"{exp_dir}", file=sys.stderr)
+              f"{place.uri}", file=sys.stderr)
     if not no_report:
         # The report prints its summary.txt; a failed report loses nothing already run.
-        print(f"writing the report of {exp_dir.name} (tables, tests, figures)...",
+        print(f"writing the report of {place.name} (tables, tests, figures)...",
               file=sys.stderr, flush=True)
-        proc = subprocess.run([sys.executable, "-m", "analysis.report", str(exp_dir)],
-                              check=False)
+        proc = subprocess.run([sys.executable, "-m", "analysis.report", place.uri,
+                               *report_flags(place.storage)], check=False)
         if proc.returncode != 0:
             print(f"the report failed (exit {proc.returncode}); the results are intact in "
-                  f"{exp_dir}; retry with: python -m analysis.report {exp_dir}",
+                  f"{place.uri}; retry with: python -m analysis.report {place.uri}",
                   file=sys.stderr)
-            return 1
+            return 130 if pending else 1  # an unfinished study stays resumable
     return 130 if pending else 0
 
 
+def report_flags(storage: Storage) -> list[str]:
+    """The report subprocess must reach the same store (an explicit endpoint)."""
+    return ["--storage-endpoint", storage.endpoint] if storage.remote and storage.endpoint \
+        else []
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # a ladder records them, so resume can start the rungs not yet begun
     return run_cli(lambda: resume(args) if args.command == "resume" else launch(args))
 
 

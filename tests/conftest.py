@@ -58,3 +58,61 @@ def tiny_config():
         return load_config(overrides=overrides)
 
     return make
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """A local S3-compatible server (moto, from the test extras) on 127.0.0.1 with the
+    bucket `b2t`; the AWS variables point every process of the session at it. Stopped when
+    the session ends."""
+    import shutil
+    import socket
+    import subprocess
+    import time
+
+    exe = shutil.which("moto_server", path=str(Path(sys.executable).parent))
+    if exe is None:
+        pytest.fail("moto_server not found: install the test extras (pip install -e '.[test]')")
+    port = _free_port()
+    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)], stdout=log,
+                            stderr=subprocess.STDOUT)
+    endpoint = f"http://127.0.0.1:{port}"
+    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                            "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL",
+                                            "AWS_EC2_METADATA_DISABLED")}
+    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+                      AWS_DEFAULT_REGION="us-east-1", AWS_ENDPOINT_URL=endpoint,
+                      AWS_EC2_METADATA_DISABLED="true")
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    pytest.fail("the local S3 server (moto) did not start")
+                time.sleep(0.1)
+        from pyarrow import fs
+
+        fs.S3FileSystem(endpoint_override=f"127.0.0.1:{port}", scheme="http",
+                        region="us-east-1", allow_bucket_creation=True).create_dir("b2t")
+        yield {"endpoint": endpoint, "port": port, "bucket": "b2t"}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from analysis_fixtures import BASE, null_model, write_fake_experiment
+from analysis_fixtures import BASE, Planted, null_model, write_fake_experiment
 
 from analysis import report
 
@@ -237,3 +237,59 @@ def test_report_states_what_the_day_layers_lr_did():
     assert "before the choice existed" in day_lr_text(old)
     assert day_lr_text(SimpleNamespace(day_lr=None, train_config={}, axes={})) == \
         "lr_max is not an axis"
+
+
+def _collapse_corner(cell, rng):
+    """Only eps 1e-8 with lr_max 0.002 collapses, every seed."""
+    if cell["eps"] < 1e-4 and cell["lr_max"] < 0.003:
+        return Planted("blank_collapse", 1.0)
+    return null_model(cell, rng)
+
+
+def _per_corner(cell, rng):
+    """Every run stable; eps 1e-8 with lr_max 0.002 ends 0.15 PER worse: an eps x lr_max
+    interaction on PER."""
+    corner = cell["eps"] < 1e-4 and cell["lr_max"] < 0.003
+    return Planted("stable", float(rng.normal(0.20 + 0.15 * corner, 0.01)))
+
+
+@pytest.mark.parametrize(("model", "cells_line", "significant"), [
+    # separated cells: raw p 0.029 on collapse and on failure, Holm-adjusted 0.058: none
+    (_collapse_corner, "Cells: 3 stable, 1 unstable, 0 uncertain", set()),
+    (_per_corner, "Cells: 4 stable, 0 unstable, 0 uncertain", {("eps x lr_max", "per")}),
+    (null_model, "Cells: 4 stable, 0 unstable, 0 uncertain", set()),
+])
+def test_summary_counts_cells_and_names_the_holm_significant_tests(tmp_path, model,
+                                                                   cells_line, significant):
+    grid = {"eps": [1e-8, 0.1], "lr_max": [0.002, 0.005], "white_noise_std": [1.0],
+            "constant_offset_std": [0.2]}
+    path = write_fake_experiment(tmp_path, model=model, grid=grid, n_seeds=16,
+                                 n_errored=0, n_stopped_early=0)
+    summary = (report.build_report(path) / "summary.txt").read_text()
+    assert cells_line in summary
+    tests = pd.read_csv(path / "report" / "tests.csv")
+    hits = tests[tests["p_holm"] < 0.05]
+    if model is _collapse_corner:
+        assert (tests["p_value"] < 0.05).sum() == 2 and hits.empty
+    assert set(zip(hits["pair"], hits["endpoint"])) == significant
+    line = next(x for x in summary.splitlines() if "significant after Holm" in x)
+    if significant:
+        assert line.startswith("Secondary interaction tests significant after Holm: "
+                               "eps x lr_max on per (p_holm=")
+    else:
+        assert line.endswith("after Holm: none")
+
+
+def test_a_study_read_elsewhere_finds_its_registered_claims_by_hash(tmp_path):
+    import yaml
+
+    path = write_fake_experiment(tmp_path, model=null_model, n_seeds=2)
+    study = yaml.safe_load((path / "study.yaml").read_text())
+    study["claims"]["path"] = "/another/checkout/configs/claims.yaml"  # gone here
+    (path / "study.yaml").write_text(yaml.safe_dump(study))
+    summary = (report.build_report(path) / "summary.txt").read_text()
+    assert "POST HOC" not in summary and "weak_augmentation_collapses: " in summary
+    study["claims"]["sha256"] = "0" * 64  # another file of that name: not taken
+    (path / "study.yaml").write_text(yaml.safe_dump(study))
+    with pytest.raises(Exception, match="claims file not found"):
+        report.build_report(path)

@@ -5,7 +5,8 @@ from types import SimpleNamespace
 import pytest
 
 from study.progress import OutcomeLogger
-from study.run import _run_config, build_parser
+from analysis.storage import resolve_storage
+from study.run import Place, _run_config, build_parser
 
 
 def _trial(outcome, seed, completed=1):
@@ -37,4 +38,8 @@ def test_one_line_per_trial_with_running_counts_and_eta(capsys, monkeypatch):
 def test_tune_tables_only_with_verbose(argv, verbose, tmp_path):
     args = build_parser().parse_args(["grid", *argv])
     record = SimpleNamespace(axes={"eps": "optim.eps"})
-    assert _run_config(tmp_path / "s", record, 4, verbose=args.verbose).verbose == verbose
+    place = Place(resolve_storage(str(tmp_path)), "s")
+    config = _run_config(place, "", record, 4, verbose=args.verbose)
+    assert config.verbose == verbose
+    assert (config.storage_path, config.name) == (str(tmp_path), "s")
+    assert config.checkpoint_config.num_to_keep == 2  # local storage: Tune rotates them

@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from study.run import main
+from trainable.errors import UserError
 
 TINY_SET = [
     "--set", "data.n_features=16", "--set", "data.batch_size=8",
@@ -195,14 +196,42 @@ def test_large_data_is_shared_as_a_memory_mapped_cache(tiny_data, tiny_config, t
 
     cfg = tiny_config()
     ds = load_dataset(tiny_data, cfg)
-    assert run_module._shared_dataset(ds, tmp_path) is ds  # small: through the object store
+    assert run_module._shared_dataset(ds, tmp_path, True) is ds  # small: the object store
     monkeypatch.setattr(run_module, "OBJECT_STORE_LIMIT", 0)
-    shared = run_module._shared_dataset(ds, tmp_path)
+    shared = run_module._shared_dataset(ds, tmp_path, True)
     assert isinstance(shared, str)
     assert Dataset.load_cache(shared).fingerprint() == ds.fingerprint()
     # the trainable accepts the cache folder (outside Tune, tune.report is a no-op)
     tune_trainable({"eps": 0.1, "seed": 0}, base_config=cfg.model_dump(mode="json"),
                    dataset=shared)
+
+
+def test_large_data_on_a_multi_node_cluster_needs_a_cache_every_node_sees(
+        tiny_data, tiny_config, tmp_path, monkeypatch):
+    import ray
+
+    import study.run as run_module
+    from analysis.storage import resolve_storage
+    from trainable.data import load_dataset
+
+    ds = load_dataset(tiny_data, tiny_config())
+    monkeypatch.setattr(run_module, "OBJECT_STORE_LIMIT", 0)
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True}, {"Alive": True}])
+    remote = resolve_storage("s3://bucket/x", "http://127.0.0.1:9")
+    monkeypatch.delenv("B2T_SHARED_CACHE", raising=False)
+    cache, shared = run_module._data_cache(remote)
+    assert not shared
+    with pytest.raises(UserError, match=r"other 1 node.*B2T_SHARED_CACHE"):
+        run_module._shared_dataset(ds, cache, shared)
+    assert not cache.exists()  # refused before packing anything
+    monkeypatch.setenv("B2T_SHARED_CACHE", str(tmp_path / "nfs"))
+    cache, shared = run_module._data_cache(remote)
+    assert shared and cache == tmp_path / "nfs"
+    assert isinstance(run_module._shared_dataset(ds, cache, shared), str)
+    monkeypatch.delenv("B2T_SHARED_CACHE")
+    local_cache, local_shared = run_module._data_cache(resolve_storage(str(tmp_path / "r")))
+    assert local_shared and local_cache == tmp_path / "r" / ".datacache"
 
 
 def test_budget_stretches_the_schedules_of_both_parameter_groups():
@@ -337,19 +366,6 @@ def test_study_runs_from_an_official_rnn_args_file(ray_session, tiny_data, tmp_p
     assert [r["step"] for r in trials[0]["rows"]] == [1, 4, 7, 10, 12]
 
 
-def test_storage_uri_is_refused_not_taken_for_a_folder(tmp_path, tiny_data, capsys,
-                                                       monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    rc = run_cli("grid", "--budget", "smoke", "--storage", "s3://bucket/exp", "--data",
-                 tiny_data, *TINY_SET)
-    err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and len(err) == 1
-    assert "s3:// storage is not supported yet" in err[0]
-    assert not (tmp_path / "s3:").exists()  # nothing written under a folder named 's3:'
-    assert run_cli("resume", "gs://bucket/exp/name") == 2
-    assert "gs:// storage is not supported yet" in capsys.readouterr().err
-
-
 def test_file_uri_names_a_local_folder(tmp_path):
     from study.run import local_storage
 
@@ -368,3 +384,38 @@ def test_a_trial_no_node_can_hold_fails_before_the_study_starts(ray_session, tin
     assert err[-1].startswith("error: --cpus-per-trial: a trial asks for 64 CPU(s)")
     assert "largest: 2 CPU(s), 0 GPU(s)" in err[-1]
     assert not list((tmp_path / "r" / "big").glob("trial_*"))
+
+
+@pytest.mark.ray
+def test_ladder_runs_one_study_per_rung_and_writes_the_transfer_table(ray_session, tiny_data,
+                                                                      tmp_path):
+    preset = write_preset(
+        tmp_path / "ladder.yaml", name="tinyladder",
+        blocks=[{"eps": {"values": [1e-8, 0.1]}}], seeds=1, claims="claims.yaml",
+        budgets={"default": {"steps": 4, "eval_every": 2}},
+        rungs=[{"name": "narrow", "budgets": {"default": {"steps": 4, "eval_every": 2}}},
+               {"name": "wide", "set": {"model.n_units": 24},
+                "budgets": {"default": {"steps": 6, "eval_every": 3, "seeds": 2}}},
+               {"name": "official", "gpu": True, "set": {"model.n_units": 768},
+                "budgets": {"default": {"steps": 6, "eval_every": 3}}}])
+    rc = run_cli("grid", "--preset", preset, "--data", tiny_data, "--storage", tmp_path / "r",
+                 "--name", "lad", "--no-report", *TINY_SET)
+    assert rc == 0
+    ladder_dir = tmp_path / "r" / "lad"
+    record = yaml.safe_load((ladder_dir / "ladder.yaml").read_text())
+    assert [(r["name"], r["status"]) for r in record["rungs"]] == [
+        ("narrow", "done"), ("wide", "done"), ("official", "skipped")]
+    narrow = yaml.safe_load((ladder_dir / "rung-1-narrow" / "study.yaml").read_text())
+    wide = yaml.safe_load((ladder_dir / "rung-2-wide" / "study.yaml").read_text())
+    assert (narrow["rung"], wide["rung"]) == ("narrow", "wide")
+    # the command line's --set model.n_units=16 comes after the rung's 24, so it wins
+    assert wide["train_config"]["model"]["n_units"] == 16
+    assert (narrow["budget_steps"], wide["budget_steps"]) == (4, 6)
+    assert len(read_trials(ladder_dir / "rung-2-wide")) == 4  # 2 cells x 2 seeds
+    assert not (ladder_dir / "rung-3-official").exists()
+    from analysis.report import build_report
+
+    out = build_report(ladder_dir)
+    transfer = (out / "transfer.csv").read_text()
+    assert "narrow" in transfer and "wide" in transfer
+    assert "rung official: skipped" in (out / "summary.txt").read_text()

@@ -1,0 +1,317 @@
+"""Studies on cloud storage: `--storage s3://...` against a local S3-compatible server
+(moto, started by the `s3_server` fixture on 127.0.0.1), and the failures a user must see
+in one line (a store that does not answer, a missing bucket, an unknown scheme).
+
+The drivers run as subprocesses with their own local Ray (tests/test_reliability.py's
+`Run`), so the trial workers inherit the AWS variables, as they would on a cluster whose
+nodes carry credentials."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from analysis.storage import resolve_storage, split_study_uri
+from test_reliability import (EVAL_EVERY, ROOT, STEPS, Run, is_done, kill_all, new_rows, tiny_grid,
+                              trial_rows, tune_state, wait_for)
+from test_study import TINY_SET, run_cli
+
+
+def bucket_files(s3_server, prefix: str) -> list[str]:
+    from pyarrow import fs
+
+    s3 = resolve_storage(f"s3://{s3_server['bucket']}").fs
+    selector = fs.FileSelector(f"{s3_server['bucket']}/{prefix}", recursive=True,
+                               allow_not_found=True)
+    return sorted(i.path.split("/", 1)[1] for i in s3.get_file_info(selector)
+                  if i.type == fs.FileType.File)
+
+
+def download(s3_server, prefix: str, target: Path) -> Path:
+    """The study's files but checkpoints, Tune's state files included (the test's own view
+    of the bucket); a file deleted while listing (Tune rotates files) is skipped."""
+    from pyarrow import fs
+
+    s3 = resolve_storage(f"s3://{s3_server['bucket']}").fs
+    base = f"{s3_server['bucket']}/{prefix}"
+    target.mkdir(parents=True, exist_ok=True)
+    selector = fs.FileSelector(base, recursive=True, allow_not_found=True)
+    for info in s3.get_file_info(selector):
+        rel = info.path[len(base):].lstrip("/")
+        if info.type != fs.FileType.File or "checkpoint_" in rel:
+            continue
+        try:
+            with s3.open_input_stream(info.path) as src:
+                data = src.read()
+        except OSError:
+            continue
+        (target / rel).parent.mkdir(parents=True, exist_ok=True)
+        (target / rel).write_bytes(data)
+    return target
+
+
+@pytest.fixture
+def run(tmp_path, s3_server, monkeypatch):
+    monkeypatch.setenv("B2T_STORAGE_CACHE", str(tmp_path / "mirror"))
+    r = Run(tmp_path)
+    r.env.update({k: os.environ[k] for k in os.environ if k.startswith("AWS_")},
+                 B2T_STORAGE_CACHE=str(tmp_path / "mirror"))
+    yield r
+    r.close()
+
+
+# ----------------------------------------------------------------- one-line failures
+def test_a_store_that_does_not_answer_fails_fast_in_one_line(tmp_path, tiny_data, capsys,
+                                                             monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("B2T_STORAGE_CACHE", str(tmp_path / "mirror"))
+    closed = "http://127.0.0.1:9"  # discard port: nothing listens
+    start = time.monotonic()
+    rc = run_cli("grid", "--budget", "smoke", "--storage", "s3://bucket/exp",
+                 "--storage-endpoint", closed, "--data", tiny_data, *TINY_SET)
+    elapsed = time.monotonic() - start
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1, err
+    assert err[0].startswith("error: --storage s3://bucket/exp: the store at")
+    assert "does not answer" in err[0] and "--storage-endpoint" in err[0]
+    assert elapsed < 30
+    assert not (tmp_path / "s3:").exists() and not (tmp_path / "mirror").exists()
+    assert run_cli("resume", "s3://bucket/exp/name", "--storage-endpoint", closed) == 2
+    assert "does not answer" in capsys.readouterr().err
+
+
+def test_a_missing_bucket_and_an_unknown_scheme_are_named(s3_server, tmp_path, tiny_data,
+                                                          capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert run_cli("grid", "--storage", "s3://no-such-bucket/x", "--data", tiny_data,
+                   *TINY_SET) == 2
+    assert "bucket 'no-such-bucket' not found" in capsys.readouterr().err
+    assert run_cli("grid", "--storage", "nope://x/y", "--data", tiny_data, *TINY_SET) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nope:// is not a storage" in err[0]
+    assert not (tmp_path / "nope:").exists()
+
+
+def test_a_uri_with_one_slash_is_not_taken_for_a_folder(tmp_path, monkeypatch):
+    from trainable.errors import UserError
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match="looks like a URI with one slash; write s3://b/x"):
+        resolve_storage("s3:/b/x")
+    assert not (tmp_path / "s3:").exists()
+
+
+def test_a_store_failing_after_the_check_gives_one_line_not_a_traceback():
+    from trainable.errors import UserError
+
+    storage = resolve_storage("s3://bucket/x", "http://127.0.0.1:9")
+    storage.fs = resolve_storage("s3://bucket/x", "http://127.0.0.1:9").fs
+    with pytest.raises(UserError, match=r"s3://bucket/x: listing s3://bucket/x/s failed"):
+        storage.exists("s")
+
+
+def test_study_uris_split_into_storage_and_name(tmp_path):
+    storage, name = split_study_uri("s3://bucket/a/b/study-1", "http://127.0.0.1:1")
+    assert (storage.root, name, storage.remote) == ("bucket/a/b", "study-1", True)
+    assert storage.uri(name) == "s3://bucket/a/b/study-1"
+    local, name = split_study_uri(str(tmp_path / "r" / "s"))
+    assert (Path(local.root), name, local.remote) == (tmp_path / "r", "s", False)
+    local, name = split_study_uri(f"file://{tmp_path}/r/s")
+    assert (Path(local.root), name) == (tmp_path / "r", "s")
+
+
+# ----------------------------------------------------------------- end to end
+@pytest.mark.ray
+@pytest.mark.slow
+def test_sigkilled_driver_resumes_from_the_bucket_without_losing_trials(
+        run, s3_server, tiny_data, tmp_path):
+    preset = tiny_grid(tmp_path / "p.yaml", "s3killed")  # 4 cells x 2 seeds, 100 steps
+    uri = f"s3://{s3_server['bucket']}/killed"
+    driver = run.study("first", "grid", "--preset", preset, "--data", tiny_data,
+                       "--storage", uri, "--name", "k", "--no-report", *TINY_SET)
+    view = tmp_path / "view"
+
+    def finished_and_midway():
+        exp = download(s3_server, "killed/k", view / str(time.monotonic_ns()))
+        rows, state = trial_rows(exp), tune_state(exp)
+        done = [n for n, r in rows.items()
+                if is_done(r) and state.get(n, {}).get("status") == "TERMINATED"]
+        midway = [n for n, r in rows.items() if len(r) >= 5 and not is_done(r)]
+        return (exp, rows, state) if len(done) >= 2 and midway else None
+
+    wait_for("2 trials finished and one half-way in the bucket", finished_and_midway, driver,
+             timeout=400, log=lambda: run.log("first"))
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    kill_all(run.ray_tmp)
+    before_dir = download(s3_server, "killed/k", view / "before")
+    before, state = trial_rows(before_dir), tune_state(before_dir)
+    finished = [n for n, r in before.items()
+                if is_done(r) and state[n]["status"] == "TERMINATED"]
+    assert len(finished) >= 2 and len(finished) < 8  # the kill interrupted the study
+
+    assert "killed/k/study.yaml" in bucket_files(s3_server, "killed/k")
+    assert not (ROOT / "s3:").exists()  # nothing written to a folder named after the URI
+    resumed = run.study("resume", "resume", f"{uri}/k", "--no-report")
+    assert resumed.wait(timeout=400) == 0, run.log("resume")
+    after = trial_rows(download(s3_server, "killed/k", view / "after"))
+    unfinished = {n: [r["step"] for r in rows] for n, rows in after.items() if not is_done(rows)}
+    assert len(after) == 8 and not unfinished, (unfinished, run.log("resume")[-3000:])
+    added = new_rows(before, after)
+    assert all(not added[n] for n in finished)  # finished trials were not run again
+    for name, rows in after.items():
+        assert sorted({r["step"] for r in rows}) == sorted({*range(1, STEPS + 1, EVAL_EVERY),
+                                                            STEPS}), name
+    cells = {(json.loads((view / "after" / n / "params.json").read_text())["cell"],
+              json.loads((view / "after" / n / "params.json").read_text())["seed"])
+             for n in after}
+    assert cells == {(c, s) for c in range(4) for s in range(2)}
+
+    # the finished study keeps one checkpoint per trial in the bucket
+    checkpoints: dict[str, set[str]] = {}
+    for f in bucket_files(s3_server, "killed/k"):
+        if "/checkpoint_" in f:
+            checkpoints.setdefault(f.split("/")[2], set()).add(f.split("/")[3])
+    assert len(checkpoints) == 8 and all(len(c) == 1 for c in checkpoints.values())
+
+    # the report from the URI alone, on a machine without the mirror: pulled, built, pushed
+    out = tmp_path / "copy"
+    run.env["B2T_STORAGE_CACHE"] = str(tmp_path / "other-mirror")
+    report = run.start("report", "-m", "analysis.report", f"{uri}/k", "--out", out)
+    assert report.wait(timeout=180) == 0, run.log("report")
+    assert (out / "summary.txt").read_text().startswith("Stability study k")
+    assert {"killed/k/report/summary.txt", "killed/k/report/report.html"} <= set(
+        bucket_files(s3_server, "killed/k/report"))
+    assert (tmp_path / "other-mirror" / "s3" / "b2t" / "killed" / "k" / "study.yaml").is_file()
+
+
+class Outage:
+    """A TCP forwarder between the study and the S3 server that can go away: while it is
+    down, connections are refused and open ones are cut, as when a store is unreachable."""
+
+    def __init__(self, target_port: int):
+        import socket
+        import threading
+
+        self.target = target_port
+        self.up = threading.Event()
+        self.up.set()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.listener.close()
+        self.conns: list = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _pipe(self, a, b) -> None:
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (a, b):
+                with contextlib.suppress(OSError):
+                    sock.close()
+
+    def _serve(self) -> None:
+        import socket
+        import threading
+
+        while not self.stop.is_set():
+            if not self.up.is_set():
+                time.sleep(0.05)
+                continue
+            server = socket.create_server(("127.0.0.1", self.port), reuse_port=True)
+            server.settimeout(0.1)
+            while self.up.is_set() and not self.stop.is_set():
+                try:
+                    client, _ = server.accept()
+                except TimeoutError:
+                    continue
+                upstream = socket.create_connection(("127.0.0.1", self.target))
+                self.conns += [client, upstream]
+                for a, b in ((client, upstream), (upstream, client)):
+                    threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            server.close()
+            for sock in self.conns:  # cut what was open
+                with contextlib.suppress(OSError):
+                    sock.close()
+            self.conns = []
+
+    def down(self, seconds: float) -> None:
+        self.up.clear()
+        time.sleep(seconds)
+        self.up.set()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.up.set()
+        self.thread.join(timeout=5)
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_store_away_for_30_s_mid_study_loses_nothing(run, s3_server, tiny_data, tmp_path):
+    outage = Outage(s3_server["port"])
+    try:
+        preset = tiny_grid(tmp_path / "p.yaml", "s3outage")  # 4 cells x 2 seeds, 100 steps
+        uri = f"s3://{s3_server['bucket']}/outage"
+        driver = run.study("first", "grid", "--preset", preset, "--data", tiny_data,
+                           "--storage", uri, "--storage-endpoint",
+                           f"http://127.0.0.1:{outage.port}", "--name", "o", "--no-report",
+                           *TINY_SET)
+        view = tmp_path / "view"
+
+        def some_finished():
+            rows = trial_rows(download(s3_server, "outage/o", view / str(time.monotonic_ns())))
+            return sum(is_done(r) for r in rows.values()) >= 2
+
+        wait_for("2 trials finished", some_finished, driver, timeout=400,
+                 log=lambda: run.log("first"))
+        outage.down(30)
+        assert driver.wait(timeout=600) == 0, run.log("first")
+    finally:
+        outage.close()
+    log = run.log("first")
+    assert "Trial task failed" not in log, log[-3000:]  # waited, did not fail and retry
+    after = trial_rows(download(s3_server, "outage/o", view / "after"))
+    unfinished = {n: [r["step"] for r in rows] for n, rows in after.items() if not is_done(rows)}
+    assert len(after) == 8 and not unfinished, (unfinished, run.log("first")[-3000:])
+    for name, rows in after.items():
+        assert sorted({r["step"] for r in rows}) == sorted({*range(1, STEPS + 1, EVAL_EVERY),
+                                                            STEPS}), name
+
+
+def test_the_patient_s3_filesystem_keeps_its_retries_through_pickling(s3_server):
+    import pickle
+
+    from analysis.storage import PatientS3
+
+    storage = resolve_storage(f"s3://{s3_server['bucket']}/p", s3_server["endpoint"])
+    filesystem = pickle.loads(pickle.dumps(storage.tune_filesystem()))
+    handler = filesystem.handler
+    assert isinstance(handler, PatientS3) and handler.attempts >= 10
+    with filesystem.open_output_stream("b2t/p/x.txt") as out:
+        out.write(b"kept")
+    assert storage.fs.open_input_stream("b2t/p/x.txt").read() == b"kept"
+
+
+def test_on_cloud_storage_tune_keeps_every_checkpoint_while_the_study_runs(tmp_path):
+    from types import SimpleNamespace
+
+    from study.run import Place, _run_config
+
+    record = SimpleNamespace(axes={"eps": "optim.eps"})
+    place = Place(resolve_storage("s3://bucket/p", "http://127.0.0.1:9"), "s")
+    config = _run_config(place, "wave-02", record, 4)
+    assert (config.storage_path, config.name) == ("bucket/p/s", "wave-02")
+    assert config.checkpoint_config.num_to_keep is None
+    assert config.storage_filesystem.type_name == "py::s3-patient"
