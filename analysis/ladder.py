@@ -18,7 +18,7 @@ import pandas as pd
 
 from analysis import claims as claims_mod
 from analysis import figures, html
-from analysis.load import load_experiment
+from analysis.load import FULL_BUDGET, load_experiment
 from analysis.record import STUDY_FILE, LadderRecord, read_ladder
 from trainable.errors import UserError
 
@@ -34,6 +34,8 @@ def judge_rung(folder: Path) -> tuple[pd.DataFrame, str, str]:
     from analysis.report import evaluation_fractions, registered_claims
 
     experiment = load_experiment(folder)
+    if not experiment.trials["status"].isin(FULL_BUDGET).any():
+        raise UserError("no complete run yet")
     claims, post_hoc = registered_claims(experiment, None)
     judged = claims_mod.with_primary(claims, experiment.study.primary_hypothesis)
     if judged is None:

@@ -406,6 +406,17 @@ def test_transfer_table_judges_each_rung_and_says_which_verdicts_change(tmp_path
     assert agree.loc["augmentation_interacts_with_optimizer", "decision"] == "agrees"
 
 
+def test_a_rung_without_a_complete_run_is_noted_not_judged(tmp_path):
+    folder = write_fake_ladder(tmp_path)
+    running = write_fake_experiment(folder, model=null_model, n_seeds=1, name="rung-4-big",
+                                    n_errored=0, n_stopped_early=0, scheduler_stop=1.0)
+    record = read_ladder(folder)
+    record.rungs[2] = RungRecord(name="big", folder=running.name, status="interrupted")
+    transfer, notes = ladder_report.transfer_table(record, folder)
+    assert set(transfer["rung"]) == {"proxy", "large"}
+    assert "rung big: no complete run yet" in notes
+
+
 def test_direction_agreement_compares_each_estimate_with_no_effect():
     frame = pd.DataFrame({"claim": ["a", "a", "b", "b"], "rung": ["p", "q", "p", "q"],
                           "order": [0, 1, 0, 1], "verdict": ["supported", "inconclusive",
