@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from pyarrow import fs as pafs
+
 from trainable.errors import UserError
 
 # What the analysis reads from a study folder (analysis/load.py); checkpoints stay remote.
@@ -55,13 +57,7 @@ def _s3(endpoint: str | None, attempts: int, timeout_s: float | None,
     return fs.S3FileSystem(**options)
 
 
-def _patient_handler_base():
-    from pyarrow import fs
-
-    return fs.FileSystemHandler
-
-
-class PatientS3(_patient_handler_base()):
+class PatientS3(pafs.FileSystemHandler):
     """An S3 filesystem handler whose retries survive pickling. Tune sends its storage
     filesystem to every trial; a pickled pyarrow S3FileSystem comes back with the default
     retry strategy (3 attempts, about 0.4 s against a store that refuses connections,
@@ -160,10 +156,6 @@ class Storage:
     def path(self, *parts: str) -> str:
         """The path inside `fs` (what Tune's storage_path takes with a storage_filesystem)."""
         return "/".join([self.root.rstrip("/"), *parts])
-
-    def child(self, name: str) -> Storage:
-        return Storage(self.text.rstrip("/") + "/" + name, self.scheme, self.path(name),
-                       self.fs, self.endpoint, self.region)
 
     def tune_filesystem(self):
         """The filesystem Tune writes through, in the driver and in every trial: patient

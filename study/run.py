@@ -394,14 +394,6 @@ def _data_cache(storage: Storage) -> tuple[Path, bool]:
     return storage.local_root / ".datacache", not storage.remote
 
 
-def local_storage(text: str) -> Path:
-    """A folder given as a path or file:// URI (other URIs: analysis.storage)."""
-    storage = resolve_storage(text)
-    if storage.remote:
-        raise UserError(f"{text}: expected a local folder here")
-    return Path(storage.root)
-
-
 def _make_trainable(record: StudyRecord, dataset, storage: Storage):
     from ray import tune
 

@@ -367,10 +367,11 @@ def test_study_runs_from_an_official_rnn_args_file(ray_session, tiny_data, tmp_p
 
 
 def test_file_uri_names_a_local_folder(tmp_path):
-    from study.run import local_storage
+    from analysis.storage import resolve_storage
 
-    assert local_storage(f"file://{tmp_path}/r") == tmp_path / "r"
-    assert local_storage(str(tmp_path / "r")) == tmp_path / "r"
+    for text in (f"file://{tmp_path}/r", str(tmp_path / "r")):
+        storage = resolve_storage(text)
+        assert not storage.remote and storage.local_root == tmp_path / "r"
 
 
 @pytest.mark.ray
