@@ -299,7 +299,9 @@ class Evidence:
 
 def latest(study_dir: Path, train_config: dict, budget_steps: int) -> Evidence | None:
     """The most recently started controls study in the same storage folder as study_dir
-    (for a rung of a scale ladder, also beside the ladder's folder)."""
+    (for a rung of a scale ladder, also beside the ladder's folder) run at this study's
+    model, data and budget size; when none matches, the most recent of any size (cited
+    with a warning)."""
     found = []
     parent = Path(study_dir).parent
     folders = list(parent.iterdir())
@@ -314,21 +316,28 @@ def latest(study_dir: Path, train_config: dict, budget_steps: int) -> Evidence |
             continue
         if record.controls:
             found.append((record.started, candidate, record))
+    other = None
     for _, folder, record in sorted(found, key=lambda item: item[0], reverse=True):
+        same = (record.budget_steps == budget_steps and all(
+            record.train_config.get(section, {}).get(key)
+            == train_config.get(section, {}).get(key)
+            for section, key in (("model", "n_units"), ("model", "n_layers"),
+                                 ("data", "n_features"), ("data", "batch_size"))))
+        if not same and other is not None:
+            continue  # an older study of another size adds nothing
         try:
             controls = analyse(load_experiment(folder))
         except (UserError, OSError, ValueError, KeyError):
             continue  # not run yet (no trial folders), or unreadable: not evidence
         if controls.runs.empty:
             continue
-        same = (record.budget_steps == budget_steps and all(
-            record.train_config.get(section, {}).get(key)
-            == train_config.get(section, {}).get(key)
-            for section, key in (("model", "n_units"), ("model", "n_layers"),
-                                 ("data", "n_features"), ("data", "batch_size"))))
-        return Evidence(name=record.name, started=record.started,
-                        budget_steps=record.budget_steps, same_proxy=same, controls=controls)
-    return None
+        evidence = Evidence(name=record.name, started=record.started,
+                            budget_steps=record.budget_steps, same_proxy=same,
+                            controls=controls)
+        if same:
+            return evidence
+        other = evidence
+    return other
 
 
 def citation(evidence: Evidence | None, detectors: list[str]) -> str:

@@ -13,6 +13,7 @@ import hashlib
 import os
 import socket
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -134,28 +135,59 @@ def start_ray(address: str | None, storage: Path, dashboard: bool, num_cpus: int
             else address, "dashboard_url": url, "owned": owned}
 
 
-def check_resources(cpus_per_trial: float, gpus_per_trial: float) -> None:
-    """Fail before the study starts when no alive node can hold one trial: Tune would keep
-    the trial PENDING forever (on a cluster that autoscales, start it with a node that
-    fits, or lower the request). Reads ray.nodes(), Ray's public view of the cluster."""
+def _alive_nodes() -> list[dict]:
     import ray
 
-    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
-    if not nodes:
+    return [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+
+
+def _fits(nodes: list[dict], cpus: float, gpus: float) -> bool:
+    return any(n.get("CPU", 0.0) >= cpus and n.get("GPU", 0.0) >= gpus for n in nodes)
+
+
+def check_resources(cpus_per_trial: float, gpus_per_trial: float,
+                    autoscaler_wait_min: float = 0.0) -> None:
+    """Fail before the study starts when no alive node can hold one trial: Tune would keep
+    the trial PENDING forever. With `autoscaler_wait_min` > 0 (--autoscaler-wait, a cluster
+    that autoscales), ask Ray's autoscaler for such a node (ray.autoscaler.sdk
+    .request_resources, a no-op without one), say so, and wait that long for it to join.
+    Reads ray.nodes(), Ray's public view of the cluster."""
+    nodes = _alive_nodes()
+    if not nodes or _fits(nodes, cpus_per_trial, gpus_per_trial):
         return
     best_cpu = max(n.get("CPU", 0.0) for n in nodes)
     best_gpu = max(n.get("GPU", 0.0) for n in nodes)
-    fits = [n for n in nodes if n.get("CPU", 0.0) >= cpus_per_trial
-            and n.get("GPU", 0.0) >= gpus_per_trial]
-    if fits:
-        return
     asked = f"{cpus_per_trial:g} CPU(s)" + (f" and {gpus_per_trial:g} GPU(s)"
                                              if gpus_per_trial else "")
+    largest = (f"largest: {best_cpu:g} CPU(s), {best_gpu:g} GPU(s) on one node, "
+               f"{len(nodes)} node(s)")
     flag = "--cpus-per-trial" if best_cpu < cpus_per_trial else "--gpus-per-trial"
-    raise UserError(f"{flag}: a trial asks for {asked} but no node of this Ray cluster has "
-                    f"that (largest: {best_cpu:g} CPU(s), {best_gpu:g} GPU(s) on one node, "
-                    f"{len(nodes)} node(s)); lower the request or add a node that fits "
-                    "(the study would wait forever)")
+    if autoscaler_wait_min <= 0:
+        raise UserError(f"{flag}: a trial asks for {asked} but no node of this Ray cluster has "
+                        f"that ({largest}); lower the request or add a node that fits (the "
+                        "study would wait forever); on a cluster with an autoscaler, "
+                        "--autoscaler-wait MINUTES asks it for one and waits")
+    from ray.autoscaler.sdk import request_resources
+
+    bundle = {"CPU": cpus_per_trial} | ({"GPU": gpus_per_trial} if gpus_per_trial else {})
+    request_resources(bundles=[bundle])
+    print(f"no node holds a trial's {asked} yet ({largest}): asked the autoscaler for one; "
+          f"the study waits up to {autoscaler_wait_min:g} min for it (--autoscaler-wait)",
+          file=sys.stderr, flush=True)
+    start, poll_s = time.monotonic(), min(2.0, max(0.5, autoscaler_wait_min * 3))
+    try:
+        while time.monotonic() - start < autoscaler_wait_min * 60:
+            time.sleep(poll_s)
+            if _fits(_alive_nodes(), cpus_per_trial, gpus_per_trial):
+                print(f"a node with {asked} joined after {time.monotonic() - start:.0f} s; "
+                      "starting the study", file=sys.stderr, flush=True)
+                return
+    finally:
+        request_resources(bundles=[])  # the trials' own demand keeps the node from now on
+    raise UserError(f"--autoscaler-wait {autoscaler_wait_min:g}: no node with {asked} joined "
+                    f"in {autoscaler_wait_min:g} min ({largest}); check that the autoscaler "
+                    "has a node type that large (`ray status`, the cluster config's "
+                    "available_node_types) or lower the request")
 
 
 def stop_ray() -> None:

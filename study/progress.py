@@ -19,12 +19,20 @@ class OutcomeLogger(Callback):
         self.n_trials = n_trials
         self.label = label
         self.done = 0
+        self.before = 0  # trials a resumed study had finished before this run
         self.counts: Counter = Counter()
         self.start: float | None = None
 
     def on_trial_start(self, iteration, trials, trial, **info):
         if self.start is None:
             self.start = time.monotonic()
+            # a resumed study: what finished before counts toward [done/total], not the ETA
+            for t in trials:
+                if t.status == "TERMINATED":
+                    self.counts[(t.last_result or {}).get("outcome", "?")] += 1
+                elif t.status == "ERROR":
+                    self.counts["errored"] += 1
+            self.before = self.done = sum(self.counts.values())
 
     def _axes(self, trial) -> str:
         cfg = trial.config
@@ -38,7 +46,8 @@ class OutcomeLogger(Callback):
             return counts
         elapsed = time.monotonic() - self.start
         left = max(total - self.done, 0)
-        eta = f", ETA {elapsed / self.done * left / 60:.1f} min" if left else ""
+        rate = elapsed / max(self.done - self.before, 1)
+        eta = f", ETA {rate * left / 60:.1f} min" if left else ""
         return f"{counts} | {elapsed / 60:.1f} min{eta}"
 
     def on_trial_complete(self, iteration, trials, trial, **info):

@@ -125,6 +125,10 @@ def _add_cluster_flags(p: argparse.ArgumentParser) -> None:
                    help="GPUs per trial, fractions allowed (default 0: CPU)")
     p.add_argument("--max-concurrent", type=_positive_int, default=None,
                    help="trials at once (default: as many as the CPUs allow)")
+    p.add_argument("--autoscaler-wait", type=_nonneg_float, default=0.0, metavar="MINUTES",
+                   help="on a cluster with an autoscaler: when no node can hold a trial, "
+                        "ask the autoscaler for one and wait this long (default 0: fail "
+                        "at once, naming the largest node)")
 
 
 def _positive_int(text: str) -> int:
@@ -535,7 +539,7 @@ def launch(args, preset: Preset | None = None, rung: str | None = None) -> int:
         started=dt.datetime.now().isoformat(timespec="seconds"),
         preset_config=preset.model_dump(mode="json"))
     with ray_session(address, storage.local_root, args.dashboard):
-        check_resources(args.cpus_per_trial, args.gpus_per_trial)
+        check_resources(args.cpus_per_trial, args.gpus_per_trial, args.autoscaler_wait)
         trainable = _make_trainable(record, dataset, storage)
         max_conc = args.max_concurrent or _default_concurrency(args.cpus_per_trial,
                                                                args.gpus_per_trial)

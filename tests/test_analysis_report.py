@@ -41,6 +41,22 @@ def test_every_output_is_written(grid_report):
             "eps_regime.png", "claims.png"} <= set(pngs)
 
 
+def test_no_figures_gives_the_same_numbers_without_drawing(grid_report, tmp_path, capsys):
+    path, out = grid_report
+    capsys.readouterr()
+    assert report.main([str(path), "--out", str(tmp_path / "text"), "--no-figures"]) == 0
+    text = tmp_path / "text"
+    assert not (text / "figures").exists()
+    summary = (text / "summary.txt").read_text()
+    assert capsys.readouterr().out == summary
+    # the same text but the last line, which names the report's own path
+    assert summary.splitlines()[:-1] == (out / "summary.txt").read_text().splitlines()[:-1]
+    assert summary.splitlines()[-1] == f"Report: {text / 'report.html'}"
+    for name in ("claims.csv", "cells.csv", "tests.csv"):
+        assert (text / name).read_text() == (out / name).read_text(), name
+    assert "data:image/png" not in (text / "report.html").read_text()
+
+
 def test_tables_have_one_row_per_trial_and_report(grid_report):
     path, out = grid_report
     trials = pd.read_parquet(out / "trials.parquet")
@@ -97,7 +113,7 @@ def test_report_states_known_verdicts(tmp_path, seeds, refuted, stable):
              ("constant_offset_std", "augment.constant_offset_std"))}
     path = write_fake_experiment(tmp_path, samples=samples, axes_spec=spec, model=null_model,
                                  n_errored=0, n_stopped_early=0)
-    out = report.build_report(path)
+    out = report.build_report(path, draw=False)
     verdicts = pd.read_csv(out / "claims.csv").set_index("id")
     assert verdicts.loc["weak_augmentation_collapses", "verdict"] == refuted.lower()
     assert verdicts.loc["tiny_eps_explodes", "verdict"] == refuted.lower()
@@ -118,12 +134,12 @@ def test_claims_other_than_the_registered_ones_are_post_hoc(tmp_path):
     edited = tmp_path / "edited.yaml"
     edited.write_text(report.claims_mod.DEFAULT_CLAIMS.read_text().replace(
         "margin: 0.25", "margin: 0.5", 1))
-    out = report.build_report(path, tmp_path / "posthoc", claims_path=edited)
+    out = report.build_report(path, tmp_path / "posthoc", claims_path=edited, draw=False)
     summary = (out / "summary.txt").read_text()
     assert summary.splitlines()[1].startswith("POST HOC: the rules in")
     assert "POST HOC." in (out / "report.html").read_text()
     same = report.build_report(path, tmp_path / "same",
-                               claims_path=report.claims_mod.DEFAULT_CLAIMS)
+                               claims_path=report.claims_mod.DEFAULT_CLAIMS, draw=False)
     assert "POST HOC" not in (same / "summary.txt").read_text()
 
 
@@ -265,7 +281,7 @@ def test_summary_counts_cells_and_names_the_holm_significant_tests(tmp_path, mod
             "constant_offset_std": [0.2]}
     path = write_fake_experiment(tmp_path, model=model, grid=grid, n_seeds=16,
                                  n_errored=0, n_stopped_early=0)
-    summary = (report.build_report(path) / "summary.txt").read_text()
+    summary = (report.build_report(path, draw=False) / "summary.txt").read_text()
     assert cells_line in summary
     tests = pd.read_csv(path / "report" / "tests.csv")
     hits = tests[tests["p_holm"] < 0.05]
@@ -287,7 +303,7 @@ def test_a_study_read_elsewhere_finds_its_registered_claims_by_hash(tmp_path):
     study = yaml.safe_load((path / "study.yaml").read_text())
     study["claims"]["path"] = "/another/checkout/configs/claims.yaml"  # gone here
     (path / "study.yaml").write_text(yaml.safe_dump(study))
-    summary = (report.build_report(path) / "summary.txt").read_text()
+    summary = (report.build_report(path, draw=False) / "summary.txt").read_text()
     assert "POST HOC" not in summary and "weak_augmentation_collapses: " in summary
     study["claims"]["sha256"] = "0" * 64  # another file of that name: not taken
     (path / "study.yaml").write_text(yaml.safe_dump(study))

@@ -213,7 +213,7 @@ def test_main_report_cites_the_latest_controls_next_to_no_failure_verdicts(tmp_p
     write_fake_controls(tmp_path, name="ctrl-old", started="2026-11-20T10:00:00")
     write_fake_controls(tmp_path, name="ctrl-new", started="2026-11-25T10:00:00")
     study = write_fake_experiment(tmp_path, model=null_model, n_seeds=4, name="grid1")
-    summary = (build_report(study) / "summary.txt").read_text()
+    summary = (build_report(study, draw=False) / "summary.txt").read_text()
     check = [line for line in summary.splitlines() if "no failure seen" in line]
     # all five claims count failures, and none was seen under the null model
     assert len(check) == 5
@@ -227,8 +227,8 @@ def test_main_report_cites_the_latest_controls_next_to_no_failure_verdicts(tmp_p
 
 
 def test_without_a_controls_study_the_report_says_detection_is_unmeasured(tmp_path):
-    summary = (build_report(write_fake_experiment(tmp_path, model=null_model, n_seeds=3))
-               / "summary.txt").read_text()
+    study = write_fake_experiment(tmp_path, model=null_model, n_seeds=3)
+    summary = (build_report(study, draw=False) / "summary.txt").read_text()
     assert "no controls study beside this one" in summary
 
 
@@ -236,8 +236,8 @@ def test_a_verdict_that_saw_failures_gets_no_detector_check(tmp_path):
     def failing(cell, rng):
         return Planted("blank_collapse" if cell["white_noise_std"] < 0.5 else "stable", 0.3)
 
-    summary = (build_report(write_fake_experiment(tmp_path, model=failing, n_seeds=3))
-               / "summary.txt").read_text()
+    study = write_fake_experiment(tmp_path, model=failing, n_seeds=3)
+    summary = (build_report(study, draw=False) / "summary.txt").read_text()
     weak = summary.split("weak_augmentation_collapses")[1].split("\n")[1]
     assert "no failure seen" not in weak
     tiny = summary.split("tiny_eps_explodes")[1].split("\n")[1]
@@ -245,9 +245,16 @@ def test_a_verdict_that_saw_failures_gets_no_detector_check(tmp_path):
 
 
 def test_controls_at_another_size_are_cited_with_a_warning(tmp_path):
-    write_fake_controls(tmp_path, budget=500)
+    write_fake_controls(tmp_path, name="ctrl-500", budget=500)
     study = write_fake_experiment(tmp_path, model=null_model, n_seeds=3, name="g")
-    assert "differ from this one's" in (build_report(study) / "summary.txt").read_text()
+    summary = (build_report(study, draw=False) / "summary.txt").read_text()
+    assert "controls study ctrl-500" in summary and "differ from this one's" in summary
+
+    # an older controls study at this study's size is preferred to a newer one at another
+    write_fake_controls(tmp_path, name="ctrl-same", started="2026-11-20T10:00:00")
+    summary = (build_report(study, draw=False) / "summary.txt").read_text()
+    assert "controls study ctrl-same" in summary and "ctrl-500" not in summary
+    assert "differ from this one's" not in summary
 
 
 # ----------------------------------------------------------------- ladder plumbing

@@ -9,9 +9,9 @@ from analysis.storage import resolve_storage
 from study.run import Place, _run_config, build_parser
 
 
-def _trial(outcome, seed, completed=1):
+def _trial(outcome, seed, completed=1, status="RUNNING"):
     return SimpleNamespace(
-        config={"eps": 1e-8, "lr_max": 0.005, "seed": seed}, trial_id=f"t{seed}",
+        config={"eps": 1e-8, "lr_max": 0.005, "seed": seed}, trial_id=f"t{seed}", status=status,
         path="/x", last_result={"outcome": outcome, "completed": completed, "step": 400,
                                 "budget_steps": 400, "best_val_per": 0.25})
 
@@ -32,6 +32,22 @@ def test_one_line_per_trial_with_running_counts_and_eta(capsys, monkeypatch):
     assert lines[1].endswith("| blank_collapse 1, stable 1 | 2.0 min, ETA 2.0 min")
     assert "ERRORED" in lines[2] and lines[2].endswith(
         "| blank_collapse 1, errored 1, stable 1 | 3.0 min, ETA 1.0 min")
+
+
+def test_a_resumed_study_counts_what_finished_before_but_times_only_this_run(capsys,
+                                                                            monkeypatch):
+    clock = iter([0.0, 60.0])
+    monkeypatch.setattr("study.progress.time.monotonic", lambda: next(clock))
+    log = OutcomeLogger(["eps", "lr_max"], n_trials=5)
+    restored = [_trial("stable", 1, status="TERMINATED"),
+                _trial("blank_collapse", 2, status="TERMINATED"),
+                _trial("stable", 3, status="ERROR"), _trial("stable", 4), _trial("stable", 5)]
+    log.on_trial_start(0, restored, restored[3])
+    log.on_trial_complete(0, restored, _trial("stable", 4))
+    line = capsys.readouterr().err.strip()
+    # 3 of 5 were over before the resume; this run took 1 min for 1 trial: 1 left, 1 min
+    assert line.startswith("[4/5] eps=1e-08 lr_max=0.005 seed=4: stable")
+    assert line.endswith("| blank_collapse 1, errored 1, stable 2 | 1.0 min, ETA 1.0 min")
 
 
 @pytest.mark.parametrize("argv, verbose", [([], 0), (["-v"], 1), (["--verbose"], 1)])

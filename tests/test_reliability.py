@@ -1,5 +1,7 @@
-"""Faults a long study must survive without losing a trial: a killed driver, a killed trial
-worker, a lost node, NaN/Inf in training or data, a second study at the same time, Ctrl-C.
+"""Faults a long study must survive without losing a trial: a killed driver (here in an
+adaptive study's wave; a grid study's on cloud storage in tests/test_storage.py), a killed
+trial worker, a lost node, NaN/Inf in training or data, a second study at the same time,
+Ctrl-C.
 
 Drivers run as real subprocesses (`python -m study.run`), each with its own local Ray under
 a short RAY_TMPDIR; a run's processes are found by that RAY_TMPDIR in their environment, so
@@ -31,6 +33,7 @@ from trainable.contract import METRICS
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS, EVAL_EVERY = 100, 10  # 11 evaluations, a checkpoint every 2 (study.run)
+SHORT = 60  # 7 evaluations: where a test needs a trial half-way, not a long window
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -191,48 +194,6 @@ def worker_parent(pid: int) -> int | None:
 
 
 # -------------------------------------------------------------------- faults
-def test_sigkilled_driver_resumes_without_losing_or_rerunning_trials(run, tiny_data, tmp_path):
-    preset = tiny_grid(tmp_path / "p.yaml", "killed")  # 4 cells x 2 seeds
-    exp = tmp_path / "r" / "k"
-    driver = run.study("first", *study_args(preset, tiny_data, tmp_path / "r", "k"))
-
-    def finished_and_midway():
-        rows, state = trial_rows(exp), tune_state(exp)
-        # Finished: the final report is written and Tune's snapshot says so. (A trial that
-        # ends after the last snapshot is replayed from its previous checkpoint.)
-        done = [n for n, r in rows.items()
-                if is_done(r) and state.get(n, {}).get("status") == "TERMINATED"]
-        # 5 reports = 2 checkpoints: Tune's snapshot holds one of them by then
-        midway = [n for n, r in rows.items() if len(r) >= 5 and not is_done(r)]
-        return len(done) >= 2 and midway
-
-    wait_for("2 trials finished and one half-way", finished_and_midway, driver,
-             log=lambda: run.log("first"))
-    os.killpg(driver.pid, signal.SIGKILL)
-    driver.wait()
-    before, state = trial_rows(exp), tune_state(exp)  # what was written before it died
-    kill_all(run.ray_tmp)  # the orphaned Ray daemons and trial workers of that run
-    finished = [n for n, r in before.items()
-                if is_done(r) and state[n]["status"] == "TERMINATED"]
-    midway = [n for n, r in before.items() if len(r) >= 5 and not is_done(r)]
-    assert len(finished) >= 2 and midway and len(before) < 8
-
-    resumed = run.study("resume", "resume", exp, "--no-report")
-    assert resumed.wait(timeout=240) == 0, run.log("resume")
-    after = assert_all_finished(exp, planned=8)
-    added = new_rows(before, after)
-    assert all(not added[n] for n in finished)  # finished trials were not run again
-    for name in midway:  # continued from a checkpoint, not from step 1
-        assert added[name][0]["step"] > 1 and added[name][-1]["step"] == STEPS
-    params = {(json.loads((exp / n / "params.json").read_text())["cell"],
-               json.loads((exp / n / "params.json").read_text())["seed"]) for n in after}
-    assert params == {(c, s) for c in range(4) for s in range(2)}  # none lost, none twice
-    replayed = [n for n, r in before.items() if is_done(r) and n not in finished]
-    print(f"\nSIGKILL: {len(finished)} finished before, {len(replayed)} finished after the "
-          f"last snapshot, {len(midway)} resumed mid-way, {8 - len(before)} never started; "
-          "8/8 finished after resume, 0 lost")
-
-
 def test_killed_trial_worker_is_retried_from_its_checkpoint(ray_session, tiny_data, tmp_path):
     import threading
 
@@ -327,11 +288,57 @@ def test_lost_worker_node_trials_finish_on_the_head(run, tiny_data, tmp_path):
             nodes.wait(timeout=60)
 
 
+GROWING = textwrap.dedent("""
+    import json, sys
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1,
+                      "include_dashboard": False})
+    print(json.dumps({"address": cluster.address}), flush=True)
+    for line in sys.stdin:
+        if line.strip() == "add":  # what an autoscaler does: a bigger node joins
+            cluster.add_node(num_cpus=2)
+            print("added", flush=True)
+        else:
+            break
+    cluster.shutdown()
+""")
+
+
+def test_a_study_told_to_wait_for_the_autoscaler_starts_when_a_node_joins(run, tiny_data,
+                                                                          tmp_path):
+    nodes = run.start("cluster", "-c", GROWING, stdin=subprocess.PIPE)
+    info = wait_for("the one-CPU cluster", lambda: next(
+        (json.loads(line) for line in run.log("cluster").splitlines() if line.startswith("{")),
+        None), nodes, log=lambda: run.log("cluster"))
+    try:
+        preset = tiny_grid(tmp_path / "p.yaml", "grow", lr_max=(0.005,), eps=(0.1,), seeds=1,
+                           steps=20)
+        exp = tmp_path / "r" / "g"
+        driver = run.study("driver", *study_args(preset, tiny_data, tmp_path / "r", "g"),
+                           "--address", info["address"], "--cpus-per-trial", "2",
+                           "--autoscaler-wait", "2")
+        wait_for("the study to ask the autoscaler", lambda: "asked the autoscaler" in
+                 run.log("driver"), driver, log=lambda: run.log("driver"))
+        assert "waits up to 2 min" in run.log("driver")
+        nodes.stdin.write("add\n")
+        nodes.stdin.flush()
+        assert driver.wait(timeout=240) == 0, run.log("driver")
+        assert "a node with 2 CPU(s) joined after" in run.log("driver")
+        # a 2-CPU trial on a cluster whose only other node has 1 CPU: it ran on the new node
+        assert_all_finished(exp, planned=1)
+    finally:
+        if nodes.poll() is None:
+            nodes.stdin.write("stop\n")
+            nodes.stdin.flush()
+            nodes.wait(timeout=60)
+
+
 def test_sigint_leaves_no_ray_processes_and_a_resumable_folder(run, tiny_data, tmp_path):
-    preset = tiny_grid(tmp_path / "p.yaml", "ctrlc", lr_max=(0.005,), seeds=1)
+    preset = tiny_grid(tmp_path / "p.yaml", "ctrlc", lr_max=(0.005,), seeds=1, steps=SHORT)
     exp = tmp_path / "r" / "c"
     driver = run.study("first", *study_args(preset, tiny_data, tmp_path / "r", "c"))
-    wait_for("a trial half-way", lambda: any(len(r) >= 5 and not is_done(r)
+    wait_for("a trial half-way", lambda: any(len(r) >= 4 and not is_done(r)
                                              for r in trial_rows(exp).values()),
              driver, log=lambda: run.log("first"))
     os.killpg(driver.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
@@ -353,9 +360,9 @@ def test_sigint_leaves_no_ray_processes_and_a_resumable_folder(run, tiny_data, t
 
 def test_two_studies_at_once_keep_to_their_own_folders(run, tiny_data, tmp_path):
     presets = {"a": tiny_grid(tmp_path / "a.yaml", "a", lr_max=(0.002, 0.003), eps=(0.1,),
-                              seeds=1),
+                              seeds=1, steps=40),
                "b": tiny_grid(tmp_path / "b.yaml", "b", lr_max=(0.004, 0.005), eps=(0.1,),
-                              seeds=1)}
+                              seeds=1, steps=40)}
     other = Run(tmp_path / "b")  # a second RAY_TMPDIR: each driver starts its own Ray
     try:
         drivers = {"a": run.study("a", *study_args(presets["a"], tiny_data, tmp_path / "ra",
@@ -437,13 +444,13 @@ def test_adaptive_study_killed_in_a_wave_resumes_its_waves(run, tiny_data, tmp_p
     from analysis.record import read_record
     from test_study import adaptive_preset
 
-    preset = adaptive_preset(tmp_path, steps=STEPS, eval_every=EVAL_EVERY)
+    preset = adaptive_preset(tmp_path, steps=SHORT, eval_every=EVAL_EVERY)
     exp = tmp_path / "r" / "aw"
     driver = run.study("first", *study_args(preset, tiny_data, tmp_path / "r", "aw"))
 
     def second_wave_midway():
         rows = trial_rows(exp / "wave-02")
-        return any(len(r) >= 5 and not is_done(r) for r in rows.values())
+        return any(len(r) >= 4 and not is_done(r) for r in rows.values())
 
     wait_for("the second wave half-way", second_wave_midway, driver, timeout=300,
              log=lambda: run.log("first"))

@@ -383,8 +383,22 @@ def test_a_trial_no_node_can_hold_fails_before_the_study_starts(ray_session, tin
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2
     assert err[-1].startswith("error: --cpus-per-trial: a trial asks for 64 CPU(s)")
-    assert "largest: 2 CPU(s), 0 GPU(s)" in err[-1]
+    assert "largest: 2 CPU(s), 0 GPU(s)" in err[-1] and "--autoscaler-wait" in err[-1]
     assert not list((tmp_path / "r" / "big").glob("trial_*"))
+
+    # told that the cluster autoscales: the study asks, says how long it waits, then fails
+    # in one line when no such node joins (none can here)
+    start = time.monotonic()
+    rc = run_cli("grid", "--preset", preset, "--data", tiny_data, "--storage", tmp_path / "r",
+                 "--name", "big2", "--cpus-per-trial", "64", "--autoscaler-wait", "0.05",
+                 *TINY_SET)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and 3 <= time.monotonic() - start < 60
+    assert any(line.startswith("no node holds a trial's 64 CPU(s) yet") and
+               "waits up to 0.05 min" in line for line in err), err
+    assert err[-1].startswith("error: --autoscaler-wait 0.05: no node with 64 CPU(s) joined "
+                              "in 0.05 min")
+    assert not list((tmp_path / "r" / "big2").glob("trial_*"))
 
 
 @pytest.mark.ray
