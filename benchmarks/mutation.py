@@ -35,7 +35,7 @@ GROUPS = {
     "analysis": (["analysis/stats.py", "analysis/claims.py", "analysis/sequential.py",
                   "study/planner.py"],
                  ["tests/test_analysis_stats.py", "tests/test_analysis_claims.py",
-                  "tests/test_adaptive.py", "tests/test_analysis_report.py"]),
+                  "tests/test_adaptive.py"]),
 }
 
 
