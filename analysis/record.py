@@ -134,6 +134,7 @@ class StudyRecord(_Record):
     points: list[dict[str, float]] = Field(default_factory=list)  # grid cells, in order
     seeds: list[int]
     samples: int | None = None
+    search_seed: int = 0  # random / TPE sampler seed (--search-seed)
     n_trials: int
     budget: str
     budget_steps: int

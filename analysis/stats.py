@@ -627,14 +627,22 @@ def regime_test(frame: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
         sub = data[data["regime"] == regime]
         endpoint_rows = [_regime_row(sub, regime, endpoint, alpha / len(REGIME_ENDPOINTS))
                          for endpoint in REGIME_ENDPOINTS]
-        verdicts = {r["verdict"] for r in endpoint_rows}
-        combined = ("supported" if "supported" in verdicts and "refuted" not in verdicts else
-                    "refuted" if "refuted" in verdicts and "supported" not in verdicts else
-                    "inconclusive")
+        combined = regime_verdict([r["verdict"] for r in endpoint_rows])
         for row in endpoint_rows:
             row["regime_verdict"] = combined
         rows += endpoint_rows
     return pd.DataFrame(rows)
+
+
+def regime_verdict(verdicts: list[str]) -> str:
+    """A regime's verdict from its endpoints': supported (refuted) when one endpoint is
+    and none says the opposite; inconclusive otherwise."""
+    found = set(verdicts)
+    if "supported" in found and "refuted" not in found:
+        return "supported"
+    if "refuted" in found and "supported" not in found:
+        return "refuted"
+    return "inconclusive"
 
 
 def _ranked_per(sub: pd.DataFrame) -> np.ndarray:

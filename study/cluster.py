@@ -175,9 +175,15 @@ def check_resources(cpus_per_trial: float, gpus_per_trial: float,
           f"the study waits up to {autoscaler_wait_min:g} min for it (--autoscaler-wait)",
           file=sys.stderr, flush=True)
     start, poll_s = time.monotonic(), min(2.0, max(0.5, autoscaler_wait_min * 3))
+    told = 0
     try:
         while time.monotonic() - start < autoscaler_wait_min * 60:
             time.sleep(poll_s)
+            waited = int((time.monotonic() - start) // 60)
+            if waited > told:  # a line a minute, so a long wait is seen to be alive
+                told = waited
+                print(f"still waiting for the autoscaler: {waited} of "
+                      f"{autoscaler_wait_min:g} min", file=sys.stderr, flush=True)
             if _fits(_alive_nodes(), cpus_per_trial, gpus_per_trial):
                 print(f"a node with {asked} joined after {time.monotonic() - start:.0f} s; "
                       "starting the study", file=sys.stderr, flush=True)

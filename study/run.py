@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "its own draws (the samples are not replicated)")
         p.add_argument("--samples", type=_positive_int, default=None,
                        help="number of sampled configurations (asha/optuna)")
+        p.add_argument("--search-seed", type=_nonneg_int, default=0,
+                       help="seed of the random / TPE sampler (asha/optuna; default 0): "
+                            "another seed draws other configurations")
         p.add_argument("--budget", default=None,
                        help="smoke, default or full (the preset's budgets), or a number of "
                             "training steps")
@@ -131,14 +134,22 @@ def _add_cluster_flags(p: argparse.ArgumentParser) -> None:
                         "at once, naming the largest node)")
 
 
-def _positive_int(text: str) -> int:
+def _int_at_least(text: str, low: int, what: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    return _int_at_least(text, 1, "a positive integer")
+
+
+def _nonneg_int(text: str) -> int:
+    return _int_at_least(text, 0, "an integer >= 0")
 
 
 def _float_at_least(text: str, low: float, strict: bool) -> float:
@@ -280,9 +291,10 @@ def _tune_config(record: StudyRecord, max_concurrent: int):
     search_alg = None
     num_samples = 1
     if preset.search == "random":
-        search_alg, num_samples = BasicVariantGenerator(random_state=0), record.samples
+        search_alg = BasicVariantGenerator(random_state=record.search_seed)
+        num_samples = record.samples
     elif preset.search == "optuna":
-        search_alg, num_samples = OptunaSearch(seed=0), record.samples
+        search_alg, num_samples = OptunaSearch(seed=record.search_seed), record.samples
     return tune.TuneConfig(metric=record.metric, mode=record.mode, search_alg=search_alg,
                            scheduler=scheduler, num_samples=num_samples,
                            max_concurrent_trials=max_concurrent, reuse_actors=True,
@@ -515,6 +527,7 @@ def launch(args, preset: Preset | None = None, rung: str | None = None) -> int:
               | {"key": preset.axis_keys()[n]} for n, a in preset.axis_specs().items()},
         blocks=design_blocks(preset, cfg), points=points, seeds=list(range(seeds)),
         samples=samples if preset.search != "grid" else None,
+        search_seed=args.search_seed,
         n_trials=n_cells or samples * (seeds if preset.search == "random" else 1),
         budget=budget["name"], budget_steps=cfg.train.num_steps,
         eval_every=cfg.train.eval_every,

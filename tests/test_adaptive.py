@@ -29,6 +29,7 @@ def verdict_table(**by_id) -> pd.DataFrame:
 def test_first_wave_is_the_design_in_seed_order():
     plan = planner.first_wave(8, 2)
     assert plan.trials == [(c, s) for s in range(2) for c in range(8)]
+    assert plan.reason == "the design: 8 cells x 2 seed(s)"  # study.yaml's wave record
 
 
 def test_claim_cells_are_design_points():

@@ -154,9 +154,12 @@ def test_missing_or_ambiguous_cells_are_inconclusive():
         {"id": "pooled", "text": "x", "test": "rate_bound", "outcomes": ["diverged"],
          "cell": {"eps": 1e-8}, "max_rate": 0.3}), trials)
     assert (table["verdict"] == "inconclusive").all()
-    assert "matches several cells" in table.loc["pooled", "reason"]
-    assert "not in this study's design" in table.loc["absent_value", "reason"]
-    assert "not an axis" in table.loc["absent_axis", "reason"]
+    assert table.loc["pooled", "reason"] == ("(eps=1e-08) matches several cells of the "
+                                             "design; name a value for every varied axis")
+    assert table.loc["absent_value", "reason"] == (
+        "(eps=0.001, lr_max=0.005, white_noise_std=0.25, constant_offset_std=0.05) is not in "
+        "this study's design")
+    assert table.loc["absent_axis", "reason"] == "beta2 is not an axis of this study"
 
 
 def augmentation_needs_large_eps(cell, rng):
@@ -316,3 +319,181 @@ def test_regime_primary_is_not_a_claim_in_either_form(primary):
 
     assert primary_test(primary) == "regime"
     assert primary_claim(primary) is None and with_primary(None, primary) is None
+
+
+def test_failure_outcomes_of_an_any_of_are_the_union_of_its_parts_once_each():
+    spec = custom({"id": "c", "text": "t", "test": "any_of", "parts": [
+        {"test": "rate_difference", "outcomes": ["blank_collapse", "stable"],
+         "cell": WEAK, "reference": OFFICIAL, "direction": "increase", "margin": 0.25},
+        {"test": "rate_difference", "outcomes": ["diverged", "blank_collapse"],
+         "cell": WEAK, "reference": OFFICIAL, "direction": "increase", "margin": 0.25}]})
+    assert claims.failure_outcomes(spec.claims[0].rule) == ["blank_collapse", "diverged"]
+    # the shipped "slow or collapse" claim: a steps-ratio part counts no outcome
+    assert claims.failure_outcomes(SHIPPED.claims[1].rule) == ["blank_collapse"]
+
+
+def test_unseen_failures_needs_runs_in_the_claims_cells():
+    trials = planted_trials(null_model, 2, 0)
+    unseen = claims.unseen_failures(SHIPPED, trials)
+    assert unseen == {"weak_augmentation_collapses": ["blank_collapse"],
+                      "low_lr_slow_or_collapse": ["blank_collapse"],
+                      "tiny_eps_explodes": ["diverged", "exploding"],
+                      "official_setting_stable": ["blank_collapse", "diverged", "exploding"],
+                      "augmentation_interacts_with_optimizer": ["blank_collapse", "diverged",
+                                                                "exploding", "slow"]}
+    # no run in a claim's cells: nothing was seen, but nothing could have been
+    assert claims.unseen_failures(SHIPPED, trials.iloc[:0]) == {}
+    failed = trials.copy()
+    failed.loc[(failed["eps"] == 1e-8) & (failed["seed"] == 0), "outcome"] = "diverged"
+    assert "tiny_eps_explodes" not in claims.unseen_failures(SHIPPED, failed)
+
+
+def test_claims_over_training_rows_and_the_empty_table():
+    trials = planted_trials(null_model, 2, 0).assign(budget_steps=100.0)
+    curves = pd.concat([pd.DataFrame({"trial_id": t, "step": [50, 100], "val_per": [0.5, 0.3],
+                                      "outcome": ["stable", "stable"]})
+                        for t in trials["trial_id"]], ignore_index=True)
+    table = claims.claims_over_training(only("weak_augmentation_collapses"), trials, curves,
+                                        [0.5, 1.0])
+    assert list(table.index) == [0, 1] and list(table["fraction"]) == [0.5, 1.0]
+    empty = claims.claims_over_training(SHIPPED, trials, curves.iloc[:0], [0.5])
+    assert empty.empty and list(empty.columns) == [*claims.COLUMNS, "fraction"]
+
+
+def test_one_evaluation_in_the_last_quarter_is_too_few_to_judge_settling():
+    rows = pd.DataFrame([{"id": "c", "fraction": 1.0, "verdict": "supported",
+                          "estimate": 0.2, "null": 0.0}])
+    assert claims.settled(rows, "c") == (True, "too few evaluations to judge")
+
+
+@pytest.mark.parametrize(("claim_id", "seeds"), [("weak_augmentation_collapses", 10),
+                                                  ("augmentation_interacts_with_optimizer", 30)])
+def test_projected_seeds_to_decide_are_exactly_what_the_rule_needs(claim_id, seeds):
+    """With no failure anywhere every paired difference is 0: the verdict is refuted at
+    exactly n + to_decide seeds and not one seed earlier."""
+    row = verdicts(only(claim_id), planted_trials(null_model, seeds, 0)).loc[claim_id]
+    assert row["verdict"] == "inconclusive"
+    assert row["reason"].startswith("the interval contains both no effect and the claimed "
+                                    "effect" if claim_id.startswith("weak") else
+                                    "an interval contains both 0 and the claimed size")
+    need = seeds + int(row["to_decide"])
+    before = verdicts(only(claim_id), planted_trials(null_model, need - 1, 0)).loc[claim_id]
+    after = verdicts(only(claim_id), planted_trials(null_model, need, 0)).loc[claim_id]
+    assert (before["verdict"], after["verdict"]) == ("inconclusive", "refuted")
+    assert after["to_decide"] == 0
+
+
+def test_interaction_reasons_and_description_name_each_moderator():
+    claim_id = "augmentation_interacts_with_optimizer"
+    row = verdicts(only(claim_id), planted_trials(augmentation_needs_large_eps, 20, 0)
+                   ).loc[claim_id]
+    # weak augmentation fails only at eps 0.1: the eps moderator shows it, lr_max does not
+    assert row["reason"] == "the interval excludes 0 with eps=1e-08 (alpha/2 each)"
+    assert row["test"].endswith("minus with eps=1e-08 / lr_max=0.002, paired by seed")
+    assert row["claim"] == " ".join(SHIPPED.claims[4].text.split())
+    refuted = verdicts(only(claim_id), planted_trials(null_model, 44, 0)).loc[claim_id]
+    assert refuted["reason"] == "every interval lies within +-0.25 (alpha/2 each)"
+
+
+def test_any_of_reports_the_part_that_decided():
+    collapse = {"test": "rate_difference", "outcomes": ["blank_collapse"], "cell": WEAK,
+                "reference": OFFICIAL, "direction": "increase", "margin": 0.25}
+    diverge = {**collapse, "outcomes": ["diverged"]}
+    trials = planted_trials(diagnosis_model, 12, 0)
+    both = verdicts(custom({"id": "c", "text": "x", "test": "any_of",
+                            "parts": [diverge, collapse]}), trials).loc["c"]
+    alone = verdicts(custom({"id": "c", "text": "x", **collapse}), trials, ).loc["c"]
+    assert both["verdict"] == "supported"
+    # the headline numbers are the collapse part's (the part that decided), not the first's
+    assert (both["estimate"], both["ci_high"]) == pytest.approx(
+        (alone["estimate"], alone["ci_high"]), abs=0.1)
+    assert both["estimate"] > 0.5
+    assert both["effect"].count(" | ") == 1 and both["effect"].split(" | ")[0].startswith(
+        "+0.00 [")
+
+
+def test_a_loaded_claims_file_knows_its_path_and_hash(tmp_path):
+    path = tmp_path / "mine.yaml"
+    text = claims.DEFAULT_CLAIMS.read_text().replace("margin: 0.25", "margin: 0.3", 1)
+    path.write_text(text)
+    loaded = claims.load_claims(path)
+    assert loaded.path == str(path)
+    assert loaded.sha256 == hashlib.sha256(text.encode()).hexdigest()
+    path.write_text(yaml.safe_dump({"claims": [{"id": "c1", "text": "x", "test": "vibes"}]}))
+    with pytest.raises(UserError) as err:
+        claims.load_claims(path)
+    assert str(err.value).startswith(str(path))
+
+
+def test_a_run_reaching_the_threshold_exactly_has_reached_it():
+    steps, per = np.array([100, 200, 300]), np.array([0.5, 0.25, 0.2])
+    assert claims.steps_to_reach((steps, per), 0.25) == 200
+    assert claims.steps_to_reach((steps, per), 0.1) == math.inf
+
+
+def _reference_log_capital(x01, m, alpha, c=0.75):
+    """Waudby-Smith & Ramdas (2024) hedged capital with the predictable plug-in bet
+    (their eq. 26), written as a plain loop over observations, for one candidate m."""
+    mu, var, plus, minus, path = 0.5, 0.25, 1.0, 1.0, []
+    for t, x in enumerate(x01, start=1):
+        lam = math.sqrt(2 * math.log(2 / alpha) / (var * t * math.log(1 + t)))
+        plus *= 1 + min(lam, c / m) * (x - m)
+        minus *= 1 - min(lam, c / (1 - m)) * (x - m)
+        path.append(math.log(max(0.5 * plus, 0.5 * minus)))
+        # the running estimates after observation t (used by the next bet)
+        var = (var * t + (x - mu) ** 2) / (t + 1)  # sums distances from the mean before x
+        mu = (mu * t + x) / (t + 1)
+    return np.array(path)
+
+
+@pytest.mark.parametrize("m", [0.1, 0.3, 0.7])
+def test_capital_path_matches_the_papers_recursion(m):
+    x01 = np.array([1.0, 0.0, 1.0, 0.8, 0.2, 1.0, 0.9])
+    ours = sequential.log_capital_path(x01, np.array([m]), 0.05)[:, 0]
+    np.testing.assert_allclose(ours, _reference_log_capital(x01, m, 0.05), rtol=1e-12)
+
+
+def test_seven_ones_show_a_mean_above_one_half_six_do_not():
+    # Every bet is capped at 0.75/0.5 = 1.5: each 1 multiplies the up-bettor's capital by
+    # 1.75; 1/2 * 1.75^7 = 25.1 >= 1/0.05 = 20 > 1/2 * 1.75^6 = 14.4
+    assert sequential.mean_is_beyond(np.ones(7), 0.5) == (False, True)
+    assert sequential.mean_is_beyond(np.ones(6), 0.5) == (False, False)
+    assert sequential.mean_is_beyond(np.zeros(7), 0.5) == (True, False)
+    assert sequential.mean_is_beyond(np.zeros(0), 0.5) == (False, False)
+
+
+def test_confidence_sequences_of_no_and_one_observation():
+    empty = sequential.mean_cs([], -1.0, 1.0)
+    assert math.isnan(empty.estimate) and (empty.low, empty.high, empty.n) == (-1.0, 1.0, 0)
+    assert not empty.excludes_below(-2.0) and not empty.excludes_above(2.0)
+    one = sequential.mean_cs([0.5], -1.0, 1.0)
+    assert one.n == 1 and one.estimate == 0.5 and one.low == -1.0 and one.high == 1.0
+    # one observation can already decide, if its interval says so
+    decided = sequential.Interval(0.0, -0.2, 0.1, 1)
+    assert decided.excludes_above(0.2) and decided.excludes_below(-0.3)
+    nothing = sequential.median_cs([])
+    assert math.isnan(nothing.estimate) and (nothing.low, nothing.high) == (-math.inf,
+                                                                           math.inf)
+
+
+def test_a_mean_between_grid_points_keeps_the_grid_points_around_it():
+    cs = sequential.mean_cs(np.full(3000, 0.0005), 0.0, 1.0)
+    assert cs.n == 3000 and cs.low <= 0.0005 <= cs.high
+    # 3000 identical values exclude every grid point (0.001 apart) beyond its neighbours
+    assert (cs.low, cs.high) == (0.0, pytest.approx(0.002))
+
+
+def test_an_interaction_with_one_moderator_keeps_the_whole_alpha():
+    spec = custom({"id": "one", "text": "x", "test": "interaction",
+                   "outcomes": ["blank_collapse"], "base": OFFICIAL,
+                   "change": {"white_noise_std": 0.25, "constant_offset_std": 0.05},
+                   "moderators": [{"eps": 1e-8}], "margin": 0.25})
+    row = verdicts(spec, planted_trials(augmentation_needs_large_eps, 20, 0)).loc["one"]
+    assert row["reason"] == "the interval excludes 0 with eps=1e-08"
+
+
+def test_rate_claims_need_no_per_column():
+    trials = planted_trials(diagnosis_model, 12, 0).drop(columns="final_val_per")
+    row = verdicts(only("weak_augmentation_collapses"), trials).loc[
+        "weak_augmentation_collapses"]
+    assert row["verdict"] == "supported"

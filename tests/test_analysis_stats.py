@@ -129,6 +129,7 @@ def test_firth_lrt_matches_firthmodels_single_coefficient_lrt():
     reference = FirthLogisticRegression(fit_intercept=False, gtol=1e-8, xtol=1e-8,
                                         max_iter=200).fit(X, y).lrt(3)
     assert ours.p_value == pytest.approx(reference.lrt_pvalues_[3], rel=1e-4)
+    assert ours.converged and not ours.separation
 
 
 def test_grid_shares_exact_decomposition():
@@ -258,3 +259,140 @@ def test_holm_known_answer_and_only_secondary_rows():
     adjusted = stats.holm_secondary(tests)
     assert adjusted["p_holm"].tolist()[:3] == pytest.approx([0.03, 0.06, 0.06])
     assert np.isnan(adjusted["p_holm"].iloc[3])  # the primary test is not in the family
+
+
+@pytest.mark.parametrize(("endpoints", "verdict"), [
+    (["supported", "inconclusive"], "supported"), (["refuted", "inconclusive"], "refuted"),
+    (["supported", "refuted"], "inconclusive"), (["inconclusive", "inconclusive"],
+                                                 "inconclusive"),
+    (["supported", "supported"], "supported"), (["refuted", "refuted"], "refuted")])
+def test_a_regime_verdict_needs_an_endpoint_for_it_and_none_against(endpoints, verdict):
+    assert stats.regime_verdict(endpoints) == verdict
+
+
+def test_regime_rows_say_why_one_eps_value_cannot_be_tested():
+    trials = regime_trials(True)
+    one_eps = trials[trials["eps"] == trials["eps"].max()]
+    rows = stats.regime_test(one_eps).set_index(["regime", "endpoint"])
+    large = rows.loc["large_eps"]
+    assert (large["note"] == "not testable: needs at least two eps and two lr_max values "
+                             "here").all()
+    assert large["n_events"].isna().all() and (large["verdict"] == "inconclusive").all()
+    assert (large["n"] == len(one_eps)).all()
+
+
+def test_without_eps_dominance_no_run_has_a_regime():
+    frame = stats.add_regime(pd.DataFrame({"eps": [0.1, 1e-8]}))
+    assert frame["regime"].isna().all()
+    marked = stats.add_regime(pd.DataFrame({"median_eps_dominance": [0.9, 0.1, np.nan]}))
+    assert marked["regime"].tolist()[:2] == ["large_eps", "small_eps"]
+    assert pd.isna(marked["regime"].iloc[2])
+
+
+def test_cell_summary_without_levels_is_one_row_of_every_run():
+    frame, factors = prepared(separated_model, n_seeds=2, seed=0)
+    whole = stats.cell_summary(frame, [])
+    by_eps = stats.cell_summary(frame, [factors[0].column])
+    assert len(whole) == 1 and whole["n"].iloc[0] == by_eps["n"].sum() == len(frame)
+    assert whole["count_stable"].iloc[0] == by_eps["count_stable"].sum()
+
+
+TWO_BY_TWO = {"eps": [1e-8, 0.1], "lr_max": [0.002, 0.005], "white_noise_std": [1.0],
+              "constant_offset_std": [0.2]}
+
+
+def eps_raises_per(cell, rng):
+    from analysis_fixtures import Planted
+
+    return Planted("stable", float(0.3 + 0.1 * (cell["eps"] > 1e-3) + rng.normal(0, 0.02)))
+
+
+def test_interaction_rows_say_when_the_model_has_no_residual_degrees_of_freedom():
+    # one run per cell of a 2 x 2 design: 4 runs, 4 parameters with the interaction
+    frame, factors = stats.factorize(planted_trials(eps_raises_per, 1, 0, grid=TWO_BY_TWO),
+                                     AXES)
+    tests = stats.interaction_tests(frame, factors, confirmatory=True).set_index("endpoint")
+    per = tests.loc["per"]
+    assert (per["pair"], per["a"], per["b"]) == ("eps x lr_max", "eps", "lr_max")
+    assert per["note"] == "too few runs for the model" and np.isnan(per["p_value"])
+    assert per["method"] == stats.PER_METHOD and per["n"] == 4
+    assert tests.loc["collapse", "note"] == "no variation (every run avoided blank collapse)"
+    assert tests.loc["collapse", "method"] == stats.FIRTH_METHOD
+
+    def collapses_at_big_eps_low_lr(cell, rng):
+        from analysis_fixtures import Planted
+
+        big, low = cell["eps"] > 1e-3, cell["lr_max"] < 0.003
+        return Planted("blank_collapse" if big and low else "stable", 0.3)
+
+    frame, factors = stats.factorize(
+        planted_trials(collapses_at_big_eps_low_lr, 1, 0, grid=TWO_BY_TWO), AXES)
+    tests = stats.interaction_tests(frame, factors, confirmatory=True).set_index("endpoint")
+    assert tests.loc["collapse", "note"] == "too few runs for the model"
+    assert np.isnan(tests.loc["collapse", "p_value"])
+    # fewer than two varied axes: no pair, the same columns
+    none = stats.interaction_tests(frame, factors[:1], confirmatory=True)
+    assert none.empty and list(none.columns[:4]) == ["pair", "a", "b", "endpoint"]
+
+
+def test_cell_summary_counts_every_status():
+    frame = prepared(separated_model, n_seeds=2, seed=0)[0].copy()
+    frame.loc[frame.index[:3], "status"] = "stopped_early"
+    frame.loc[frame.index[3:5], "status"] = "errored"
+    cells = stats.cell_summary(frame, [])
+    row = cells.iloc[0]
+    assert row["n_total"] == len(frame)
+    assert (row["n_stopped_early"], row["n_errored"]) == (3, 2)
+    assert row["n_finished"] + row["n_diverged"] == len(frame) - 5
+    assert row["n"] == len(frame) - 5  # rates over full-budget runs only
+    assert row["per_n"] == (frame.loc[frame.index[5:], "outcome"] == "stable").sum()
+
+
+def test_fanova_of_one_axis_and_of_sampled_axes_finds_the_axis_that_matters():
+    frame, factors = stats.factorize(planted_trials(eps_raises_per, 3, 0, grid=TWO_BY_TWO),
+                                     AXES)
+    one = stats.fanova(frame, factors[:1], exact_allowed=True)
+    per = one[one["response"] == "per"].set_index("term")
+    assert per.loc["eps", "share"] > 0.9  # one axis is enough for a decomposition
+
+    # random-search samples: continuous axes, binned; the surrogate's grid is quantiles
+    rng = np.random.default_rng(0)
+    n = 60
+    eps, lr = 10 ** rng.uniform(-10, 0, n), 10 ** rng.uniform(-4, -1.5, n)
+    sampled = pd.DataFrame({
+        "eps": eps, "lr_max": lr, "seed": 0, "status": "finished", "outcome": "stable",
+        "final_val_per": 0.2 + 0.05 * np.log10(eps) / -10 + rng.normal(0, 0.002, n),
+        "median_eps_dominance": 0.9, "trial_id": [f"t{i}" for i in range(n)]})
+    axes = [Axis("eps", "optim.eps", None, "loguniform"),
+            Axis("lr_max", "optim.lr_max", None, "loguniform")]
+    frame, factors = stats.factorize(sampled, axes)
+    assert all(f.binned and f.values is None for f in factors)
+    shares = stats.fanova(frame, factors, exact_allowed=False)
+    per = shares[shares["response"] == "per"].set_index("term")
+    assert per.loc["eps", "share"] > 0.8 and per.loc["lr_max", "share"] < 0.1
+    assert (per["note"] == "").all() and per["method"].str.startswith("random-forest").all()
+
+
+def test_regime_notes_and_per_tests_are_reported():
+    trials = regime_trials(True)
+    stable = trials.assign(status="finished", outcome="stable")
+    rows = stats.regime_test(stable).set_index(["regime", "endpoint"])
+    assert rows.loc[("large_eps", "failure"), "note"] == "no variation (every run stable)"
+    assert rows.loc[("large_eps", "failure"), "n_events"] == 0
+    # PER that depends on nothing: no boundary to measure, the tests still reported
+    rng = np.random.default_rng(2)
+    flat = stable.assign(final_val_per=rng.normal(0.3, 0.02, len(stable)),
+                         initial_val_per=1.0)
+    row = stats.regime_test(flat).set_index(["regime", "endpoint"]).loc[("large_eps", "per")]
+    assert 0 < row["p_eps_at_fixed_lr"] <= 1 and 0 < row["p_eps_beyond_ratio"] <= 1
+    assert row["note"] == "lr_max has no detectable effect here: no boundary to measure"
+    assert row["verdict"] == "inconclusive"
+
+
+def test_levels_that_differ_only_in_float_noise_are_one_level():
+    trials = planted_trials(eps_raises_per, 2, 0, grid=TWO_BY_TWO)
+    trials.loc[trials.index[0], "eps"] = 0.1 + 1e-17  # 0.1 after a JSON round trip
+    trials.loc[trials.index[1], "eps"] = 1e-8 * (1 + 1e-14)
+    frame, factors = stats.factorize(trials, AXES)
+    eps = next(f for f in factors if f.axis == "eps")
+    assert len(eps.levels) == 2 and frame[eps.column].notna().all()

@@ -133,6 +133,27 @@ def test_optuna_runs_two_trials_at_a_time(ray_session, tiny_data, tmp_path):
 
 
 @pytest.mark.ray
+def test_search_seed_draws_other_configurations_and_is_recorded(ray_session, tiny_data,
+                                                                 tmp_path):
+    preset = write_preset(
+        tmp_path / "p.yaml", name="tinyrand", search="random", scheduler="fifo", blocks=None,
+        axes={"lr_max": {"distribution": "loguniform", "low": 1e-4, "high": 1e-2}},
+        seeds=1, samples=2, budgets={"default": {"steps": 4, "eval_every": 2}})
+    drawn = {}
+    for name, seed in (("a", "0"), ("b", "0"), ("c", "7")):
+        assert run_cli("asha", "--preset", preset, "--data", tiny_data, "--storage",
+                       tmp_path / "r", "--name", name, "--search-seed", seed, "--no-report",
+                       *TINY_SET) == 0
+        drawn[name] = sorted(t["params"]["lr_max"] for t in read_trials(tmp_path / "r" / name))
+        record = yaml.safe_load((tmp_path / "r" / name / "study.yaml").read_text())
+        assert record["search_seed"] == int(seed)
+    assert drawn["a"] == drawn["b"] and drawn["a"] != drawn["c"]
+    with pytest.raises(SystemExit) as exc:
+        run_cli("asha", "--search-seed", "-1")
+    assert exc.value.code == 2
+
+
+@pytest.mark.ray
 def test_trial_that_raises_is_errored_and_study_completes(ray_session, tiny_data, tmp_path):
     # patch_size 2000 is a valid config value but longer than every tiny trial: it fails
     # inside the trial, not before the study starts.
