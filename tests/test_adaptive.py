@@ -37,6 +37,10 @@ def test_claim_cells_are_design_points():
     assert POINTS[official]["white_noise_std"] == 1.0
     # A cell that leaves out a varied axis matches several points: not plannable.
     assert planner.cell_index(POINTS, {"eps": 0.1}) is None
+    # a value that went through YAML / JSON (relative noise 1e-8) is the same point
+    assert planner.cell_index(POINTS, {"eps": 0.1 * (1 + 1e-8), "lr_max": 0.005,
+                                       "white_noise_std": 1.0,
+                                       "constant_offset_std": 0.2}) == official
 
 
 def test_next_wave_adds_whole_seeds_to_the_cheapest_claims_first():
@@ -70,6 +74,10 @@ def test_planner_stops_and_says_why():
     table = pd.DataFrame([{"id": "x", "verdict": "inconclusive", "n": 0,
                            "to_decide": float("inf")}])
     assert "outside the design" in planner.next_wave(outside, table, POINTS, set(), 10).reason
+    only_pairs = {c.id: ("supported", 9, 0.0) for c in CLAIMS.claims}
+    only_pairs["weak_augmentation_collapses"] = ("inconclusive", 2, 6.0)  # 2 cells a seed
+    assert planner.next_wave(CLAIMS, verdict_table(**only_pairs), POINTS, set(), 1).reason \
+        == "the budget left is too small for one more seed of any undecided claim"
 
 
 def test_capacity_counts_whole_rounds_within_both_budgets():

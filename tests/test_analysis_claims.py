@@ -405,8 +405,8 @@ def test_any_of_reports_the_part_that_decided():
     alone = verdicts(custom({"id": "c", "text": "x", **collapse}), trials, ).loc["c"]
     assert both["verdict"] == "supported"
     # the headline numbers are the collapse part's (the part that decided), not the first's
-    assert (both["estimate"], both["ci_high"]) == pytest.approx(
-        (alone["estimate"], alone["ci_high"]), abs=0.1)
+    assert (both["estimate"], both["ci_low"], both["ci_high"]) == pytest.approx(
+        (alone["estimate"], alone["ci_low"], alone["ci_high"]), abs=0.1)
     assert both["estimate"] > 0.5
     assert both["effect"].count(" | ") == 1 and both["effect"].split(" | ")[0].startswith(
         "+0.00 [")

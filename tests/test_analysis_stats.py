@@ -371,6 +371,16 @@ def test_fanova_of_one_axis_and_of_sampled_axes_finds_the_axis_that_matters():
     per = shares[shares["response"] == "per"].set_index("term")
     assert per.loc["eps", "share"] > 0.8 and per.loc["lr_max", "share"] < 0.1
     assert (per["note"] == "").all() and per["method"].str.startswith("random-forest").all()
+    again = stats.fanova(frame, factors, exact_allowed=False)  # same seed, same numbers
+    pd.testing.assert_frame_equal(shares, again)
+
+
+def test_an_empty_cell_is_named_in_every_interaction_row():
+    trials = planted_trials(eps_raises_per, 2, 0, grid=TWO_BY_TWO)
+    gone = (trials["eps"] == 0.1) & (trials["lr_max"] == 0.002)
+    frame, factors = stats.factorize(trials[~gone], AXES)
+    tests = stats.interaction_tests(frame, factors, confirmatory=True)
+    assert (tests["note"] == "1 empty eps x lr_max cell(s): interaction not estimable").all()
 
 
 def test_regime_notes_and_per_tests_are_reported():
