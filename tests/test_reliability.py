@@ -254,7 +254,8 @@ def test_lost_worker_node_trials_finish_on_the_head(run, tiny_data, tmp_path):
         (json.loads(line) for line in run.log("cluster").splitlines() if line.startswith("{")),
         None), nodes, log=lambda: run.log("cluster"))
     try:
-        preset = tiny_grid(tmp_path / "p.yaml", "twonode", lr_max=(0.005,), seeds=2)
+        preset = tiny_grid(tmp_path / "p.yaml", "twonode", lr_max=(0.005,), seeds=2,
+                           steps=SHORT)
         exp = tmp_path / "r" / "n"
         driver = run.study("driver", *study_args(preset, tiny_data, tmp_path / "r", "n"),
                            "--address", info["address"])
@@ -276,7 +277,7 @@ def test_lost_worker_node_trials_finish_on_the_head(run, tiny_data, tmp_path):
         rows = assert_all_finished(exp, planned=4, retried=(moved,))
         after = [r for r in rows[moved][n_before:] if r["pid"] != old_pid]
         assert after[0]["step"] > 1  # from its checkpoint, not from the start
-        assert after[-1]["step"] == STEPS
+        assert after[-1]["step"] == SHORT
         # the moved trial now reports from a process of the head node
         new_pid = after[-1]["pid"]
         print(f"\nnode loss: trial {moved} moved after {n_before} reports, resumed at step "

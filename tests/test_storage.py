@@ -302,7 +302,7 @@ from ray.cluster_utils import Cluster
 
 cluster = Cluster(initialize_head=True, head_node_args={
     "num_cpus": 2, "include_dashboard": True, "dashboard_host": "127.0.0.1",
-    "dashboard_port": int(sys.argv[1])})
+    "dashboard_port": int(sys.argv[1]), "dashboard_agent_listen_port": int(sys.argv[2])})
 print(json.dumps({"address": cluster.address}), flush=True)
 sys.stdin.readline()
 cluster.shutdown()
@@ -320,10 +320,15 @@ def test_ray_job_submit_runs_a_study_on_the_cluster_with_s3_storage(run, s3_serv
     import subprocess
     import sys
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    head = run.start("head", "-c", HEAD_WITH_DASHBOARD, port, stdin=subprocess.PIPE)
+    def free_port() -> int:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return sock.getsockname()[1]
+
+    # the job agent's own port too: the session's Ray instance (other tests) holds Ray's
+    # default (52365), and a head whose agent cannot listen takes no job
+    port, agent = free_port(), free_port()
+    head = run.start("head", "-c", HEAD_WITH_DASHBOARD, port, agent, stdin=subprocess.PIPE)
     try:
         wait_for("the head node", lambda: "address" in run.log("head"), head, timeout=120,
                  log=lambda: run.log("head"))
