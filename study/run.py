@@ -483,6 +483,9 @@ def launch(args, preset: Preset | None = None, rung: str | None = None) -> int:
     budget = resolve_budget(preset, args.budget)
     seeds = args.seeds or budget["seeds"] or preset.seeds
     samples = args.samples or budget["samples"] or preset.samples
+    if preset.search == "grid" and args.search_seed:
+        raise UserError(f"--search-seed: preset {preset.name!r} is a grid, it draws no "
+                        "configurations; drop the flag (--seeds sets the replicates)")
     if preset.search == "optuna" and seeds != 1:
         raise UserError("optuna studies take one seed per sample (--seeds 1): TPE cannot "
                         "tell seed noise from an axis effect within one trial")

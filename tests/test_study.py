@@ -151,6 +151,10 @@ def test_search_seed_draws_other_configurations_and_is_recorded(ray_session, tin
     with pytest.raises(SystemExit) as exc:
         run_cli("asha", "--search-seed", "-1")
     assert exc.value.code == 2
+    assert run_cli("grid", "--preset", write_preset(tmp_path / "g.yaml"), "--data", tiny_data,
+                   "--storage", tmp_path / "r", "--name", "g", "--search-seed", "3",
+                   *TINY_SET) == 2
+    assert not (tmp_path / "r" / "g").exists()
 
 
 @pytest.mark.ray
