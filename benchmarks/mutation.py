@@ -72,7 +72,7 @@ def main() -> int:
             "\n[tool.mutmut]\n"
             f"source_paths = {sources!r}\n"
             f"pytest_add_cli_args_test_selection = {tests!r}\n"
-            'pytest_add_cli_args = ["-m", "not ray and not slow"]\n'
+            'pytest_add_cli_args = ["-n", "0", "-m", "not ray and not slow"]\n'
             'also_copy = ["configs", "tests", "analysis", "study", "trainable", "benchmarks"]\n'
         ).replace("'", '"')
         with open(work / "pyproject.toml", "a") as fh:

@@ -11,8 +11,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 RAY_TMP = Path(os.environ.get("B2T_TEST_RAY_TMP", "/tmp/b2t-ray-tests"))
+# The suite runs in two pytest-xdist workers (pyproject addopts): each worker's Ray
+# instances and study subprocesses get a temp dir of their own.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    RAY_TMP = RAY_TMP / os.environ["PYTEST_XDIST_WORKER"]
 
 os.environ.setdefault("RAY_TMPDIR", str(RAY_TMP))
+# Ray runs its workers at niceness 15 by default, so a trial of one test would all but stop
+# while the other pytest worker computes; here they share the CPU evenly.
+os.environ.setdefault("RAY_worker_niceness", "0")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
@@ -116,3 +123,26 @@ def s3_server(tmp_path_factory):
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def pytest_collection_modifyitems(config, items):
+    """The long end-to-end tests first, longest first (`@pytest.mark.slow(seconds=...)`,
+    measured alone on the 2-core VM), then the other slow and Ray tests: with work stealing
+    the two workers share them instead of one worker meeting a long one at the end."""
+    def key(item) -> tuple[int, float]:
+        slow = item.get_closest_marker("slow")
+        if slow:
+            return 0, -slow.kwargs.get("seconds", 0)
+        return (1 if item.get_closest_marker("ray") else 2), 0
+
+    items.sort(key=key)
+
+
+def pytest_configure(config):
+    # Two pytest workers on two cores: each computes on one thread (torch's default is one
+    # per core, and OpenMP threads that outnumber the cores spin against each other).
+    # Trials in Ray workers and study subprocesses set their own (train.num_threads).
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)

@@ -248,6 +248,7 @@ CLUSTER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow(seconds=28)
 def test_lost_worker_node_trials_finish_on_the_head(run, tiny_data, tmp_path):
     nodes = run.start("cluster", "-c", CLUSTER, stdin=subprocess.PIPE)
     info = wait_for("the two-node cluster", lambda: next(
@@ -306,6 +307,7 @@ GROWING = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow(seconds=31)
 def test_a_study_told_to_wait_for_the_autoscaler_starts_when_a_node_joins(run, tiny_data,
                                                                           tmp_path):
     nodes = run.start("cluster", "-c", GROWING, stdin=subprocess.PIPE)
@@ -335,6 +337,7 @@ def test_a_study_told_to_wait_for_the_autoscaler_starts_when_a_node_joins(run, t
             nodes.wait(timeout=60)
 
 
+@pytest.mark.slow(seconds=48)
 def test_sigint_leaves_no_ray_processes_and_a_resumable_folder(run, tiny_data, tmp_path):
     preset = tiny_grid(tmp_path / "p.yaml", "ctrlc", lr_max=(0.005,), seeds=1, steps=SHORT)
     exp = tmp_path / "r" / "c"
@@ -359,6 +362,7 @@ def test_sigint_leaves_no_ray_processes_and_a_resumable_folder(run, tiny_data, t
           f"{len(before)} started; 2/2 after resume; no Ray process left")
 
 
+@pytest.mark.slow(seconds=41)
 def test_two_studies_at_once_keep_to_their_own_folders(run, tiny_data, tmp_path):
     presets = {"a": tiny_grid(tmp_path / "a.yaml", "a", lr_max=(0.002, 0.003), eps=(0.1,),
                               seeds=1, steps=40),
@@ -441,6 +445,7 @@ def test_nan_in_data_is_dropped_or_refused_before_ray(ray_session, tmp_path, cap
     assert not nonfinite_metrics(exp)
 
 
+@pytest.mark.slow(seconds=54)
 def test_adaptive_study_killed_in_a_wave_resumes_its_waves(run, tiny_data, tmp_path):
     from analysis.record import read_record
     from test_study import adaptive_preset

@@ -201,7 +201,7 @@ class Outage:
 
 # ----------------------------------------------------------------- end to end
 @pytest.mark.ray
-@pytest.mark.slow
+@pytest.mark.slow(seconds=130)
 def test_a_study_on_s3_survives_a_killed_driver_and_a_30_s_outage_losing_nothing(
         run, s3_server, tiny_data, tmp_path):
     """The driver is SIGKILLed mid-study; the study is resumed from the bucket alone, and
@@ -310,7 +310,7 @@ cluster.shutdown()
 
 
 @pytest.mark.ray
-@pytest.mark.slow
+@pytest.mark.slow(seconds=35)
 def test_ray_job_submit_runs_a_study_on_the_cluster_with_s3_storage(run, s3_server, tiny_data,
                                                                    tmp_path):
     """The Ray way to run on a cluster: `ray job submit --working-dir . -- python -m
