@@ -3,7 +3,7 @@
 1 PER point of the grid's best, on the same box.
 
     python benchmarks/search_efficiency.py [--levels 5] [--samples 16] [--steps 400]
-                                           [--repeats 1] [--budget-steps N]
+                                           [--repeats 1]
 
 The box is (eps, lr_max) at the official augmentation, on the log ranges of the `map`
 preset's first block (eps 1e-10 .. 1, lr_max 1e-4 .. 3e-2), day layers following lr_max

@@ -75,6 +75,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.fixture
+def free_port():
+    """A function returning a TCP port free on 127.0.0.1 at the time of the call."""
+    return _free_port
+
+
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory):
     """A local S3-compatible server (moto, from the test extras) on 127.0.0.1 with the

@@ -312,18 +312,12 @@ cluster.shutdown()
 @pytest.mark.ray
 @pytest.mark.slow(seconds=35)
 def test_ray_job_submit_runs_a_study_on_the_cluster_with_s3_storage(run, s3_server, tiny_data,
-                                                                   tmp_path):
+                                                                   tmp_path, free_port):
     """The Ray way to run on a cluster: `ray job submit --working-dir . -- python -m
     study.run grid --address auto --storage s3://...`; the Jobs API (the dashboard's Jobs
     page) lists the study, and its trials land in the bucket."""
-    import socket
     import subprocess
     import sys
-
-    def free_port() -> int:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            return sock.getsockname()[1]
 
     # the job agent's own port too: the session's Ray instance (other tests) holds Ray's
     # default (52365), and a head whose agent cannot listen takes no job
