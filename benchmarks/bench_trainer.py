@@ -7,9 +7,11 @@ augmentation noise; only the dropout masks differ between the paths):
 - steps/s of `train.cpu_path=fast` (trainable/gru.py) and `reference` (nn.GRU, nn.Dropout)
   and their ratio (target >= 1.5), measured in alternating blocks so machine noise hits both;
 - a torch.profiler breakdown of one step of each path by stage;
-- MFU = analytic matmul FLOPs per step / step time / this run's 1-thread fp32 sgemm rate
+- MFU = analytic matmul FLOPs per step as computed (the padded batch on the reference path,
+  the valid patches on the fast path) / step time / this run's 1-thread fp32 sgemm rate
   (both paths compute in fp32 on CPU: train.amp applies to CUDA only);
-- the evaluation share of a trial at the given eval_every (the grid's default: 20 of 400);
+- evaluation time of each path, its share of a trial at the given eval_every (the grid's
+  default: 20 of 400) and the ratio of whole trials (training steps and evaluations);
 - trainer / bare loop overhead (the same step with nothing around it).
 Run on an otherwise idle machine: timings on a shared 2-core VM vary by +-25%.
 """
@@ -44,18 +46,25 @@ def sgemm_rate(n: int = 1024, repeats: int = 10) -> float:
     return 2 * n**3 / min(times)
 
 
-def step_flops(batch: dict, n_features: int, cfg) -> float:
-    """Matmul FLOPs of one forward + backward pass (backward = 2x forward)."""
+def step_flops(batch: dict, n_features: int, cfg, packed: bool) -> float:
+    """Matmul FLOPs of one forward + backward pass (backward = 2x forward) as computed:
+    the GRU and output layer over every padded patch (reference path) or over the valid
+    patches only (`packed`, the fast path)."""
     b, t = batch["features"].shape[:2]
     t_out = (t - cfg.model.patch_size) // cfg.model.patch_stride + 1
+    rows = b * t_out
+    if packed:
+        # the random cut drops randint(0, random_cut) frames: (random_cut - 1) / 2 on average
+        n = batch["n_frames"] - max(cfg.augment.random_cut - 1, 0) / 2
+        rows = int(((n - cfg.model.patch_size) // cfg.model.patch_stride + 1).sum())
     h, c = cfg.model.n_units, cfg.model.n_classes
     day = 2 * b * t * n_features * n_features
     gru = 0
     width = n_features * cfg.model.patch_size
     for _ in range(cfg.model.n_layers):
-        gru += 2 * b * t_out * 3 * h * (width + h)
+        gru += 2 * rows * 3 * h * (width + h)
         width = h
-    head = 2 * b * t_out * h * c
+    head = 2 * rows * h * c
     return 3 * (day + gru + head)
 
 
@@ -84,6 +93,7 @@ BACKWARD_STAGES = {
     "_GRULayerBackward": "GRU backward (recurrence + input projection)",
     "CtcLossBackward": "CTC backward",
     "UnfoldBackward": "patching backward",
+    "IndexSelectBackward": "patching backward",
     "BmmBackward": "day layer backward",
     "ConvolutionBackward": "smoothing backward",
 }
@@ -97,7 +107,7 @@ def breakdown(model, optimizer, scheduler, params, batches, cfg, kernel, gen, st
             x, n = transform(batch["features"], batch["n_frames"], cfg.augment, kernel, gen,
                              True)
         with record_function("stage: forward"):
-            logits = model(x, batch["day"])
+            logits = model(x, batch["day"], n)
         with record_function("stage: CTC loss"):
             loss = ctc_loss_per_utterance(logits, model.output_lengths(n), batch["labels"],
                                           batch["label_lens"]).mean()
@@ -160,7 +170,8 @@ def main() -> None:
         torch.manual_seed(0)
         model = GRUDecoder(dataset.n_features, len(dataset.sessions), cfg.model)
         model.fast_cpu = path == "fast"
-        opt, sched = build_optimizer(model, cfg.optim, torch.device("cpu"))
+        opt, sched = build_optimizer(model, cfg.optim, torch.device("cpu"),
+                                     fused=path == "fast")
         gen = torch.Generator().manual_seed(0)
         stages[path] = breakdown(model, opt, sched, list(model.parameters()), batches, cfg,
                                  kernel, gen)
@@ -170,7 +181,7 @@ def main() -> None:
     torch.manual_seed(0)
     model = GRUDecoder(dataset.n_features, len(dataset.sessions), cfg.model)
     model.fast_cpu = True
-    optimizer, scheduler = build_optimizer(model, cfg.optim, torch.device("cpu"))
+    optimizer, scheduler = build_optimizer(model, cfg.optim, torch.device("cpu"), fused=True)
     gen = torch.Generator().manual_seed(0)
     params = list(model.parameters())
     queue = iter(batches)
@@ -178,7 +189,7 @@ def main() -> None:
     def bare_step():
         batch = next(queue)
         x, n = transform(batch["features"], batch["n_frames"], cfg.augment, kernel, gen, True)
-        logits = model(x, batch["day"])
+        logits = model(x, batch["day"], n)
         loss = ctc_loss_per_utterance(logits, model.output_lengths(n), batch["labels"],
                                       batch["label_lens"]).mean()
         optimizer.zero_grad(set_to_none=True)
@@ -188,19 +199,21 @@ def main() -> None:
         scheduler.step()
 
     bare = alternate({"bare": bare_step}, args.steps)["bare"]
-    eval_s = alternate({"eval": runs["fast"].evaluate}, 3, block=3)["eval"]
+    eval_s = alternate({p: r.evaluate for p, r in runs.items()}, 3, block=1)
     rate = sgemm_rate()
-    flops = sum(step_flops(b, dataset.n_features, cfg) for b in batches[3:]) / args.steps
+    flops = {path: sum(step_flops(b, dataset.n_features, cfg, path == "fast")
+                       for b in batches[3:]) / args.steps for path in ("fast", "reference")}
 
     batch = batches[3]
     print(f"proxy model: {sum(p.numel() for p in params):,} parameters, batch "
           f"{tuple(batch['features'].shape)}; {args.steps} steps per path, 1 thread")
     print(f"1-thread fp32 sgemm (1024^3): {rate / 1e9:.1f} GFLOP/s; analytic matmul FLOPs "
-          f"per step: {flops / 1e9:.3f} GFLOP")
+          f"per step as computed: {flops['reference'] / 1e9:.3f} GFLOP over the padded batch "
+          f"(reference), about {flops['fast'] / 1e9:.3f} GFLOP over the valid patches (fast)")
     print(f"reference path (nn.GRU): {ref * 1e3:6.1f} ms/step  {1 / ref:5.2f} steps/s  "
-          f"MFU {flops / ref / rate:.3f}")
+          f"MFU {flops['reference'] / ref / rate:.3f}")
     print(f"fast path (trainable.gru): {fast * 1e3:6.1f} ms/step  {1 / fast:5.2f} steps/s  "
-          f"MFU {flops / fast / rate:.3f}")
+          f"MFU {flops['fast'] / fast / rate:.3f}")
     print(f"fast / reference steps/s = {ref / fast:.2f}x   (target >= 1.5)")
     for path in ("reference", "fast"):
         ms, wall = stages[path]
@@ -209,10 +222,13 @@ def main() -> None:
         for name, value in sorted(ms.items(), key=lambda kv: kv[0].startswith("  ")):
             print(f"  {name:<52} {value:7.1f}")
     evals = args.budget // args.eval_every + 1
-    train_s = args.budget * fast
-    print(f"\nevaluation: {eval_s * 1e3:.0f} ms each; {evals} evaluations in a "
-          f"{args.budget}-step trial = {evals * eval_s / (evals * eval_s + train_s):.1%} of "
-          "its compute on the fast path")
+    trial = {p: args.budget * per_step[p] + evals * eval_s[p] for p in per_step}
+    print(f"\nevaluation: {eval_s['reference'] * 1e3:.0f} ms reference, "
+          f"{eval_s['fast'] * 1e3:.0f} ms fast; {evals} evaluations in a {args.budget}-step "
+          f"trial = {evals * eval_s['fast'] / trial['fast']:.1%} of its compute on the fast "
+          "path")
+    print(f"a {args.budget}-step trial with its evaluations: reference {trial['reference']:.1f} "
+          f"s, fast {trial['fast']:.1f} s = {trial['reference'] / trial['fast']:.2f}x")
     print(f"trainer / bare loop (fast path) = {fast / bare:.3f}   (target <= 1.05)")
 
 

@@ -6,8 +6,10 @@
 Trains the proxy at three settings (the official proxy setting; eps = 1e-8; lr_max = 0.002,
 the others official) with seeds 1..N on both paths (train.cpu_path = fast | reference), the
 budget and schedule of the grid study's default trials. Seed k draws the same initial weights,
-batches and augmentation noise on both paths; only the dropout masks differ (the fast path
-draws them with torch.rand), so a pair of runs differs by dropout noise plus float rounding.
+batches and augmentation noise on both paths; the dropout masks differ (the fast path draws
+them with torch.rand, and the masks between GRU layers over the valid patches only), and the
+fast path computes only the valid patches and uses the fused AdamW kernel, which agree with
+the reference to float rounding; so a pair of runs differs by dropout noise plus rounding.
 
 Prints per setting: each path's final val PER (mean, seed sd, runs), outcomes, the paired
 difference fast - reference with a t interval, and the seed noise it is measured against; then

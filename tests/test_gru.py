@@ -4,7 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from trainable.gru import bptt_gru, dropout
+from trainable.config import ModelConfig
+from trainable.gru import bptt_gru, dropout, packed_gru, packing
+from trainable.model import GRUDecoder
 from trainable.loop import TrainingRun
 
 
@@ -67,6 +69,83 @@ def test_bptt_gru_applies_dropout_between_layers_only_in_training():
     b = bptt_gru(gru, x, h0)
     torch.testing.assert_close(a, b)  # same seed, same masks
     assert not torch.allclose(a, gru.eval()(x, h0)[0], atol=1e-3)
+
+
+def test_packing_orders_each_timestep_longest_first():
+    seq, step, sizes = packing(torch.tensor([2, 3, 1, 3]))
+    assert sizes == [4, 3, 2]
+    assert step.tolist() == [0, 0, 0, 0, 1, 1, 1, 2, 2]
+    assert seq.tolist() == [1, 3, 0, 2, 1, 3, 0, 1, 3]  # ties keep batch order
+
+
+@pytest.mark.parametrize("n_layers", [1, 3])
+def test_packed_gru_equals_nn_gru_on_every_sequence_s_own_frames(n_layers):
+    """Over a packed batch, outputs of the valid timesteps and every gradient equal
+    nn.GRU's on the padded batch (whose padding reaches no valid output)."""
+    torch.manual_seed(3)
+    gru = nn.GRU(7, 9, num_layers=n_layers, batch_first=True)
+    with torch.no_grad():
+        for name, p in gru.named_parameters():
+            if "bias" in name:
+                p.uniform_(-0.5, 0.5)
+    lengths = torch.tensor([5, 11, 1, 11, 8, 3])
+    x = torch.randn(6, 11, 7, requires_grad=True)
+    h0 = torch.randn(n_layers, 6, 9, requires_grad=True)
+    valid = torch.arange(11)[None, :] < lengths[:, None]
+    weight = torch.randn(6, 11, 9) * valid[..., None]  # the loss reads valid outputs only
+
+    ref, _ = gru(x, h0)
+    (ref * weight).sum().backward()
+    ref_grads = _grads(gru, [x, h0])
+    seq, step, sizes = packing(lengths)
+    order = seq[:sizes[0]]
+    out = packed_gru(gru, x[seq, step], h0[:, order], sizes)
+    (out * weight[seq, step]).sum().backward()
+    grads = _grads(gru, [x, h0])
+
+    assert out.shape == (int(lengths.sum()), 9)
+    torch.testing.assert_close(out, ref[seq, step], rtol=1e-5, atol=1e-6)
+    names = [n for n, _ in gru.named_parameters()] + ["input", "h0"]
+    for name, a, b in zip(names, grads, ref_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=f"gradient of {name}")
+
+
+def test_packed_gru_refuses_sizes_that_grow():
+    gru = nn.GRU(3, 4)
+    with pytest.raises(ValueError, match="non-increasing"):
+        packed_gru(gru, torch.zeros(5, 3), torch.zeros(1, 2, 4), [2, 3])
+
+
+def test_decoder_fast_path_computes_the_valid_patches_as_the_official_model():
+    """The fast CPU path of GRUDecoder, given each trial's frames, returns the official
+    model's logits on every valid patch (0 after a trial's output length) and the same
+    gradient for every parameter."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(n_units=16, n_layers=2, rnn_dropout=0.0, input_dropout=0.0,
+                      patch_size=14, patch_stride=4)
+    model = GRUDecoder(8, 3, cfg).train()
+    x, day = torch.randn(4, 60, 8), torch.tensor([0, 2, 1, 0])
+    n_frames = torch.tensor([60, 33, 14, 51])
+    lengths = model.output_lengths(n_frames)  # 12, 5, 1, 10 of 12 patches
+    valid = (torch.arange(12)[None, :] < lengths[:, None])[..., None]
+    weight = torch.randn(4, 12, cfg.n_classes)
+    results = {}
+    for fast in (False, True):
+        model.fast_cpu = fast
+        model.zero_grad(set_to_none=True)
+        logits = model(x, day, n_frames)
+        (logits * weight * valid).sum().backward()
+        results[fast] = logits.detach(), {n: p.grad for n, p in model.named_parameters()}
+    (ref, ref_grads), (fast, fast_grads) = results[False], results[True]
+    torch.testing.assert_close(fast * valid, ref * valid, rtol=1e-5, atol=1e-6)
+    assert torch.equal(fast * ~valid, torch.zeros_like(fast))
+    assert ref_grads.keys() == fast_grads.keys()
+    for name, grad in ref_grads.items():
+        if grad is None:  # a day absent from the batch
+            assert fast_grads[name] is None, name
+        else:
+            torch.testing.assert_close(fast_grads[name], grad, rtol=1e-4, atol=1e-6,
+                                       msg=f"gradient of {name}")
 
 
 def test_bptt_gru_refuses_what_it_does_not_implement():

@@ -68,7 +68,9 @@ class TrainingRun:
         # torch.compile is for the CUDA run; a compiled CPU model keeps nn.GRU.
         self.model.fast_cpu = cfg.train.cpu_path == "fast" and not cfg.train.compile
         self.forward = torch.compile(self.model) if cfg.train.compile else self.model
-        self.optimizer, self.scheduler = build_optimizer(self.model, cfg.optim, self.device)
+        self.optimizer, self.scheduler = build_optimizer(
+            self.model, cfg.optim, self.device,
+            fused=self.device.type == "cuda" or self.model.fast_cpu)
         self.sampler = DayBatchSampler(dataset.train, cfg.data.batch_size,
                                        cfg.data.days_per_batch, cfg.data.seed)
         # A stream of its own, so augmentation noise never replays the init stream.
@@ -109,7 +111,7 @@ class TrainingRun:
         with self._autocast():
             x, n_frames = transform(batch["features"], batch["n_frames"], self.cfg.augment,
                                     self.kernel, self.aug_gen, train=True)
-            logits = self.forward(x, batch["day"])
+            logits = self.forward(x, batch["day"], n_frames)
             out_lens = self.model.output_lengths(n_frames)
             loss = ctc_loss_per_utterance(logits, out_lens, batch["labels"],
                                           batch["label_lens"]).mean()
@@ -151,7 +153,7 @@ class TrainingRun:
             with self._autocast():
                 x, n_frames = transform(batch["features"], batch["n_frames"],
                                         self.cfg.augment, self.kernel, None, train=False)
-                logits = self.forward(x, batch["day"])
+                logits = self.forward(x, batch["day"], n_frames)
                 out_lens = self.model.output_lengths(n_frames)
                 loss = ctc_loss_per_utterance(logits, out_lens, batch["labels"],
                                               batch["label_lens"])

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from trainable.config import ModelConfig
-from trainable.gru import bptt_gru, dropout
+from trainable.gru import bptt_gru, dropout, packed_gru, packing
 
 
 def patches(x: torch.Tensor, size: int, stride: int) -> torch.Tensor:
@@ -45,27 +45,53 @@ class GRUDecoder(nn.Module):
         self.out = nn.Linear(cfg.n_units, cfg.n_classes)
         nn.init.xavier_uniform_(self.out.weight)
         self.h0 = nn.Parameter(nn.init.xavier_uniform_(torch.zeros(1, 1, cfg.n_units)))
-        # Training on CPU through trainable.gru (same equations, hand-written backward,
-        # cheaper dropout masks); set by the trainer from train.cpu_path. Evaluation and CUDA
-        # always use nn.GRU and nn.Dropout.
+        # On CPU, training and evaluation through trainable.gru (same equations over the
+        # valid patches only, hand-written backward, cheaper dropout masks); set by the
+        # trainer from train.cpu_path. CUDA always uses nn.GRU (cuDNN) and nn.Dropout.
         self.fast_cpu = False
 
     def output_lengths(self, n_frames: torch.Tensor) -> torch.Tensor:
         return torch.div(n_frames - self.patch_size, self.patch_stride,
                          rounding_mode="floor") + 1
 
-    def forward(self, x: torch.Tensor, day: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, day: torch.Tensor,
+                n_frames: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits [B, T', n_classes] of x [B, T, F]. Given each trial's valid frames
+        (`n_frames`), the fast CPU training path computes only the patches inside them
+        (the logits after a trial's output length are then 0; CTC never reads them)."""
         # Separate parameters per day (as the official ParameterList): days absent from a
         # batch get no gradient, so AdamW leaves them and their moments untouched.
         days = day.tolist()  # one host sync per batch
         weights = torch.stack([self.day_weights[d] for d in days])
         biases = torch.cat([self.day_biases[d] for d in days]).unsqueeze(1)
         x = torch.einsum("btd,bdk->btk", x, weights) + biases
-        fast = (self.fast_cpu and self.training and x.device.type == "cpu"
-                and torch.is_grad_enabled())
+        cpu_fast = self.fast_cpu and x.device.type == "cpu"
+        fast = cpu_fast and self.training and torch.is_grad_enabled()
         x = self.day_layer_activation(x)
         x = dropout(x, self.day_layer_dropout.p) if fast else self.day_layer_dropout(x)
+        if cpu_fast and n_frames is not None:
+            lengths = self.output_lengths(n_frames.cpu())
+            if int(lengths.min()) >= 1:
+                return self._packed(x, lengths)
         x = patches(x, self.patch_size, self.patch_stride)
         h0 = self.h0.expand(self.n_layers, x.shape[0], -1).contiguous()
         y = bptt_gru(self.gru, x, h0) if fast else self.gru(x, h0)[0]
         return self.out(y)
+
+    def _packed(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The GRU and output layer over the valid patches only (trainable.gru.packed_gru)."""
+        batch, t_len, n_features = x.shape
+        t_out = (t_len - self.patch_size) // self.patch_stride + 1
+        seq, step, sizes = packing(lengths.clamp(max=t_out))
+        # Patch rows gathered straight from the frames (the layout of `patches`: frame k of
+        # the patch, then channel); the gather's backward adds the overlapping windows up.
+        first = seq * t_len + step * self.patch_stride
+        frames = (first[:, None] + torch.arange(self.patch_size)).view(-1)
+        x = x.reshape(batch * t_len, n_features).index_select(0, frames)
+        x = x.view(len(seq), self.patch_size * n_features)
+        # Every trial starts from the same learnt state, so the packed order needs no h0 rows
+        # of its own.
+        h0 = self.h0.expand(self.n_layers, batch, -1).contiguous()
+        logits = self.out(packed_gru(self.gru, x, h0, sizes))
+        padded = logits.new_zeros(batch * t_out, logits.shape[1])
+        return padded.index_copy(0, seq * t_out + step, logits).view(batch, t_out, -1)

