@@ -514,6 +514,13 @@ def paired_step_ratios(rule: StepsRatio, runs: Runs, cell: np.ndarray, ref: np.n
     return np.asarray(ratios, dtype=float), skipped
 
 
+def ratio_text(value: float) -> str:
+    """A ratio of steps for the one-line summary: 'never' where the cell's runs never reach
+    the threshold (+inf), and at least 0 (an interval end below 0, or -inf where too few
+    seeds bound it, says no more than 0 about a ratio of positive step counts)."""
+    return "never" if value == np.inf else f"x{max(value, 0.0):.2f}"
+
+
 def steps_ratio(rule: StepsRatio, runs: Runs, alpha: float) -> Result:
     result = Result(f"median over seeds of steps to {rule.threshold_factor:g}x the reference "
                     f"run's final PER: ({describe(rule.cell)}) / ({describe(rule.reference)})")
@@ -532,8 +539,9 @@ def steps_ratio(rule: StepsRatio, runs: Runs, alpha: float) -> Result:
     result.estimate, result.ci_low, result.ci_high, result.n = cs.estimate, cs.low, cs.high, cs.n
     result.null, result.bound = 1.0, rule.min_ratio
     never = int(np.isinf(ratios).sum())
-    result.effect = (f"x{cs.estimate:.2f} [{cs.low:.2f}, {cs.high:.2f}] ({never}/{cs.n} "
-                     "seeds never reached the threshold)" if cs.n else "")
+    result.effect = (f"{ratio_text(cs.estimate)} [{ratio_text(cs.low)}, "
+                     f"{ratio_text(cs.high)}] ({never}/{cs.n} seeds never reached the "
+                     "threshold)" if cs.n else "")
     # Sign tests behind the two decisions: P(ratio > 1) > 1/2, P(ratio < min_ratio) > 1/2.
     result.to_support = sequential.replicates_to_exclude(ratios > 1.0, 0.0, 1.0, 0.5, alpha)
     result.to_refute = sequential.replicates_to_exclude(ratios < rule.min_ratio, 0.0, 1.0,

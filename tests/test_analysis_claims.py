@@ -207,6 +207,18 @@ def test_steps_ratio(slow_steps, verdict):
     assert row["verdict"] == verdict and row["n"] == 12
     expected = slow_steps / 101 if slow_steps else math.inf
     assert row["estimate"] == pytest.approx(expected)
+    if slow_steps is None:  # the summary says so in words, not "xinf [-inf, inf]"
+        assert row["effect"].startswith("never [") and "inf" not in row["effect"]
+        assert row["effect"].endswith("(12/12 seeds never reached the threshold)")
+    else:
+        assert row["effect"].startswith(f"x{expected:.2f} [x")
+
+
+def test_ratio_text_writes_unreached_as_never_and_floors_at_zero():
+    assert claims.ratio_text(math.inf) == "never"
+    assert claims.ratio_text(-math.inf) == "x0.00"
+    assert claims.ratio_text(-0.3) == "x0.00"
+    assert claims.ratio_text(1.456) == "x1.46"
 
 
 def test_any_of_splits_alpha_between_its_parts():

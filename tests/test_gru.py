@@ -69,6 +69,11 @@ def test_bptt_gru_applies_dropout_between_layers_only_in_training():
     b = bptt_gru(gru, x, h0)
     torch.testing.assert_close(a, b)  # same seed, same masks
     assert not torch.allclose(a, gru.eval()(x, h0)[0], atol=1e-3)
+    # nothing drops the input of the first layer: one layer trains as it evaluates
+    with pytest.warns(UserWarning, match="dropout"):
+        single = nn.GRU(6, 8, num_layers=1, dropout=0.5, batch_first=True)
+    torch.testing.assert_close(bptt_gru(single.train(), x, h0[:1]),
+                               single.eval()(x, h0[:1])[0], rtol=1e-5, atol=1e-6)
 
 
 def test_packing_orders_each_timestep_longest_first():
@@ -177,6 +182,7 @@ def test_fast_and_reference_paths_train_alike_step_by_step(tiny_data, tiny_confi
         run = TrainingRun(cfg, load_dataset_cached(tiny_data, cfg))
         reports[path] = list(run)
         assert run.model.fast_cpu is (path == "fast")
+        assert run.optimizer.defaults["fused"] is (path == "fast")  # official fused=True
     fast, ref = reports["fast"], reports["reference"]
     assert [r["step"] for r in fast] == [r["step"] for r in ref]
     for a, b in zip(fast, ref, strict=True):

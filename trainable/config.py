@@ -127,10 +127,11 @@ class TrainConfig(_Section):
     compile: bool = False
     # torch intra-op threads; None leaves torch's default. Keep at the trial's CPU count.
     num_threads: int | None = Field(None, gt=0)
-    # How a CPU run trains the GRU: "fast" backpropagates through time by hand
-    # (trainable/gru.py: the nn.GRU equations, gradients equal to float32 rounding) and draws
-    # dropout masks with torch.rand; "reference" uses nn.GRU and nn.Dropout as the official
-    # code. Evaluation and CUDA runs are the same either way.
+    # How a CPU run trains and evaluates the GRU: "fast" runs it over each trial's valid
+    # patches only and backpropagates through time by hand (trainable/gru.py: the nn.GRU
+    # equations, outputs and gradients equal to float32 rounding), draws dropout masks with
+    # torch.rand and steps the fused AdamW; "reference" uses nn.GRU over the padded batch,
+    # nn.Dropout and the foreach AdamW. CUDA runs are the same either way.
     cpu_path: Literal["fast", "reference"] = "fast"
 
 

@@ -24,6 +24,8 @@ only), its mask drawn from the global torch generator as `dropout` below. CUDA k
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import torch
 from torch import nn
 
@@ -129,7 +131,7 @@ def packed_gru(gru: nn.GRU, x: torch.Tensor, h0: torch.Tensor, sizes: list[int]
     h0 [layers, sizes[0], H]. Dropout between layers as nn.GRU's in training mode.
     Parameters are `gru`'s own, so gradients land where the optimizer expects them."""
     _check(gru)
-    if not sizes or sizes[-1] < 1 or any(a < b for a, b in zip(sizes, sizes[1:])):
+    if not sizes or sizes[-1] < 1 or any(a < b for a, b in pairwise(sizes)):
         raise ValueError("packed_gru: sizes must be positive and non-increasing")
     sizes = tuple(sizes)
     y = x
