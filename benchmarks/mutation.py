@@ -2,6 +2,7 @@
 
     pip install mutmut                      # 3.x
     python benchmarks/mutation.py trainer   # trainable/monitor.py, decode.py, augment.py
+    python benchmarks/mutation.py gru       # trainable/gru.py, model.py (the fast CPU path)
     python benchmarks/mutation.py analysis --sample 250   # analysis/stats.py, claims.py,
                                             # sequential.py, study/planner.py: a sample
 
@@ -32,6 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 GROUPS = {
     "trainer": (["trainable/monitor.py", "trainable/decode.py", "trainable/augment.py"],
                 ["tests/test_monitor.py", "tests/test_trainer.py", "tests/test_gru.py"]),
+    "gru": (["trainable/gru.py", "trainable/model.py"],
+            ["tests/test_gru.py", "tests/test_trainer.py"]),
     "analysis": (["analysis/stats.py", "analysis/claims.py", "analysis/sequential.py",
                   "study/planner.py"],
                  ["tests/test_analysis_stats.py", "tests/test_analysis_claims.py",
