@@ -93,11 +93,12 @@ def test_packed_gru_equals_nn_gru_on_every_sequence_s_own_frames(n_layers):
         for name, p in gru.named_parameters():
             if "bias" in name:
                 p.uniform_(-0.5, 0.5)
-    lengths = torch.tensor([5, 11, 1, 11, 8, 3])
-    x = torch.randn(6, 11, 7, requires_grad=True)
-    h0 = torch.randn(n_layers, 6, 9, requires_grad=True)
+    # more sequences than hidden units, so that no shape test can confuse the two
+    lengths = torch.tensor([5, 11, 1, 11, 8, 3, 2, 11, 7, 7, 10, 4])
+    x = torch.randn(12, 11, 7, requires_grad=True)
+    h0 = torch.randn(n_layers, 12, 9, requires_grad=True)
     valid = torch.arange(11)[None, :] < lengths[:, None]
-    weight = torch.randn(6, 11, 9) * valid[..., None]  # the loss reads valid outputs only
+    weight = torch.randn(12, 11, 9) * valid[..., None]  # the loss reads valid outputs only
 
     ref, _ = gru(x, h0)
     (ref * weight).sum().backward()
@@ -115,10 +116,11 @@ def test_packed_gru_equals_nn_gru_on_every_sequence_s_own_frames(n_layers):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=f"gradient of {name}")
 
 
-def test_packed_gru_refuses_sizes_that_grow():
+@pytest.mark.parametrize("sizes", [[2, 3], [2, 0], []])
+def test_packed_gru_refuses_sizes_that_grow_or_reach_zero(sizes):
     gru = nn.GRU(3, 4)
-    with pytest.raises(ValueError, match="non-increasing"):
-        packed_gru(gru, torch.zeros(5, 3), torch.zeros(1, 2, 4), [2, 3])
+    with pytest.raises(ValueError, match="positive and non-increasing"):
+        packed_gru(gru, torch.zeros(5, 3), torch.zeros(1, 2, 4), sizes)
 
 
 def test_decoder_fast_path_computes_the_valid_patches_as_the_official_model():
@@ -144,6 +146,7 @@ def test_decoder_fast_path_computes_the_valid_patches_as_the_official_model():
     (ref, ref_grads), (fast, fast_grads) = results[False], results[True]
     torch.testing.assert_close(fast * valid, ref * valid, rtol=1e-5, atol=1e-6)
     assert torch.equal(fast * ~valid, torch.zeros_like(fast))
+    assert (ref * ~valid).abs().sum() > 0  # the official model runs over the padding too
     assert ref_grads.keys() == fast_grads.keys()
     for name, grad in ref_grads.items():
         if grad is None:  # a day absent from the batch
@@ -153,9 +156,37 @@ def test_decoder_fast_path_computes_the_valid_patches_as_the_official_model():
                                        msg=f"gradient of {name}")
 
 
-def test_bptt_gru_refuses_what_it_does_not_implement():
-    with pytest.raises(ValueError, match="unidirectional"):
-        bptt_gru(nn.GRU(3, 4, bidirectional=True), torch.zeros(2, 1, 3), torch.zeros(2, 1, 4))
+def test_decoder_fast_path_without_frame_counts_runs_over_the_padded_batch():
+    torch.manual_seed(1)
+    cfg = ModelConfig(n_units=16, n_layers=2, rnn_dropout=0.0, input_dropout=0.0,
+                      patch_size=14, patch_stride=4)
+    model = GRUDecoder(8, 2, cfg).train()
+    x, day = torch.randn(3, 40, 8), torch.tensor([1, 0, 1])
+    ref = model(x, day)
+    model.fast_cpu = True
+    torch.testing.assert_close(model(x, day), ref, rtol=1e-5, atol=1e-6)
+
+
+def test_decoder_fast_path_evaluates_without_dropout_as_the_official_model():
+    """In eval mode nothing is dropped on either path, whatever the dropout settings."""
+    torch.manual_seed(2)
+    cfg = ModelConfig(n_units=16, n_layers=3, rnn_dropout=0.5, input_dropout=0.5,
+                      patch_size=14, patch_stride=4)
+    model = GRUDecoder(8, 2, cfg).eval()
+    x, day, n_frames = torch.randn(3, 50, 8), torch.tensor([1, 0, 1]), torch.tensor([50, 30, 41])
+    valid = (torch.arange(10)[None, :] < model.output_lengths(n_frames)[:, None])[..., None]
+    with torch.no_grad():
+        ref = model(x, day, n_frames)
+        model.fast_cpu = True
+        fast = model(x, day, n_frames)
+    torch.testing.assert_close(fast * valid, ref * valid, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs", [{"bidirectional": True}, {"bias": False}])
+def test_bptt_gru_refuses_what_it_does_not_implement(kwargs):
+    gru = nn.GRU(3, 4, **kwargs)
+    with pytest.raises(ValueError, match="only unidirectional GRUs with biases and no proj"):
+        bptt_gru(gru, torch.zeros(2, 1, 3), torch.zeros(2, 1, 4))
 
 
 def test_dropout_keeps_1_minus_p_scaled_by_its_inverse():

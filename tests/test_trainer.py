@@ -238,6 +238,11 @@ def test_official_initialisation():
     assert torch.allclose(w_hh.T @ w_hh, torch.eye(8), atol=1e-5)  # orthogonal (2304x768 shape)
     bound = math.sqrt(6 / (8 + 8))  # xavier_uniform on h0 of shape (1, 1, 8)
     assert model.h0.abs().max() <= bound and model.h0.shape == (1, 1, 8)
+    # xavier_uniform on the input weights (nn.GRU's own init would reach 1/sqrt(8) = 0.35)
+    w_ih = model.gru.weight_ih_l0.data  # [24, 84]
+    bound = math.sqrt(6 / (24 + 84))
+    assert w_ih.abs().max() <= bound and w_ih.abs().max() > 0.9 * bound
+    assert not model.fast_cpu  # the official modules unless the trainer asks
 
 
 def test_training_augmentations_run_in_the_official_order():

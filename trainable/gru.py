@@ -121,7 +121,7 @@ class _GRULayer(torch.autograd.Function):
 
 def _check(gru: nn.GRU) -> None:
     if gru.bidirectional or not gru.bias or gru.proj_size:
-        raise ValueError("bptt_gru: only unidirectional GRUs with biases and no projection")
+        raise ValueError("trainable.gru: only unidirectional GRUs with biases and no projection")
 
 
 def packed_gru(gru: nn.GRU, x: torch.Tensor, h0: torch.Tensor, sizes: list[int]

@@ -57,8 +57,9 @@ class GRUDecoder(nn.Module):
     def forward(self, x: torch.Tensor, day: torch.Tensor,
                 n_frames: torch.Tensor | None = None) -> torch.Tensor:
         """Logits [B, T', n_classes] of x [B, T, F]. Given each trial's valid frames
-        (`n_frames`), the fast CPU training path computes only the patches inside them
-        (the logits after a trial's output length are then 0; CTC never reads them)."""
+        (`n_frames`), the fast CPU path (training and evaluation) computes only the patches
+        inside them (the logits after a trial's output length are then 0; CTC and the
+        decoder never read them)."""
         # Separate parameters per day (as the official ParameterList): days absent from a
         # batch get no gradient, so AdamW leaves them and their moments untouched.
         days = day.tolist()  # one host sync per batch
