@@ -84,7 +84,11 @@ def test_packing_orders_each_timestep_longest_first():
 
 
 @pytest.mark.parametrize("n_layers", [1, 3])
-def test_packed_gru_equals_nn_gru_on_every_sequence_s_own_frames(n_layers):
+@pytest.mark.parametrize("lengths", [
+    [5, 11, 1, 11, 8, 3, 2, 11, 7, 7, 10, 4],  # more sequences than hidden units
+    [1, 11, 11],  # one sequence ends after the first timestep, the others run to the end
+])
+def test_packed_gru_equals_nn_gru_on_every_sequence_s_own_frames(n_layers, lengths):
     """Over a packed batch, outputs of the valid timesteps and every gradient equal
     nn.GRU's on the padded batch (whose padding reaches no valid output)."""
     torch.manual_seed(3)
@@ -93,12 +97,12 @@ def test_packed_gru_equals_nn_gru_on_every_sequence_s_own_frames(n_layers):
         for name, p in gru.named_parameters():
             if "bias" in name:
                 p.uniform_(-0.5, 0.5)
-    # more sequences than hidden units, so that no shape test can confuse the two
-    lengths = torch.tensor([5, 11, 1, 11, 8, 3, 2, 11, 7, 7, 10, 4])
-    x = torch.randn(12, 11, 7, requires_grad=True)
-    h0 = torch.randn(n_layers, 12, 9, requires_grad=True)
+    lengths = torch.tensor(lengths)
+    batch = len(lengths)
+    x = torch.randn(batch, 11, 7, requires_grad=True)
+    h0 = torch.randn(n_layers, batch, 9, requires_grad=True)
     valid = torch.arange(11)[None, :] < lengths[:, None]
-    weight = torch.randn(12, 11, 9) * valid[..., None]  # the loss reads valid outputs only
+    weight = torch.randn(batch, 11, 9) * valid[..., None]  # the loss reads valid outputs only
 
     ref, _ = gru(x, h0)
     (ref * weight).sum().backward()
@@ -116,7 +120,18 @@ def test_packed_gru_equals_nn_gru_on_every_sequence_s_own_frames(n_layers):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=f"gradient of {name}")
 
 
-@pytest.mark.parametrize("sizes", [[2, 3], [2, 0], []])
+def test_bptt_gru_input_gradient_without_a_gradient_for_h0():
+    torch.manual_seed(4)
+    gru = nn.GRU(5, 6, batch_first=True)
+    x = torch.randn(3, 8, 5, requires_grad=True)
+    h0 = torch.zeros(1, 3, 6)  # a fixed state: only the input asks for a gradient
+    gru(x, h0)[0].sum().backward()
+    expected, x.grad = x.grad, None
+    bptt_gru(gru, x, h0).sum().backward()
+    torch.testing.assert_close(x.grad, expected, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("sizes", [[2, 3], [2, 0], [0], []])
 def test_packed_gru_refuses_sizes_that_grow_or_reach_zero(sizes):
     gru = nn.GRU(3, 4)
     with pytest.raises(ValueError, match="positive and non-increasing"):
@@ -180,6 +195,8 @@ def test_decoder_fast_path_evaluates_without_dropout_as_the_official_model():
         model.fast_cpu = True
         fast = model(x, day, n_frames)
     torch.testing.assert_close(fast * valid, ref * valid, rtol=1e-5, atol=1e-6)
+    # with gradients on (a check outside the trainer's no_grad evaluation) as well
+    torch.testing.assert_close(model(x, day, n_frames).detach(), fast)
 
 
 @pytest.mark.parametrize("kwargs", [{"bidirectional": True}, {"bias": False}])

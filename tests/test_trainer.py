@@ -1,4 +1,5 @@
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -242,7 +243,23 @@ def test_official_initialisation():
     w_ih = model.gru.weight_ih_l0.data  # [24, 84]
     bound = math.sqrt(6 / (24 + 84))
     assert w_ih.abs().max() <= bound and w_ih.abs().max() > 0.9 * bound
-    assert not model.fast_cpu  # the official modules unless the trainer asks
+    assert model.fast_cpu is False  # the official modules unless the trainer asks
+    # dropout between GRU layers only where there are two or more
+    assert model.gru.dropout == 0.4
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nn.GRU warns of dropout on a single layer
+        assert GRUDecoder(6, 2, ModelConfig(n_units=8, n_layers=1)).gru.dropout == 0.0
+
+
+def test_day_layer_adds_its_bias_before_the_softsign():
+    torch.manual_seed(0)
+    model = GRUDecoder(6, 2, ModelConfig(n_units=8, n_layers=2)).eval()
+    x, day = torch.randn(2, 30, 6), torch.tensor([1, 1])
+    shift = torch.randn(1, 6)
+    with torch.no_grad():
+        plain = model(x + shift, day)
+        model.day_biases[1].copy_(shift)
+        torch.testing.assert_close(model(x, day), plain, rtol=1e-5, atol=1e-6)
 
 
 def test_training_augmentations_run_in_the_official_order():
