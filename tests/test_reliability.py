@@ -73,12 +73,34 @@ def processes_of(ray_tmp: Path) -> list[int]:
     return pids
 
 
+def signal_all(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+
+def held(condition: Callable[[], object], pids: Callable[[object], list[int]]
+         ) -> Callable[[], object]:
+    """`condition` for wait_for, made to hold until the test acts on it. Trials of the tiny
+    model run hundreds of steps a second, so a trial seen half-way may finish before a
+    kill lands. Once `condition` is seen, the processes `pids(value)` are stopped
+    (SIGSTOP) and it is checked again: if it still holds, nothing moves until the test
+    kills them; if not, they go on and the wait goes on."""
+    def check():
+        if not (value := condition()):
+            return value
+        stopped = pids(value)
+        signal_all(stopped, signal.SIGSTOP)
+        if not (value := condition()):
+            signal_all(stopped, signal.SIGCONT)
+        return value
+    return check
+
+
 def kill_all(ray_tmp: Path, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while (pids := processes_of(ray_tmp)) and time.monotonic() < deadline:
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        signal_all(pids, signal.SIGKILL)
         time.sleep(0.2)
     assert not processes_of(ray_tmp)
 
@@ -268,9 +290,10 @@ def test_lost_worker_node_trials_finish_on_the_head(run, tiny_data, tmp_path):
                     return name, len(rows), rows[-1]["pid"]
             return None
 
+        # the trial's own process is held still until the node goes
         moved, n_before, old_pid = wait_for("a trial half-way on the worker node",
-                                            on_worker_node_midway, driver,
-                                            log=lambda: run.log("driver"))
+                                            held(on_worker_node_midway, lambda v: [v[2]]),
+                                            driver, log=lambda: run.log("driver"))
         nodes.stdin.write("remove\n")
         nodes.stdin.flush()
         wait_for("the node removal", lambda: "removed" in run.log("cluster"), nodes)
@@ -458,8 +481,9 @@ def test_adaptive_study_killed_in_a_wave_resumes_its_waves(run, tiny_data, tmp_p
         rows = trial_rows(exp / "wave-02")
         return any(len(r) >= 4 and not is_done(r) for r in rows.values())
 
-    wait_for("the second wave half-way", second_wave_midway, driver, timeout=300,
-             log=lambda: run.log("first"))
+    wait_for("the second wave half-way",
+             held(second_wave_midway, lambda _: processes_of(run.ray_tmp)), driver,
+             timeout=300, log=lambda: run.log("first"))
     os.killpg(driver.pid, signal.SIGKILL)
     driver.wait()
     kill_all(run.ray_tmp)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from analysis.storage import resolve_storage, split_study_uri
-from test_reliability import (EVAL_EVERY, ROOT, STEPS, Run, is_done, kill_all, new_rows,
+from test_reliability import (EVAL_EVERY, ROOT, STEPS, Run, held, is_done, kill_all, new_rows,
                               processes_of, tiny_grid, trial_rows, tune_state, wait_for)
 from test_study import TINY_SET, run_cli
 
@@ -200,12 +200,6 @@ class Outage:
 
 
 # ----------------------------------------------------------------- end to end
-def signal_all(pids: list[int], sig: int) -> None:
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
-
-
 @pytest.mark.ray
 @pytest.mark.slow(seconds=130)
 def test_a_study_on_s3_survives_a_killed_driver_and_a_30_s_outage_losing_nothing(
@@ -229,21 +223,9 @@ def test_a_study_on_s3_survives_a_killed_driver_and_a_30_s_outage_losing_nothing
         midway = [n for n, r in rows.items() if len(r) >= 5 and not is_done(r)]
         return len(done) >= 2 and midway
 
-    def frozen_there():
-        # Trials of the tiny model run a few hundred steps a second, so a trial seen
-        # half-way may finish before the kill lands. Seen so, every process of the study is
-        # stopped (SIGSTOP) and the bucket read again: if it still shows the state, it is
-        # exactly what the kill leaves; if not, they go on.
-        if not finished_and_midway():
-            return False
-        pids = processes_of(run.ray_tmp)
-        signal_all(pids, signal.SIGSTOP)
-        if finished_and_midway():
-            return True
-        signal_all(pids, signal.SIGCONT)
-        return False
-
-    wait_for("2 trials finished and one half-way in the bucket", frozen_there, driver,
+    # every process of the study held still once seen, so the kill leaves what was seen
+    wait_for("2 trials finished and one half-way in the bucket",
+             held(finished_and_midway, lambda _: processes_of(run.ray_tmp)), driver,
              timeout=400, log=lambda: run.log("first"))
     os.killpg(driver.pid, signal.SIGKILL)
     driver.wait()
