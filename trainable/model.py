@@ -82,7 +82,7 @@ class GRUDecoder(nn.Module):
     def _packed(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """The GRU and output layer over the valid patches only (trainable.gru.packed_gru)."""
         batch, t_len, n_features = x.shape
-        t_out = (t_len - self.patch_size) // self.patch_stride + 1
+        t_out = int(self.output_lengths(torch.tensor(t_len)))  # patches of the padded batch
         seq, step, sizes = packing(lengths.clamp(max=t_out))
         # Patch rows gathered straight from the frames (the layout of `patches`: frame k of
         # the patch, then channel); the gather's backward adds the overlapping windows up.
