@@ -11,42 +11,68 @@ claim once every cell the claim compares has a full-budget run (finished, or div
 with it.
 
 Every interval is a 95% anytime-valid confidence sequence (analysis.sequential: betting
-CS of Waudby-Smith & Ramdas 2024), so verdicts may be read after every wave of added runs
-without inflating their error: P(false SUPPORTED) <= alpha under "no effect", and
-P(false REFUTED) <= alpha under the claimed effect, whatever the planner does.
+CS of Waudby-Smith & Ramdas 2024, or the median CS by inverted sign tests), so verdicts
+may be read after every wave of added runs without inflating their error. The CS is
+hedged between an upper and a lower bettor, each a test martingale at alpha/2, so every
+one-sided statement below is wrong with probability at most alpha/2, whatever the
+planner does. Error control is per claim: six claims at alpha = 0.05 each are not a
+family-wise 5%.
 
-Verdicts:
-  supported     the CS excludes "no effect" on the claimed side
-  refuted       the CS excludes the claimed effect size (`margin`, `max_rate`,
-                `min_ratio`); checked first: a smaller effect than claimed refutes the claim
-                as stated
-  inconclusive  neither (the report says how many more seeds the trend would need)
+A claim names an effect (a rate difference, a difference of differences, a median steps
+ratio, a rate), a "no effect" value (`null`) and the size it claims (`margin` away from
+the null, `min_ratio`, `max_rate`). Verdicts are four regions that no single truth can
+both reach (the CS covers the truth at every sample size with probability 1 - alpha):
+  supported             the CS lies beyond the claimed size: an effect at least as large
+                        as claimed (lower end above `null + margin`)
+  smaller_than_claimed  the CS excludes the claimed size and excludes no effect: an effect
+                        exists but is smaller than claimed
+  refuted               the CS excludes the claimed size and contains no effect (or the
+                        opposite effect): no effect of the claimed size, and none shown
+  inconclusive          the CS contains the claimed size (the report says how many more
+                        seeds the trend would need, and whether an effect is shown)
+The first three are final: the planner stops serving the claim. A true effect between 0
+and the margin can end SMALLER or REFUTED (both say "not of the claimed size"), never
+SUPPORTED except with probability alpha/2; a true effect at the margin is REFUTED or
+SMALLER with probability at most alpha/2.
+
+`direction` says which way the claimed effect points: `increase` (null + margin),
+`decrease` (null - margin), or `either` (|effect - null| >= margin; supported beyond
+either side, excluded when the CS lies inside both).
 
 Tests:
-  rate_difference  per seed: 1[outcome in `outcomes`] at `cell` minus the same at
-                   `reference` (in [-1, 1]); CS of the mean = the rate difference.
-                   supported: excludes 0 in `direction`; refuted: excludes `margin`.
-  rate_bound       per seed: 1[outcome in `outcomes`] at `cell`; CS of the rate.
-                   supported: upper end < max_rate; refuted: lower end > max_rate.
+  rate_difference  per seed: 1[event] at `cell` minus the same at `reference` (in
+                   [-1, 1]); CS of the mean = the rate difference. An event is a final
+                   outcome in `outcomes` or a latched flag in `flags` (`exploded` stays set
+                   once a gradient spike was seen, whatever the run's final label).
+  rate_bound       per seed: 1[event] at `cell`; CS of the rate. supported: upper end
+                   below `max_rate`; refuted: lower end above it (two regions).
   steps_ratio      per seed: steps the `cell` run needs to reach `threshold_factor` x the
-                   final val PER of the `reference` run with the same seed, over the steps
-                   the reference run needs (never reached: +inf). Seeds where either run
-                   collapsed or diverged are skipped (no speed to compare). CS of the median
-                   ratio by inverting sign tests (analysis.sequential.median_cs).
-                   supported: median > 1 (slower); refuted: median < `min_ratio`.
-  interaction      per moderator j and seed: [rate(base + change) - rate(base)] minus
-                   [rate(base + moderator + change) - rate(base + moderator)] of the
-                   `outcomes` indicator (in [-2, 2]); each moderator at alpha / J.
-                   supported: any CS excludes 0; refuted: every CS excludes +-margin.
-  any_of           `parts` at alpha / len(parts) each (Bonferroni).
-                   supported: any part supported; refuted: every part refuted.
+                   worse of the two runs' final val PER, over the steps the `reference` run
+                   needs. The threshold is symmetric (both runs reach it), so two
+                   identical cells give ratios whose median is 1 (a threshold from the
+                   reference's own PER alone counts a cell that merely ends a little worse
+                   as infinitely slower). Seeds where either run collapsed or diverged are
+                   skipped (no speed to compare). CS of the median ratio by inverted sign
+                   tests; null 1, claimed size `min_ratio` (direction increase).
+  interaction      per seed: [y(base + change) - y(base)] minus
+                   [y(base + moderator + change) - y(base + moderator)]; `endpoint`
+                   failure_rate: y = 1[event] (in [-2, 2], CS of the mean), final_per:
+                   y = final val PER (CS of the median, inverted sign tests).
+  any_of           the claim holds if any part holds. supported: a part supported at
+                   alpha/J (Bonferroni: false support of any part is a union of J errors);
+                   size excluded: every part's size excluded at alpha (intersection-union:
+                   a false exclusion needs the one true part to be falsely excluded);
+                   effect shown: some part's effect shown at alpha/J.
+  all_of           the claim holds only if every part holds. supported: every part
+                   supported at alpha (intersection-union); size excluded: a part's size
+                   excluded at alpha/J (Bonferroni); effect shown: every part's at alpha.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -58,15 +84,20 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from analysis import sequential
 from analysis.load import FULL_BUDGET
 from trainable.config import CONFIG_DIR
-from trainable.contract import OUTCOMES
+from trainable.contract import FLAGS, OUTCOMES
 from trainable.errors import UserError, validation_line
 
 DEFAULT_CLAIMS = CONFIG_DIR / "claims.yaml"
 # Outcomes after which a run has no usable decoder (it sets no PER threshold).
 NO_DECODER = ("blank_collapse", "diverged")
-VERDICTS = ("supported", "refuted", "inconclusive")
+VERDICTS = ("supported", "smaller_than_claimed", "refuted", "inconclusive")
+FINAL = ("supported", "smaller_than_claimed", "refuted")
+VERDICT_WORDS = {"supported": "SUPPORTED", "smaller_than_claimed": "SMALLER THAN CLAIMED",
+                 "refuted": "REFUTED", "inconclusive": "INCONCLUSIVE"}
 
 Outcome = Literal[OUTCOMES]  # type: ignore[valid-type]
+Flag = Literal[FLAGS]  # type: ignore[valid-type]
+Direction = Literal["increase", "decrease", "either"]
 Cell = dict[str, float]
 
 
@@ -75,20 +106,38 @@ class _Rule(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class RateDifference(_Rule):
+class _Events(_Rule):
+    """A run counts as an event when its final outcome is in `outcomes` or one of its
+    latched `flags` is set."""
+
+    outcomes: list[Outcome] = Field(default_factory=list)
+    flags: list[Flag] = Field(default_factory=list)
+
+
+class RateDifference(_Events):
     test: Literal["rate_difference"]
-    outcomes: list[Outcome] = Field(min_length=1)
     cell: Cell
     reference: Cell
-    direction: Literal["increase", "decrease"]
+    direction: Direction
     margin: float = Field(gt=0.0, le=1.0)
 
+    @model_validator(mode="after")
+    def _some_event(self) -> RateDifference:
+        if not (self.outcomes or self.flags):
+            raise ValueError("name the events counted: outcomes and/or flags")
+        return self
 
-class RateBound(_Rule):
+
+class RateBound(_Events):
     test: Literal["rate_bound"]
-    outcomes: list[Outcome] = Field(min_length=1)
     cell: Cell
     max_rate: float = Field(gt=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _some_event(self) -> RateBound:
+        if not (self.outcomes or self.flags):
+            raise ValueError("name the events counted: outcomes and/or flags")
+        return self
 
 
 class StepsRatio(_Rule):
@@ -99,13 +148,24 @@ class StepsRatio(_Rule):
     min_ratio: float = Field(gt=1.0)
 
 
-class Interaction(_Rule):
+class Interaction(_Events):
     test: Literal["interaction"]
-    outcomes: list[Outcome] = Field(min_length=1)
+    endpoint: Literal["failure_rate", "final_per"] = "failure_rate"
     base: Cell
     change: Cell = Field(min_length=1)
-    moderators: list[Cell] = Field(min_length=1)
+    moderator: Cell = Field(min_length=1)
+    direction: Direction
     margin: float = Field(gt=0.0, le=2.0)
+
+    @model_validator(mode="after")
+    def _events_for_rates(self) -> Interaction:
+        if self.endpoint == "failure_rate" and not (self.outcomes or self.flags):
+            raise ValueError("a failure_rate interaction names its events: outcomes "
+                             "and/or flags")
+        if self.endpoint == "final_per" and (self.outcomes or self.flags):
+            raise ValueError("a final_per interaction counts no events: drop outcomes "
+                             "and flags")
+        return self
 
 
 Simple = Annotated[RateDifference | RateBound | StepsRatio | Interaction,
@@ -117,7 +177,14 @@ class AnyOf(_Rule):
     parts: list[Simple] = Field(min_length=2)
 
 
-Rule = Annotated[RateDifference | RateBound | StepsRatio | Interaction | AnyOf,
+class AllOf(_Rule):
+    test: Literal["all_of"]
+    parts: list[Simple] = Field(min_length=2)
+
+
+RULE_TESTS = ("rate_difference", "rate_bound", "steps_ratio", "interaction", "any_of",
+              "all_of")
+Rule = Annotated[RateDifference | RateBound | StepsRatio | Interaction | AnyOf | AllOf,
                  Field(discriminator="test")]
 
 
@@ -151,7 +218,7 @@ class Primary(Claim):
     refutation bound), or the regime test."""
 
     id: str = "primary"
-    rule: Annotated[RateDifference | RateBound | StepsRatio | Interaction | AnyOf
+    rule: Annotated[RateDifference | RateBound | StepsRatio | Interaction | AnyOf | AllOf
                     | RegimeTest, Field(discriminator="test")]
 
 
@@ -264,8 +331,7 @@ def _name_claim(tree: dict):
                     else f"claims[{loc[1]}]")
             rest = tuple(p for p in loc[2:] if p != "rule")
             # A discriminated union adds the test's name to the location.
-            rest = tuple(p for p in rest if p not in (
-                "rate_difference", "rate_bound", "steps_ratio", "interaction", "any_of"))
+            rest = tuple(p for p in rest if p not in RULE_TESTS)
             return (name, *rest)
         return loc
     return rename
@@ -274,7 +340,7 @@ def _name_claim(tree: dict):
 # --------------------------------------------------------------------------- cells
 def cells_of(rule) -> list[Cell]:
     """Every cell a rule compares (the cells the planner adds seeds to)."""
-    if isinstance(rule, AnyOf):
+    if isinstance(rule, (AnyOf, AllOf)):
         cells: list[Cell] = []
         for part in rule.parts:
             cells += [c for c in cells_of(part) if c not in cells]
@@ -283,41 +349,39 @@ def cells_of(rule) -> list[Cell]:
         return [rule.cell, rule.reference]
     if isinstance(rule, RateBound):
         return [rule.cell]
-    cells = [rule.base, {**rule.base, **rule.change}]
-    for moderator in rule.moderators:
-        for cell in ({**rule.base, **moderator}, {**rule.base, **moderator, **rule.change}):
-            if cell not in cells:
-                cells.append(cell)
-    return cells
+    changed = {**rule.base, **rule.change}
+    return [rule.base, changed, {**rule.base, **rule.moderator},
+            {**changed, **rule.moderator}]
 
 
 def failure_outcomes(rule) -> list[str]:
-    """The failure outcomes a rule counts (none for a step-ratio rule)."""
-    if isinstance(rule, AnyOf):
+    """The failure events a rule counts, outcomes then flags (none for a PER rule)."""
+    if isinstance(rule, (AnyOf, AllOf)):
         found: list[str] = []
         for part in rule.parts:
             found += [o for o in failure_outcomes(part) if o not in found]
         return found
-    return [o for o in getattr(rule, "outcomes", []) if o != "stable"]
+    events = [*getattr(rule, "outcomes", []), *getattr(rule, "flags", [])]
+    return [o for o in events if o != "stable"]
 
 
 def unseen_failures(claims: ClaimsFile, runs: pd.DataFrame) -> dict[str, list[str]]:
-    """Claims whose verdict rests on no failure being seen: claim id -> the failure outcomes
-    it counts, for every claim with such outcomes, complete runs in its cells, and none of
-    them ending in one of those outcomes."""
+    """Claims whose verdict rests on no failure being seen: claim id -> the failure events
+    it counts, for every claim with such events, complete runs in its cells, and none of
+    them with one of those events."""
     prepared = Runs(runs, pd.DataFrame())
     found = {}
     for claim in claims.claims:
-        outcomes = failure_outcomes(claim.rule)
-        if not outcomes:
+        events = failure_outcomes(claim.rule)
+        if not events:
             continue
         seen = runs_seen = 0
         for cell in cells_of(claim.rule):
             rows, _ = prepared.cell(cell)
             runs_seen += len(rows)
-            seen += int(prepared.indicator(rows, outcomes).sum()) if len(rows) else 0
+            seen += int(prepared.events(rows, events, events).sum()) if len(rows) else 0
         if seen == 0 and runs_seen:
-            found[claim.id] = outcomes
+            found[claim.id] = events
     return found
 
 
@@ -338,7 +402,12 @@ class Runs:
         self.final_per = (runs["final_val_per"].to_numpy(dtype=float)
                           if "final_val_per" in runs else np.full(len(runs), np.nan))
         self.trial_id = runs["trial_id"].to_numpy(dtype=object)
+        # Latched flags (absent from older studies: unset).
+        self.flags = {flag: np.nan_to_num(pd.to_numeric(runs[f"final_{flag}"], errors="coerce")
+                                          .to_numpy(dtype=float), nan=0.0) > 0.5
+                      for flag in FLAGS if f"final_{flag}" in runs}
         self._axes: dict[str, np.ndarray] = {}
+        self._cells: dict[tuple, tuple[np.ndarray, str]] = {}
         self._curves = curves
         self._by_trial: dict | None = None
 
@@ -366,6 +435,12 @@ class Runs:
 
     def cell(self, cell: Cell) -> tuple[np.ndarray, str]:
         """Row indices of the complete runs at the cell, or a reason there are none."""
+        key = tuple(sorted(cell.items()))
+        if key not in self._cells:
+            self._cells[key] = self._find(cell)
+        return self._cells[key]
+
+    def _find(self, cell: Cell) -> tuple[np.ndarray, str]:
         mask = np.ones(len(self.seed), dtype=bool)
         for axis, value in cell.items():
             values = self.axis(axis)
@@ -398,8 +473,100 @@ class Runs:
             aligned.append(np.array([by_seed[seed] for seed in common.tolist()], dtype=int))
         return aligned, ""
 
-    def indicator(self, rows: np.ndarray, outcomes) -> np.ndarray:
-        return np.isin(self.outcome[rows], list(outcomes)).astype(float)
+    def events(self, rows: np.ndarray, outcomes, flags=()) -> np.ndarray:
+        """1 where the run's final outcome is in `outcomes` or a latched flag in `flags` is
+        set (a flag without its column in the runs counts as unset)."""
+        hit = np.isin(self.outcome[rows], list(outcomes))
+        for flag in flags:
+            if flag in self.flags:
+                hit |= self.flags[flag][rows]
+        return hit.astype(float)
+
+
+# --------------------------------------------------------------------------- evidence
+@dataclass(frozen=True)
+class Evidence:
+    """What a confidence sequence shows about a claimed effect."""
+
+    size_shown: bool = False  # an effect at least the claimed size
+    size_excluded: bool = False  # the claimed size is excluded
+    effect_shown: bool = False  # some effect in the claimed direction (beyond the null)
+
+    @property
+    def verdict(self) -> str:
+        if self.size_shown:
+            return "supported"
+        if self.size_excluded:
+            return "smaller_than_claimed" if self.effect_shown else "refuted"
+        return "inconclusive"
+
+
+def claimed_size(null: float, margin: float, direction: str) -> float:
+    return null - margin if direction == "decrease" else null + margin
+
+
+def judge(cs: sequential.Interval, null: float, size: float, direction: str) -> Evidence:
+    """The evidence in a CS about an effect claimed to reach `size` (beyond `null` in
+    `direction`; for `either`, `size` and its mirror image around the null)."""
+    if cs.n == 0:
+        return Evidence()
+    if direction == "increase":
+        return Evidence(cs.low > size, cs.high < size, cs.low > null)
+    if direction == "decrease":
+        return Evidence(cs.high < size, cs.low > size, cs.high < null)
+    low, high = sorted((size, 2 * null - size))
+    return Evidence(cs.low > high or cs.high < low, low < cs.low and cs.high < high,
+                    cs.low > null or cs.high < null)
+
+
+def reason_for(evidence: Evidence, cs: sequential.Interval, null: float, size: float,
+               direction: str, unit: str = "") -> str:
+    """Why the CS gives this verdict, in words."""
+    claimed = (f"{'+-' if direction == 'either' else ''}{abs(size - null):g}{unit} beyond "
+               f"{null:g}" if direction == "either" else f"{size:g}{unit}")
+    if cs.n == 0:
+        return "no seed has a complete run in every cell the claim compares"
+    if evidence.size_shown:
+        return f"the interval lies beyond the claimed size ({claimed})"
+    opposite = ((direction == "increase" and cs.high < null)
+                or (direction == "decrease" and cs.low > null))
+    if evidence.size_excluded:
+        if evidence.effect_shown:
+            return (f"the interval excludes both the claimed size ({claimed}) and no "
+                    "effect: an effect exists but is smaller than claimed")
+        if opposite:
+            return (f"the interval excludes the claimed size ({claimed}) and shows the "
+                    "opposite effect")
+        return f"the interval excludes the claimed size ({claimed}) and contains no effect"
+    if evidence.effect_shown:
+        return (f"an effect is shown (the interval excludes {null:g}) but its size is not "
+                f"yet known: the interval still contains the claimed size ({claimed})")
+    return f"the interval contains both no effect ({null:g}) and the claimed size ({claimed})"
+
+
+def seeds_to_decide(values, low: float, high: float, null: float, size: float,
+                    direction: str, alpha: float, median: bool = False) -> float:
+    """Further seeds at the current trend until the CS excludes the claimed size (or, for
+    `either`, settles it on both sides): a projection for planning runs, never used for a
+    verdict. `median`: the CS is the median's (sign tests on 1[value < size])."""
+    values = np.asarray(values, dtype=float)
+    if len(values) == 0:
+        return math.inf
+
+    def exclude(point: float) -> float:
+        if median:
+            return sequential.replicates_to_exclude(values < point, 0.0, 1.0, 0.5, alpha)
+        return sequential.replicates_to_exclude(values, low, high, point, alpha)
+
+    if direction != "either":
+        return exclude(size)
+    lo, hi = sorted((size, 2 * null - size))
+    centre = float(np.median(values) if median else values.mean())
+    if centre > hi:
+        return exclude(hi)
+    if centre < lo:
+        return exclude(lo)
+    return max(exclude(lo), exclude(hi))
 
 
 # --------------------------------------------------------------------------- results
@@ -414,75 +581,73 @@ class Result:
     ci_high: float = math.nan
     n: int = 0  # seeds (replicates) the verdict rests on
     null: float = 0.0  # the "no effect" value of the estimate
-    bound: float = math.nan  # the claimed effect size whose exclusion refutes
-    # Projected further seeds to a verdict at the current trend (planning only).
-    to_support: float = math.inf
-    to_refute: float = math.inf
+    bound: float = math.nan  # the claimed size (its exclusion refutes)
+    evidence: Evidence = field(default_factory=Evidence)
+    # Projected further seeds to a final verdict at the current trend (planning only).
+    to_decide: float = math.inf
+    # The trend points past the claimed size (the claim would end supported).
+    leans_supported: bool = False
 
-    @property
-    def to_decide(self) -> float:
-        return 0.0 if self.verdict != "inconclusive" else min(self.to_support,
-                                                               self.to_refute)
-
-
-def _decide(cs: sequential.Interval, support, refute) -> tuple[str, str]:
-    """support/refute: (predicate on the CS, reason) pairs; refutation is checked first."""
-    if refute[0](cs):
-        return "refuted", refute[1]
-    if support[0](cs):
-        return "supported", support[1]
-    return "inconclusive", "the interval contains both no effect and the claimed effect"
+    def settle(self, cs: sequential.Interval, evidence: Evidence, null: float, size: float,
+               direction: str, unit: str = "") -> None:
+        self.evidence, self.verdict = evidence, evidence.verdict
+        self.reason = reason_for(evidence, cs, null, size, direction, unit)
+        self.estimate, self.ci_low, self.ci_high, self.n = cs.estimate, cs.low, cs.high, cs.n
+        self.null, self.bound = null, size
+        centre = cs.estimate
+        self.leans_supported = bool(cs.n) and (
+            centre > size if direction == "increase" else centre < size
+            if direction == "decrease" else abs(centre - null) > abs(size - null))
+        if self.verdict in FINAL:
+            self.to_decide = 0.0
 
 
 def rate_difference(rule: RateDifference, runs: Runs, alpha: float) -> Result:
-    name = "/".join(rule.outcomes)
+    name = "/".join([*rule.outcomes, *(f"{f} flag" for f in rule.flags)])
     result = Result(f"rate of {name}: ({describe(rule.cell)}) minus ({describe(rule.reference)}),"
                     " paired by seed")
     rows, problem = runs.paired([rule.cell, rule.reference])
     if problem:
         result.reason = problem
         return result
-    hits, ref_hits = (runs.indicator(r, rule.outcomes) for r in rows)
-    sign = 1.0 if rule.direction == "increase" else -1.0
-    diff = sign * (hits - ref_hits)
-    cs = sequential.mean_cs(diff, -1.0, 1.0, alpha, (0.0, rule.margin))
-    result.verdict, result.reason = _decide(
-        cs, (lambda c: c.excludes_below(0.0), f"the interval excludes 0 ({rule.direction})"),
-        (lambda c: c.excludes_above(rule.margin),
-         f"the interval excludes a {rule.direction} of {rule.margin:g}"))
-    low, high = sorted((sign * cs.low, sign * cs.high))
-    result.estimate, result.ci_low, result.ci_high, result.n = sign * cs.estimate, low, high, cs.n
-    result.bound = sign * rule.margin
+    hits, ref_hits = (runs.events(r, rule.outcomes, rule.flags) for r in rows)
+    diff = hits - ref_hits
+    size = claimed_size(0.0, rule.margin, rule.direction)
+    points = (0.0, size, -size)
+    cs = sequential.mean_cs(diff, -1.0, 1.0, alpha, points)
+    result.settle(cs, judge(cs, 0.0, size, rule.direction), 0.0, size, rule.direction)
     x1, x2 = int(hits.sum()), int(ref_hits.sum())
-    result.effect = (f"{result.estimate:+.2f} [{low:+.2f}, {high:+.2f}] "
+    result.effect = (f"{cs.estimate:+.2f} [{cs.low:+.2f}, {cs.high:+.2f}] "
                      f"({x1}/{cs.n} vs {x2}/{cs.n} seeds)")
-    result.to_support = sequential.replicates_to_exclude(diff, -1.0, 1.0, 0.0, alpha)
-    result.to_refute = sequential.replicates_to_exclude(diff, -1.0, 1.0, rule.margin, alpha)
+    if result.verdict not in FINAL:
+        result.to_decide = seeds_to_decide(diff, -1.0, 1.0, 0.0, size, rule.direction, alpha)
     return result
 
 
 def rate_bound(rule: RateBound, runs: Runs, alpha: float) -> Result:
-    name = "/".join(rule.outcomes)
+    name = "/".join([*rule.outcomes, *(f"{f} flag" for f in rule.flags)])
     result = Result(f"rate of {name} at ({describe(rule.cell)}) below {rule.max_rate:g}")
     rows, problem = runs.paired([rule.cell])
     if problem:
         result.reason = problem
         return result
-    x = runs.indicator(rows[0], rule.outcomes)
+    x = runs.events(rows[0], rule.outcomes, rule.flags)
     cs = sequential.mean_cs(x, 0.0, 1.0, alpha, (rule.max_rate,))
-    result.verdict, result.reason = _decide(
-        cs, (lambda c: c.excludes_above(rule.max_rate), f"upper end below {rule.max_rate:g}"),
-        (lambda c: c.excludes_below(rule.max_rate), f"lower end above {rule.max_rate:g}"))
-    result.estimate, result.ci_low, result.ci_high, result.n = cs.estimate, cs.low, cs.high, cs.n
-    result.null = result.bound = rule.max_rate
+    # Two regions: the rate is shown below the bound, or above it (no "smaller" effect).
+    evidence = Evidence(size_shown=cs.n > 0 and cs.high < rule.max_rate,
+                        size_excluded=cs.n > 0 and cs.low > rule.max_rate)
+    result.settle(cs, evidence, rule.max_rate, rule.max_rate, "decrease")
+    result.reason = (f"upper end below {rule.max_rate:g}" if evidence.size_shown else
+                     f"lower end above {rule.max_rate:g}" if evidence.size_excluded else
+                     f"the interval contains {rule.max_rate:g}")
     result.effect = (f"{cs.estimate:.2f} [{cs.low:.2f}, {cs.high:.2f}] "
                      f"({int(x.sum())}/{cs.n} seeds)")
-    result.to_support = sequential.replicates_to_exclude(x, 0.0, 1.0, rule.max_rate, alpha)
-    result.to_refute = result.to_support if x.mean() > rule.max_rate else math.inf
-    if result.verdict == "inconclusive" and x.sum() == 0:
-        needed = next(n for n in range(cs.n, 1000) if sequential.mean_cs(
-            np.zeros(n), 0.0, 1.0, alpha, (rule.max_rate,)).excludes_above(rule.max_rate))
-        result.reason += f" (with no failures, {needed} seeds would decide it)"
+    if result.verdict not in FINAL:
+        result.to_decide = sequential.replicates_to_exclude(x, 0.0, 1.0, rule.max_rate, alpha)
+        if x.sum() == 0:
+            needed = next(n for n in range(cs.n, 1000) if sequential.mean_cs(
+                np.zeros(n), 0.0, 1.0, alpha, (rule.max_rate,)).excludes_above(rule.max_rate))
+            result.reason += f" (with no failures, {needed} seeds would decide it)"
     return result
 
 
@@ -495,20 +660,25 @@ def steps_to_reach(curve: tuple[np.ndarray, np.ndarray], threshold: float) -> fl
 
 def paired_step_ratios(rule: StepsRatio, runs: Runs, cell: np.ndarray, ref: np.ndarray
                        ) -> tuple[np.ndarray, int]:
-    """Per seed: cell steps / reference steps to the reference run's threshold."""
+    """Per seed: cell steps / reference steps to `threshold_factor` x the worse of the two
+    runs' final PER."""
     ratios, skipped = [], 0
     for cell_row, ref_row in zip(cell, ref):
         ref_curve = runs.curve(runs.trial_id[ref_row])
         cell_curve = runs.curve(runs.trial_id[cell_row])
+        finals = runs.final_per[[cell_row, ref_row]]
         # A seed where either run collapsed or diverged has no speed to compare (the
-        # collapse part of a claim judges collapse); skipping only the reference's
-        # failures would count the cell's as "infinitely slow" and bias toward slower.
+        # collapse part of a claim judges collapse).
         if (runs.outcome[ref_row] in NO_DECODER or runs.outcome[cell_row] in NO_DECODER
                 or ref_curve is None or cell_curve is None
-                or not np.isfinite(runs.final_per[ref_row])):
+                or not np.isfinite(finals).all()):
             skipped += 1
             continue
-        threshold = rule.threshold_factor * float(runs.final_per[ref_row])
+        # The worse run's final PER sets the bar, so both runs reach it and neither cell
+        # is favoured: with the reference's own PER, a cell run ending a little worse
+        # would count as never reaching it (infinitely slower) while no reference run
+        # could ever count as infinitely faster.
+        threshold = rule.threshold_factor * float(finals.max())
         ratios.append(steps_to_reach(cell_curve, threshold)
                       / steps_to_reach(ref_curve, threshold))
     return np.asarray(ratios, dtype=float), skipped
@@ -522,103 +692,125 @@ def ratio_text(value: float) -> str:
 
 
 def steps_ratio(rule: StepsRatio, runs: Runs, alpha: float) -> Result:
-    result = Result(f"median over seeds of steps to {rule.threshold_factor:g}x the reference "
-                    f"run's final PER: ({describe(rule.cell)}) / ({describe(rule.reference)})")
+    result = Result(f"median over seeds of steps to {rule.threshold_factor:g}x the worse "
+                    f"final PER of the pair: ({describe(rule.cell)}) / "
+                    f"({describe(rule.reference)})")
     rows, problem = runs.paired([rule.cell, rule.reference])
     if problem:
         result.reason = problem
         return result
     ratios, skipped = paired_step_ratios(rule, runs, *rows)
     cs = sequential.median_cs(ratios, alpha, (1.0, rule.min_ratio))
-    result.verdict, result.reason = _decide(
-        cs, (lambda c: c.excludes_below(1.0), "the interval excludes 1 (slower)"),
-        (lambda c: c.excludes_above(rule.min_ratio),
-         f"the interval excludes a ratio of {rule.min_ratio:g}"))
+    result.settle(cs, judge(cs, 1.0, rule.min_ratio, "increase"), 1.0, rule.min_ratio,
+                  "increase", "x")
     if skipped:
         result.reason += f"; {skipped} seed(s) skipped: a run collapsed or diverged"
-    result.estimate, result.ci_low, result.ci_high, result.n = cs.estimate, cs.low, cs.high, cs.n
-    result.null, result.bound = 1.0, rule.min_ratio
     never = int(np.isinf(ratios).sum())
     result.effect = (f"{ratio_text(cs.estimate)} [{ratio_text(cs.low)}, "
-                     f"{ratio_text(cs.high)}] ({never}/{cs.n} seeds never reached the "
-                     "threshold)" if cs.n else "")
-    # Sign tests behind the two decisions: P(ratio > 1) > 1/2, P(ratio < min_ratio) > 1/2.
-    result.to_support = sequential.replicates_to_exclude(ratios > 1.0, 0.0, 1.0, 0.5, alpha)
-    result.to_refute = sequential.replicates_to_exclude(ratios < rule.min_ratio, 0.0, 1.0,
-                                                        0.5, alpha)
+                     f"{ratio_text(cs.high)}] ({cs.n} seeds"
+                     + (f", {never} never reached the threshold" if never else "") + ")"
+                     if cs.n else "")
+    if result.verdict not in FINAL:
+        result.to_decide = seeds_to_decide(ratios, 0.0, 0.0, 1.0, rule.min_ratio, "increase",
+                                           alpha, median=True)
     return result
 
 
 def interaction(rule: Interaction, runs: Runs, alpha: float) -> Result:
     changed = {**rule.base, **rule.change}
-    result = Result(f"difference of differences in the rate of {'/'.join(rule.outcomes)}: "
-                    f"effect of ({describe(rule.change)}) at ({describe(rule.base)}) minus "
-                    f"with {' / '.join(describe(m) for m in rule.moderators)}, paired by seed")
-    share = alpha / len(rule.moderators)
-    parts = []
-    for moderator in rule.moderators:
-        cells = [rule.base, changed, {**rule.base, **moderator},
-                 {**changed, **moderator}]
-        rows, problem = runs.paired(cells)
-        if problem:
-            result.reason = problem
-            return result
-        a, b, c, d = (runs.indicator(r, rule.outcomes) for r in rows)
+    per = rule.endpoint == "final_per"
+    what = ("final val PER (median)" if per else
+            "rate of " + "/".join([*rule.outcomes, *(f"{f} flag" for f in rule.flags)]))
+    result = Result(f"difference of differences in {what}: effect of "
+                    f"({describe(rule.change)}) at ({describe(rule.base)}) minus with "
+                    f"({describe(rule.moderator)}), paired by seed")
+    rows, problem = runs.paired([rule.base, changed, {**rule.base, **rule.moderator},
+                                 {**changed, **rule.moderator}])
+    if problem:
+        result.reason = problem
+        return result
+    size = claimed_size(0.0, rule.margin, rule.direction)
+    points = (0.0, size, -size)
+    if per:
+        a, b, c, d = (runs.final_per[r] for r in rows)
         did = (b - a) - (d - c)
-        cs = sequential.mean_cs(did, -2.0, 2.0, share, (0.0, -rule.margin, rule.margin))
-        parts.append((moderator, did, cs))
-    supported = [p for p in parts if p[2].excludes_below(0.0) or p[2].excludes_above(0.0)]
-    refuted = all(p[2].excludes_above(rule.margin) and p[2].excludes_below(-rule.margin)
-                  for p in parts)
-    if refuted:
-        result.verdict = "refuted"
-        result.reason = f"every interval lies within +-{rule.margin:g}"
-    elif supported:
-        result.verdict = "supported"
-        result.reason = ("the interval excludes 0 with "
-                         + ", ".join(describe(p[0]) for p in supported))
+        skipped = int((~np.isfinite(did)).sum())
+        did = did[np.isfinite(did)]
+        cs = sequential.median_cs(did, alpha, points)
     else:
-        result.reason = "an interval contains both 0 and the claimed size"
-    if len(parts) > 1:
-        result.reason += f" (alpha/{len(parts)} each)"
-    # The headline is the largest interaction found.
-    moderator, did, cs = max(parts, key=lambda p: abs(p[2].estimate) if p[2].n else -1)
-    result.estimate, result.ci_low, result.ci_high = cs.estimate, cs.low, cs.high
-    result.bound = rule.margin if cs.estimate >= 0 else -rule.margin
-    result.n = min(p[2].n for p in parts)
-    result.effect = "; ".join(f"{describe(m)}: {c.estimate:+.2f} [{c.low:+.2f}, {c.high:+.2f}]"
-                              f" (n={c.n})" for m, _, c in parts)
-    result.to_support = min(sequential.replicates_to_exclude(d, -2.0, 2.0, 0.0, share)
-                            for _, d, _ in parts)
-    result.to_refute = max(max(sequential.replicates_to_exclude(d, -2.0, 2.0, rule.margin,
-                                                                share),
-                               sequential.replicates_to_exclude(d, -2.0, 2.0, -rule.margin,
-                                                                share))
-                           for _, d, _ in parts)
+        a, b, c, d = (runs.events(r, rule.outcomes, rule.flags) for r in rows)
+        did, skipped = (b - a) - (d - c), 0
+        cs = sequential.mean_cs(did, -2.0, 2.0, alpha, points)
+    result.settle(cs, judge(cs, 0.0, size, rule.direction), 0.0, size, rule.direction)
+    if skipped:
+        result.reason += f"; {skipped} seed(s) without a final PER skipped"
+    result.effect = (f"{describe(rule.moderator)}: {cs.estimate:+.3f} [{cs.low:+.3f}, "
+                     f"{cs.high:+.3f}] (n={cs.n})" if per else
+                     f"{describe(rule.moderator)}: {cs.estimate:+.2f} [{cs.low:+.2f}, "
+                     f"{cs.high:+.2f}] (n={cs.n})")
+    if result.verdict not in FINAL:
+        result.to_decide = seeds_to_decide(did, -2.0, 2.0, 0.0, size, rule.direction, alpha,
+                                           median=per)
     return result
 
 
-def any_of(rule: AnyOf, runs: Runs, alpha: float) -> Result:
-    results = [evaluate_rule(part, runs, alpha / len(rule.parts))
-               for part in rule.parts]
-    verdicts = [r.verdict for r in results]
-    verdict = ("supported" if "supported" in verdicts else
-               "refuted" if all(v == "refuted" for v in verdicts) else "inconclusive")
-    lead = next((r for r in results if r.verdict == verdict), results[0])
+def _composite(rule, runs: Runs, alpha: float) -> Result:
+    """any_of / all_of: each part read at the level its side of the decision needs (see
+    the module's docstring), then combined into one piece of evidence."""
+    j = len(rule.parts)
+    any_of = isinstance(rule, AnyOf)
+    at_full = [evaluate_rule(part, runs, alpha) for part in rule.parts]
+    at_split = [evaluate_rule(part, runs, alpha / j) for part in rule.parts]
+    # any_of: support and "effect shown" at alpha/J, exclusion at alpha; all_of: the other
+    # way round.
+    support_level, exclusion_level = (at_split, at_full) if any_of else (at_full, at_split)
+    parts = []
+    for sup, exc, strict in zip(support_level, exclusion_level, at_split):
+        evidence = Evidence(sup.evidence.size_shown, exc.evidence.size_excluded,
+                            sup.evidence.effect_shown)
+        # The words of the level that decided the part; an undecided part is undecided at
+        # alpha/J on both sides, so its words come from there.
+        shown = (sup if evidence.verdict == "supported" else
+                 exc if evidence.verdict in FINAL else strict)
+        part = Result(**{**shown.__dict__, "evidence": evidence, "verdict": evidence.verdict,
+                         "reason": shown.reason,
+                         "to_decide": 0.0 if evidence.verdict in FINAL else
+                         (sup if sup.leans_supported else exc).to_decide})
+        parts.append(part)
+    combine = any if any_of else all
+    dual = all if any_of else any
+    evidence = Evidence(size_shown=combine(p.evidence.size_shown for p in parts),
+                        size_excluded=dual(p.evidence.size_excluded for p in parts),
+                        effect_shown=combine(p.evidence.effect_shown for p in parts))
+    verdict = evidence.verdict
+    leaning = [p for p in parts if p.leans_supported]
+    if any_of:
+        to_decide = (min(p.to_decide for p in leaning) if leaning
+                     else max(p.to_decide for p in parts))
+    else:
+        to_decide = (max(p.to_decide for p in parts) if len(leaning) == len(parts)
+                     else min(p.to_decide for p in parts if not p.leans_supported))
+    # The headline part: one that decided the claim, else the first.
+    decided_by = {"supported": lambda p: p.evidence.size_shown,
+                  "smaller_than_claimed": lambda p: p.evidence.size_excluded,
+                  "refuted": lambda p: p.evidence.size_excluded}
+    lead = next((p for p in parts if decided_by.get(verdict, lambda p: False)(p)), parts[0])
+    levels = (f"support at alpha/{j}, exclusion at alpha" if any_of
+              else f"support at alpha, exclusion at alpha/{j}")
     return Result(
-        test=f"any of ({len(results)} parts at alpha/{len(results)}): "
-             + " | ".join(r.test for r in results),
+        test=f"{'any' if any_of else 'all'} of {j} parts ({levels}): "
+             + " | ".join(p.test for p in parts),
         verdict=verdict,
-        reason=" | ".join(f"{r.verdict}: {r.reason}" for r in results),
-        effect=" | ".join(r.effect or "-" for r in results),
+        reason=" | ".join(f"{VERDICT_WORDS[p.verdict].lower()}: {p.reason}" for p in parts),
+        effect=" | ".join(p.effect or "-" for p in parts),
         estimate=lead.estimate, ci_low=lead.ci_low, ci_high=lead.ci_high,
-        n=min(r.n for r in results), null=lead.null, bound=lead.bound,
-        to_support=min(r.to_support for r in results),
-        to_refute=max(r.to_refute for r in results))
+        n=min(p.n for p in parts), null=lead.null, bound=lead.bound, evidence=evidence,
+        to_decide=0.0 if verdict in FINAL else to_decide,
+        leans_supported=combine(p.leans_supported for p in parts))
 
 
 TESTS = {RateDifference: rate_difference, RateBound: rate_bound, StepsRatio: steps_ratio,
-         Interaction: interaction, AnyOf: any_of}
+         Interaction: interaction, AnyOf: _composite, AllOf: _composite}
 
 
 def evaluate_rule(rule, runs: Runs, alpha: float) -> Result:
@@ -626,13 +818,14 @@ def evaluate_rule(rule, runs: Runs, alpha: float) -> Result:
 
 
 COLUMNS = ["id", "claim", "test", "effect", "estimate", "ci_low", "ci_high", "null", "bound",
-           "n", "verdict", "reason", "to_decide"]
+           "n", "verdict", "reason", "to_decide", "effect_shown"]
 
 
 def evaluate_claims(claims: ClaimsFile, runs: pd.DataFrame, curves: pd.DataFrame
                     ) -> pd.DataFrame:
-    """One row per claim: test, effect with its 95% CS, seeds, verdict, reason, and the
-    projected further seeds to a verdict (`to_decide`, 0 once decided)."""
+    """One row per claim: test, effect with its 95% CS, seeds, verdict, reason, whether an
+    effect is shown, and the projected further seeds to a final verdict (`to_decide`, 0
+    once decided)."""
     rows = []
     prepared = Runs(runs, curves)
     for claim in claims.claims:
@@ -643,7 +836,8 @@ def evaluate_claims(claims: ClaimsFile, runs: pd.DataFrame, curves: pd.DataFrame
                      "ci_high": result.ci_high, "null": result.null,
                      "bound": result.bound, "n": result.n,
                      "verdict": result.verdict,
-                     "reason": result.reason, "to_decide": result.to_decide})
+                     "reason": result.reason, "to_decide": result.to_decide,
+                     "effect_shown": result.evidence.effect_shown})
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -651,7 +845,7 @@ def evaluate_claims(claims: ClaimsFile, runs: pd.DataFrame, curves: pd.DataFrame
 def runs_at_step(runs: pd.DataFrame, curves: pd.DataFrame, fraction: float
                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The runs as if each had stopped at `fraction` of its budget: outcome, final PER and
-    curve are those of its last evaluation at or before that step."""
+    curve are those of its last evaluation at or before that step (latched flags too)."""
     if curves.empty:
         return runs.iloc[0:0], curves
     budget = curves["trial_id"].map(runs.set_index("trial_id")["budget_steps"])
@@ -663,6 +857,9 @@ def runs_at_step(runs: pd.DataFrame, curves: pd.DataFrame, fraction: float
     at = complete.loc[keep].copy()
     at["outcome"] = last.loc[keep, "outcome"]
     at["final_val_per"] = last.loc[keep, "val_per"]
+    for flag in FLAGS:
+        if flag in last:
+            at[f"final_{flag}"] = last.loc[keep, flag]
     return at.reset_index(), cut[cut["trial_id"].isin(keep)]
 
 
@@ -681,22 +878,26 @@ def claims_over_training(claims: ClaimsFile, runs: pd.DataFrame, curves: pd.Data
         columns=[*COLUMNS, "fraction"])
 
 
-SETTLE_FROM = 0.75  # "the last part of training": the final quarter of the budget
+LATE_FROM = 0.75  # "the last part of training": the final quarter of the budget
+TOO_FEW = "too few evaluations"
 
 
-def settled(trajectory: pd.DataFrame, claim_id: str) -> tuple[bool, str]:
-    """Not settled when, over the last quarter of training, the claim's verdict changed or
-    its effect changed sign."""
+def held_late(trajectory: pd.DataFrame, claim_id: str) -> tuple[str, str]:
+    """Did the verdict and the effect's sign hold over the last quarter of training, had
+    every run stopped at each evaluation there? ("yes" | "no" | TOO_FEW, why). A check of
+    the budget, weaker than it sounds: it reads one budget's last quarter only, and a
+    contrast with no failures in it cannot change."""
     rows = trajectory[(trajectory["id"] == claim_id)
-                      & (trajectory["fraction"] >= SETTLE_FROM - 1e-9)]
+                      & (trajectory["fraction"] >= LATE_FROM - 1e-9)]
     if len(rows) < 2:
-        return True, "too few evaluations to judge"
+        return TOO_FEW, (f"{len(rows)} evaluation(s) in the last quarter of training; "
+                         "at least 2 are needed")
     verdicts = rows["verdict"].unique()
     signs = {int(np.sign(e - null)) for e, null in zip(rows["estimate"], rows["null"])
              if np.isfinite(e) and e != null}
     if len(verdicts) > 1:
-        return False, ("the verdict changed over the last quarter of training ("
-                       + " -> ".join(rows.sort_values("fraction")["verdict"]) + ")")
+        return "no", ("the verdict changed over the last quarter of training ("
+                      + " -> ".join(rows.sort_values("fraction")["verdict"]) + ")")
     if len(signs) > 1:
-        return False, "the effect changed sign over the last quarter of training"
-    return True, ""
+        return "no", "the effect changed sign over the last quarter of training"
+    return "yes", ""

@@ -382,7 +382,8 @@ def regime_plot(frame: pd.DataFrame) -> plt.Figure | None:
 
 
 
-VERDICT_COLOURS = {"supported": "#1e7b34", "refuted": "#b3261e", "inconclusive": "#6d6d6d"}
+VERDICT_COLOURS = {"supported": "#1e7b34", "smaller_than_claimed": "#9a6700",
+                   "refuted": "#b3261e", "inconclusive": "#6d6d6d"}
 
 
 def claim_axis_limits(values: list[float], ratio: bool) -> tuple[float, float]:
@@ -400,7 +401,7 @@ def claim_effects(claims: pd.DataFrame, trajectory: pd.DataFrame) -> plt.Figure 
     """One row per claim. Left: the effect at the end of training with its 95% confidence
     sequence, the no-effect value (dashed) and the claimed size whose exclusion refutes
     (dotted). Right: the same over training (fraction of the budget), the last quarter,
-    where a verdict must hold to count as settled, shaded."""
+    over which the verdict is checked to hold, shaded."""
     if claims is None or claims.empty:
         return None
     fig, axes = plt.subplots(len(claims), 2, figsize=(13, 1.9 * len(claims) + 0.6), dpi=DPI,

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis import claims as claims_mod
 from analysis import stats
 
 CSS = """
@@ -24,7 +25,7 @@ th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .note{background:#fff8e1;border-left:4px solid #e0a800;padding:.5em .8em;margin:.8em 0}
 .primary{background:#eef5ff;border-left:4px solid #2f6fd6;padding:.5em .8em;margin:.8em 0}
 .supported{color:#1e7b34;font-weight:600}.refuted{color:#b3261e;font-weight:600}
-.inconclusive{color:#6d6d6d;font-weight:600}
+.inconclusive{color:#6d6d6d;font-weight:600}.smaller_than_claimed{color:#9a6700;font-weight:600}
 img{max-width:100%;border:1px solid #eee;margin:.5em 0}
 figure{margin:1em 0}figcaption{font-size:.88em;color:#555}
 """
@@ -278,14 +279,18 @@ def decided_when(experiment, claim_id: str) -> str:
     return f"wave {wave.index}, {wave.seeds.get(claim_id, '?')} seeds"
 
 
+def _verdict_class(words: str) -> str:
+    """The CSS class of a verdict as printed (its id)."""
+    return {w: k for k, w in claims_mod.VERDICT_WORDS.items()}.get(words, "")
+
+
 def _verdict_table(experiment, results) -> pd.DataFrame:
     claims = results.claims
-    settled = ["no: " + results.unsettled[i] if i in results.unsettled else "yes"
-               for i in claims["id"]]
+    held = [results.held_late.get(i, "") for i in claims["id"]]
     table = pd.DataFrame({"claim": claims["id"], "statement": claims["claim"],
-                          "verdict": claims["verdict"].str.upper(),
+                          "verdict": claims["verdict"].map(claims_mod.VERDICT_WORDS),
                           "effect [95% CS]": claims["effect"], "seeds": claims["n"],
-                          "settled at this budget": settled, "why": claims["reason"]})
+                          "held over the last quarter of training": held, "why": claims["reason"]})
     if experiment.study.adaptive is not None:
         table.insert(5, "decided after", [decided_when(experiment, i) for i in claims["id"]])
     if results.detector_checks:
@@ -306,7 +311,7 @@ def _answer(experiment, results, figure: str) -> str:
             parts.append('<div class="note">Exploratory study: these verdicts rest on the '
                          "runs the scheduler let finish.</div>")
         parts.append(table(_verdict_table(experiment, results), numeric=("seeds",),
-                           classes={"verdict": lambda v: str(v).lower()}))
+                           classes={"verdict": _verdict_class}))
         parts.append(figure)
         parts.append(
             f"<p>{_esc(results.claims_note)} Rules fixed before the runs, applied by "
@@ -314,9 +319,14 @@ def _answer(experiment, results, figure: str) -> str:
             "cell: common random numbers), so each claim is a mean over seeds of a per-seed "
             "contrast; intervals are 95% anytime-valid confidence sequences (betting CS, "
             "Waudby-Smith &amp; Ramdas 2024), valid however many waves were looked at. "
-            "SUPPORTED: the interval excludes no effect; REFUTED: it excludes the claimed "
-            "size; 'settled' fails when the verdict or the effect's sign changed over the "
-            "last quarter of training.</p>")
+            "SUPPORTED: the interval lies beyond the claimed size; SMALLER THAN CLAIMED: it "
+            "excludes the claimed size and no effect; REFUTED: it excludes the claimed size "
+            "and contains no effect (or shows the opposite); INCONCLUSIVE: it contains the "
+            "claimed size. The four cannot both be reached under one truth, and each is "
+            "wrong with probability at most 2.5% on its side. Error control is per claim "
+            "(each at its own alpha), not across the claims. 'Held over the last quarter "
+            "of training' asks whether the verdict and the effect's sign would have been "
+            "the same had every run stopped at each evaluation of that quarter.</p>")
     if results.primary_kind == "claim":
         parts.append(f'<div class="primary"><b>Pre-registered primary hypothesis</b> '
                      f"({_esc(results.primary_text)}): the row 'primary' above.</div>")
@@ -398,12 +408,14 @@ def summary_text(experiment, results, report_dir: Path) -> str:
         lines.append("Verdicts (95% anytime-valid confidence sequences, runs paired by seed):")
         for _, row in results.claims.iterrows():
             effect = f" {row['effect']}" if row["effect"] else ""
-            unsettled = (f" [NOT SETTLED at this budget: {results.unsettled[row['id']]}]"
-                         if row["id"] in results.unsettled else "")
+            held = results.held_late.get(row["id"], "yes")
+            late = ("" if held == "yes" else
+                    f" [verdict held over the last quarter of training: {held}]")
             when = decided_when(experiment, row["id"])
-            lines.append(f"  {row['id']}: {row['verdict'].upper()}{effect}, {row['n']} "
+            words = claims_mod.VERDICT_WORDS[row["verdict"]]
+            lines.append(f"  {row['id']}: {words}{effect}, {row['n']} "
                          f"seed(s){f', decided after {when}' if when else ''} "
-                         f"({row['reason']}){unsettled}")
+                         f"({row['reason']}){late}")
             if row["id"] in results.detector_checks:
                 lines.append(f"    no failure seen; {results.detector_checks[row['id']]}")
     else:

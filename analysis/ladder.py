@@ -3,8 +3,9 @@
 Reads `<ladder>/ladder.yaml` (study/ladder.py) and each rung's study; judges the claims the
 rungs registered on each rung's own runs (the same rules, the same cells), and writes into
 `<ladder>/report/`: transfer.csv (claim x rung: verdict, effect, 95% confidence sequence,
-seeds, settled), agreement.csv (per claim: does the decision agree across rungs, does the
-effect's direction), figures/transfer.png (effect vs rung), report.html and summary.txt.
+seeds, held over the last quarter of training), agreement.csv (per claim: does the
+decision agree across rungs, does the effect's direction), figures/transfer.png (effect vs
+rung), report.html and summary.txt.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def rung_size(train_config: dict, budget_steps: int) -> str:
 
 
 def judge_rung(folder: Path) -> tuple[pd.DataFrame, str, str]:
-    """(claims table with `settled`, size description, note) of one rung's study."""
+    """(claims table with `held_late`, size description, note) of one rung's study."""
     from analysis.report import evaluation_fractions, registered_claims
 
     experiment = load_experiment(folder)
@@ -44,7 +45,7 @@ def judge_rung(folder: Path) -> tuple[pd.DataFrame, str, str]:
     table = claims_mod.evaluate_claims(judged, experiment.trials, experiment.curves)
     trajectory = claims_mod.claims_over_training(
         judged, experiment.trials, experiment.curves, evaluation_fractions(experiment))
-    table["settled"] = [claims_mod.settled(trajectory, i)[0] for i in table["id"]]
+    table["held_late"] = [claims_mod.held_late(trajectory, i)[0] for i in table["id"]]
     study = experiment.study
     note = f"POST HOC: {post_hoc}" if post_hoc else ""
     return table, rung_size(study.train_config, study.budget_steps), note
@@ -76,7 +77,7 @@ def transfer_table(ladder: LadderRecord, ladder_dir: Path) -> tuple[pd.DataFrame
                          "estimate": row["estimate"], "ci_low": row["ci_low"],
                          "ci_high": row["ci_high"], "null": row["null"],
                          "bound": row["bound"], "seeds": row["n"],
-                         "settled": bool(row["settled"]), "reason": row["reason"]})
+                         "held_late": row["held_late"], "reason": row["reason"]})
     return pd.DataFrame(rows), notes
 
 
@@ -87,9 +88,12 @@ def _direction(estimate: float, null: float) -> int | None:
 
 
 def decision_agreement(verdicts: list[str]) -> str:
-    """'agrees': one verdict everywhere; 'flips': SUPPORTED at one rung and REFUTED at
-    another; 'partly decided': decided at some rungs, inconclusive at others."""
-    decided = {v for v in verdicts if v != "inconclusive"}
+    """'agrees': one verdict everywhere; 'flips': SUPPORTED at one rung and REFUTED or
+    SMALLER THAN CLAIMED at another (the claimed size holds at one, not at another);
+    'partly decided': decided at some rungs, inconclusive at others, or REFUTED at some
+    and SMALLER at others (not of the claimed size at either)."""
+    decided = {"supported" if v == "supported" else "not of the claimed size"
+               for v in verdicts if v != "inconclusive"}
     if len(set(verdicts)) == 1:
         return "agrees"
     return "flips" if len(decided) > 1 else "partly decided"
@@ -170,7 +174,8 @@ def transfer_figure(transfer: pd.DataFrame) -> plt.Figure | None:
                 ax.plot([x], [row.estimate], "o", color="black", markersize=6)
             elif not np.isnan(row.estimate):
                 ax.plot([x], [high if row.estimate > 0 else low], "^", color="black")
-            ax.annotate(f"{row.verdict.upper()}\nn={row.seeds}", (x, high), xytext=(6, -4),
+            words = claims_mod.VERDICT_WORDS.get(row.verdict, row.verdict.upper())
+            ax.annotate(f"{words}\nn={row.seeds}", (x, high), xytext=(6, -4),
                         textcoords="offset points", va="top", fontsize=7, color=colour)
         for value, style in ((first["null"], "--"), (first["bound"], ":")):
             if np.isfinite(value):
@@ -212,11 +217,12 @@ cells and claims run at every rung, each rung its own study (its report is in it
 <li>Each claim is judged on each rung's own runs with the registered rules
 (analysis/claims.py): per-seed contrasts and 95% anytime-valid confidence sequences.</li>
 <li>decision: "agrees" (the same verdict at every rung), "flips" (SUPPORTED at one rung,
-REFUTED at another: the answer changes with scale) or "partly decided" (inconclusive at
-some rungs, often too few seeds there). direction: the estimate on the same side of no
+REFUTED or SMALLER THAN CLAIMED at another: the answer changes with scale) or "partly
+decided" (inconclusive at some rungs, often too few seeds there, or REFUTED at some and
+SMALLER THAN CLAIMED at others). direction: the estimate on the same side of no
 effect at every rung ("same"), at no effect at some ("vanishes"), or on opposite sides
 ("reverses").</li>
-<li>settled: the verdict and the effect's sign held over the last quarter of the rung's
+<li>held late: the verdict and the effect's sign held over the last quarter of the rung's
 training (a verdict that is still moving at the end of a rung may change with budget).</li>
 </ul>
 """
@@ -240,9 +246,11 @@ def build(ladder_dir: Path, out: str | Path | None = None) -> Path:
     lines = [f"Scale ladder {ladder.name}: preset {ladder.preset}, budget {ladder.budget}",
              *headline(agree, transfer["rung"].nunique() if len(transfer) else 0)]
     for row in transfer.itertuples():
-        lines.append(f"  {row.claim} @ {row.rung} ({row.size}): {row.verdict.upper()} "
+        words = claims_mod.VERDICT_WORDS.get(row.verdict, row.verdict.upper())
+        lines.append(f"  {row.claim} @ {row.rung} ({row.size}): {words} "
                      f"{row.effect}, {row.seeds} seed(s)"
-                     + ("" if row.settled else " [not settled]"))
+                     + ("" if row.held_late == "yes" else
+                        f" [held over the last quarter: {row.held_late}]"))
     lines += notes
     lines.append(f"Report: {out / 'report.html'}")
     (out / "summary.txt").write_text("\n".join(lines) + "\n")

@@ -56,7 +56,9 @@ class Results:
     primary_text: str  # the preset's primary hypothesis in words ("" when none)
     primary_kind: str  # "claim", "regime" or ""
     trajectory: pd.DataFrame  # each claim's effect and verdict over the training steps
-    unsettled: dict[str, str]  # claim id -> why its verdict is not settled at this budget
+    # claim id -> did its verdict and effect sign hold over the last quarter of training:
+    # 'yes', 'no: why', or 'too few evaluations (...)'
+    held_late: dict[str, str]
     # claim id -> the detector check (latest controls study) of a verdict resting on no
     # failure being seen
     detector_checks: dict[str, str] = field(default_factory=dict)
@@ -112,16 +114,16 @@ def analyse(experiment: Experiment, claims: claims_mod.ClaimsFile | None,
         regime = stats.regime_test(regime_block.frame)
         primary = study.primary_hypothesis or {}
         judged = claims_mod.with_primary(claims, primary)
-        claim_table, trajectory, unsettled = None, pd.DataFrame(), {}
+        claim_table, trajectory, held_late = None, pd.DataFrame(), {}
         if judged is not None:
             claim_table = claims_mod.evaluate_claims(judged, experiment.trials,
                                                      experiment.curves)
             trajectory = claims_mod.claims_over_training(
                 judged, experiment.trials, experiment.curves, evaluation_fractions(experiment))
             for claim_id in claim_table["id"]:
-                ok, why = claims_mod.settled(trajectory, claim_id)
-                if not ok:
-                    unsettled[claim_id] = why
+                held, why = claims_mod.held_late(trajectory, claim_id)
+                held_late[claim_id] = (held if held == "yes" else f"no: {why}"
+                                       if held == "no" else f"{held} ({why})")
             checks = detector_checks(experiment, judged)
         claims_note = (f"Claims from {claims.path} (sha256 {claims.sha256[:12]})."
                        if claims is not None else "The study names no claims file.")
@@ -131,7 +133,7 @@ def analyse(experiment: Experiment, claims: claims_mod.ClaimsFile | None,
                                                                .split()),
                       primary_kind=("regime" if claims_mod.primary_test(primary) == "regime" else
                                     "claim" if primary else ""),
-                      trajectory=trajectory, unsettled=unsettled,
+                      trajectory=trajectory, held_late=held_late,
                       detector_checks=checks if judged is not None else {})
     results.caveats = caveats(experiment, results, caught)
     return results
@@ -282,7 +284,7 @@ def write_tables(experiment: Experiment, results: Results, out: Path) -> None:
         out / "fanova.csv", index=False)
     results.regime.to_csv(out / "regime.csv", index=False)
     if results.claims is not None:
-        results.claims.assign(settled=~results.claims["id"].isin(list(results.unsettled)))\
+        results.claims.assign(held_last_quarter=results.claims["id"].map(results.held_late))\
             .to_csv(out / "claims.csv", index=False)
         results.trajectory.to_csv(out / "claims_over_training.csv", index=False)
 

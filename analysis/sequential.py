@@ -26,7 +26,6 @@ from PyPI on a plain machine, so the few lines are written out here.
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 
@@ -56,13 +55,14 @@ class Interval:
 
 
 def _bets(x: np.ndarray, alpha: float) -> np.ndarray:
-    """Predictable plug-in bets lambda_1..lambda_n (each uses observations before it)."""
+    """Predictable plug-in bets lambda_1..lambda_n (each uses observations before it);
+    x may hold several sequences as columns (shape (n, k))."""
     n = len(x)
-    t = np.arange(1, n + 1)
-    mu_hat = (0.5 + np.cumsum(x)) / (t + 1)
-    prev_mu = np.concatenate([[0.5], mu_hat[:-1]])  # mu_hat_{t-1}
-    sigma2 = (0.25 + np.cumsum((x - prev_mu) ** 2)) / (t + 1)
-    prev_sigma2 = np.concatenate([[0.25], sigma2[:-1]])  # sigma2_{t-1}
+    t = np.arange(1, n + 1).reshape((n,) + (1,) * (x.ndim - 1))
+    mu_hat = (0.5 + np.cumsum(x, axis=0)) / (t + 1)
+    prev_mu = np.concatenate([np.full((1, *x.shape[1:]), 0.5), mu_hat[:-1]])  # mu_hat_{t-1}
+    sigma2 = (0.25 + np.cumsum((x - prev_mu) ** 2, axis=0)) / (t + 1)
+    prev_sigma2 = np.concatenate([np.full((1, *x.shape[1:]), 0.25), sigma2[:-1]])
     return np.sqrt(2.0 * math.log(2.0 / alpha) / (prev_sigma2 * t * np.log1p(t)))
 
 
@@ -109,7 +109,11 @@ def mean_cs(values, low: float, high: float, alpha: float = ALPHA,
     """(1 - alpha) confidence sequence for the mean of i.i.d. values in [low, high].
 
     `points` are values (decision thresholds) evaluated exactly besides the grid, so a
-    verdict never depends on the grid's spacing.
+    verdict never depends on the grid's spacing. Each bettor's capital is monotone in the
+    candidate mean (every factor 1 + lambda (x - m), with lambda truncated at c/m, falls
+    as m rises; the down-bettor's rises), so the candidates the up-bettor keeps form an
+    upper set and the down-bettor's a lower set: each end is found by bisection over the
+    sorted candidates, the same ends a scan of every candidate finds.
     """
     values = np.asarray(values, dtype=float)
     if np.any(values < low - 1e-12) or np.any(values > high + 1e-12):
@@ -121,28 +125,60 @@ def mean_cs(values, low: float, high: float, alpha: float = ALPHA,
     x01 = (values - low) / width
     extra = (np.asarray(points, dtype=float) - low) / width
     m = np.unique(np.concatenate([GRID, np.clip(extra, 0.0, 1.0)]))
-    kept = m[log_capital_path(x01, m, alpha).max(axis=0) < math.log(1.0 / alpha)]
-    estimate = float(values.mean())
-    if kept.size == 0:  # every candidate excluded: the sample mean is the best guess
-        return Interval(estimate, estimate, estimate, n)
-    return Interval(estimate, low + width * float(kept.min()), low + width * float(kept.max()),
-                    n)
-
-
-def mean_is_beyond(x01: np.ndarray, m: float, alpha: float = ALPHA) -> tuple[bool, bool]:
-    """(mean < m shown, mean > m shown): whether the down-bettor's or the up-bettor's
-    hedged capital at m ever reached 1/alpha. One point instead of a grid: the same test
-    `mean_cs` applies at m, for callers that need only that point."""
-    x01 = np.asarray(x01, dtype=float)
-    if len(x01) == 0:
-        return False, False
     lam = _bets(x01, alpha)
+
+    def up_keeps(i: int) -> bool:  # the up-bettor has not excluded m[i]
+        return not _beyond(x01, lam, float(m[i]), alpha)[1]
+
+    def down_keeps(i: int) -> bool:
+        return not _beyond(x01, lam, float(m[i]), alpha)[0]
+
+    first = _first_true(up_keeps, len(m))  # up_keeps: False ... False True ... True
+    last = _first_true(lambda i: not down_keeps(i), len(m)) - 1  # down_keeps: True .. False
+    estimate = float(values.mean())
+    if first > last:  # every candidate excluded: the sample mean is the best guess
+        return Interval(estimate, estimate, estimate, n)
+    return Interval(estimate, low + width * float(m[first]), low + width * float(m[last]), n)
+
+
+def _first_true(predicate, size: int) -> int:
+    """The first index in [0, size) where a monotone predicate (False..False True..True)
+    holds, or size."""
+    lo, hi = 0, size
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if predicate(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def _beyond(x01: np.ndarray, lam: np.ndarray, m: float, alpha: float):
+    """(mean < m shown, mean > m shown) for one candidate m, given the bets; x01 may hold
+    several sequences as columns (the answers are then arrays)."""
     diff = x01 - m
     up = np.minimum(lam, TRUNCATION / max(m, 1e-12))
     down = np.minimum(lam, TRUNCATION / max(1.0 - m, 1e-12))
     goal = math.log(1.0 / alpha) - math.log(0.5)
-    return (bool(np.cumsum(np.log1p(-down * diff)).max() >= goal),
-            bool(np.cumsum(np.log1p(up * diff)).max() >= goal))
+    return (np.cumsum(np.log1p(-down * diff), axis=0).max(axis=0) >= goal,
+            np.cumsum(np.log1p(up * diff), axis=0).max(axis=0) >= goal)
+
+
+def mean_is_beyond(x01: np.ndarray, m: float, alpha: float = ALPHA):
+    """(mean < m shown, mean > m shown): whether the down-bettor's or the up-bettor's
+    hedged capital at m ever reached 1/alpha. One point instead of a grid: the same test
+    `mean_cs` applies at m, for callers that need only that point. x01 of shape (n, k)
+    tests k sequences at once (the answers are then boolean arrays)."""
+    x01 = np.asarray(x01, dtype=float)
+    if len(x01) == 0:
+        if x01.ndim == 2:
+            return np.zeros(x01.shape[1], bool), np.zeros(x01.shape[1], bool)
+        return False, False
+    below, above = _beyond(x01, _bets(x01, alpha), m, alpha)
+    if x01.ndim == 1:
+        return bool(below), bool(above)
+    return below, above
 
 
 def median_cs(values, alpha: float = ALPHA, points: tuple[float, ...] = ()) -> Interval:
@@ -160,21 +196,25 @@ def median_cs(values, alpha: float = ALPHA, points: tuple[float, ...] = ()) -> I
     if n == 0:
         return Interval(math.nan, -math.inf, math.inf, 0)
 
-    def survives(at_most: np.ndarray, below: np.ndarray) -> bool:
-        return not (mean_is_beyond(at_most, 0.5, alpha)[0]
-                    or mean_is_beyond(below, 0.5, alpha)[1])
+    def survives(at_most: np.ndarray, below: np.ndarray) -> np.ndarray:
+        # one column per candidate: r survives unless P(value <= r) < 1/2 or
+        # P(value < r) > 1/2 is shown
+        return ~(mean_is_beyond(at_most.astype(float), 0.5, alpha)[0]
+                 | mean_is_beyond(below.astype(float), 0.5, alpha)[1])
 
     candidates = np.unique(np.concatenate([values, np.asarray(points, dtype=float)]))
-    kept = [float(r) for r in candidates if survives(values <= r, values < r)]
+    at_most = values[:, None] <= candidates[None, :]
+    below = values[:, None] < candidates[None, :]
+    kept = [float(r) for r in candidates[survives(at_most, below)]]
     # The open gap after each candidate (the indicators are constant inside it): a
     # surviving gap puts both of its ends in the hull.
-    for r, following in itertools.pairwise(candidates):
-        if survives(values <= r, values <= r):
-            kept += [float(r), float(following)]
-    none, every = np.zeros(n), np.ones(n)
-    if survives(none, none):  # below every observation
+    gaps = survives(at_most[:, :-1], at_most[:, :-1])
+    for r, following in zip(candidates[:-1][gaps], candidates[1:][gaps]):
+        kept += [float(r), float(following)]
+    if survives(np.zeros((n, 1), bool), np.zeros((n, 1), bool))[0]:  # below every one
         kept.append(-math.inf)
-    if np.isfinite(values.max()) and survives(every, every):  # above every observation
+    if np.isfinite(values.max()) and survives(np.ones((n, 1), bool),
+                                              np.ones((n, 1), bool))[0]:  # above every one
         kept.append(math.inf)
     estimate = float(np.median(values))
     if not kept:

@@ -50,7 +50,8 @@ def main() -> None:
             print(f"[{n}/{len(jobs)} chunks, {elapsed / 60:.1f} min, ETA "
                   f"{elapsed / n * (len(jobs) - n) / 60:.1f} min]", flush=True)
     table = pd.concat(parts).groupby(["scenario", "claim", "truth"], sort=False).agg(
-        reps=("reps", "sum"), supported=("supported", "sum"), refuted=("refuted", "sum"),
+        reps=("reps", "sum"), supported=("supported", "sum"),
+        smaller_than_claimed=("smaller_than_claimed", "sum"), refuted=("refuted", "sum"),
         inconclusive=("inconclusive", "sum"), mean_seeds=("mean_seeds", "mean"),
         mean_trials=("mean_trials", "mean"), all_decided=("all_decided", "mean"),
     ).reset_index()

@@ -693,7 +693,8 @@ def _print_verdicts(index: int, verdicts) -> None:
         more = ("" if row["verdict"] != "inconclusive" else
                 f", ~{row['to_decide']:.0f} more seed(s) at this trend"
                 if np.isfinite(row["to_decide"]) else ", no trend yet")
-        lines.append(f"  {row['id']}: {row['verdict'].upper()} with {row['n']} seed(s)"
+        lines.append(f"  {row['id']}: {claims_mod.VERDICT_WORDS[row['verdict']]} with "
+                     f"{row['n']} seed(s)"
                      f"{(': ' + row['effect']) if row['effect'] else ''}{more}")
     print("\n".join(lines), file=sys.stderr, flush=True)
 

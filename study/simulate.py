@@ -4,13 +4,16 @@ The whole procedure the main job runs (first wave = the design x its seeds, then
 claim-directed waves through study.planner.after_wave until every claim is decided or the
 trial budget is spent, verdicts from analysis.claims) is run many times on a generative
 outcome model whose truth is planted per cell. Counting verdicts against the truth gives
-the false-support rate (a claim SUPPORTED where its effect is null), the false-refutation
-rate (REFUTED where the claimed effect is there at exactly its margin: the hardest case),
-power, and the trials each study used.
+each false-verdict rate (SUPPORTED where the effect is null or smaller than claimed; an
+effect shown where there is none; the claimed size excluded where the effect is exactly
+at it), power, and the trials each study used.
 
-Generative model, per cell: probabilities of blank_collapse, diverged, exploding and a
-stuck run (final PER 0.7-0.99, outcome slow), else stable with final PER ~ N(mean, sd);
-the step at which a run first reaches its final PER, log-normal around the cell's median.
+Generative model, per cell: probabilities of blank_collapse, diverged, exploding, a stuck
+run (final PER 0.7-0.99, outcome slow) and a run that explodes and then collapses (the
+`exploded` flag latched, final outcome blank_collapse), else stable with final PER ~
+N(mean, sd); the step at which a run first reaches its final PER, log-normal around the
+cell's median; runs that error (never complete), possibly more often when they fail
+(missing not at random).
 Seeds are common random numbers as in the real study: replicate k of every cell shares a
 seed-level latent (a Gaussian copula with correlation `rho`), so cells' outcomes are
 correlated within a seed and independent across seeds; each cell's marginal rates are
@@ -23,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -46,14 +49,20 @@ class CellTruth:
     diverged: float = 0.0
     exploding: float = 0.0
     stuck: float = 0.0  # final PER 0.7-0.99, outcome slow
+    explode_then_collapse: float = 0.0  # exploded flag latched, final outcome blank_collapse
     per_mean: float = 0.1
     per_sd: float = 0.01
     steps_median: float = 300.0  # step at which the run reaches its final PER
     steps_spread: float = 0.25  # sd of log steps
+    # Runs that error (never complete): with this probability when the run fails (any
+    # outcome but stable and slow), else `errored`: missing not at random when they differ.
+    errored_if_failed: float = 0.0
+    errored: float = 0.0
 
     @property
     def failure(self) -> float:
-        return self.blank_collapse + self.diverged + self.exploding + self.stuck
+        return (self.blank_collapse + self.diverged + self.exploding + self.stuck
+                + self.explode_then_collapse)
 
 
 @dataclass(frozen=True)
@@ -61,9 +70,12 @@ class Scenario:
     name: str
     description: str
     truth: Callable[[dict], CellTruth]
-    # claim id -> "null" (SUPPORTED would be false), "margin" (REFUTED would be false),
-    # "effect" (a real effect larger than the margin: SUPPORTED is power), "true" (the
-    # claim holds with room: SUPPORTED is power, REFUTED would be false).
+    # claim id -> "null" (no effect: SUPPORTED and SMALLER would be false), "between" (an
+    # effect between none and the claimed size: SUPPORTED would be false), "margin" (the
+    # effect exactly at its claimed size: REFUTED and SMALLER would be false), "bound" (a
+    # rate exactly at a rate bound: SUPPORTED and REFUTED would both be false), "effect"
+    # (an effect well past its size: SUPPORTED is power), "true" (the claim holds with
+    # room: REFUTED would be false).
     truths: dict[str, str] = field(default_factory=dict)
 
 
@@ -81,8 +93,17 @@ def _same_events(point: dict) -> CellTruth:
     return CellTruth(blank_collapse=0.1, diverged=0.05, exploding=0.05, per_sd=0.02)
 
 
+def _stuck_everywhere(point: dict) -> CellTruth:
+    return CellTruth(stuck=0.2)
+
+
+def _noisy_per(point: dict) -> CellTruth:
+    """Final PER varies 30% across seeds, and the step it is reached by 50% (log sd)."""
+    return CellTruth(per_mean=0.2, per_sd=0.06, steps_spread=0.5)
+
+
 def _at_margin(point: dict) -> CellTruth:
-    """Every effect exactly at its claim's margin (0.25; the steps ratio 1.5)."""
+    """Every failure effect exactly at its claim's size (0.25; the steps ratio 1.5)."""
     if _is(point, eps=0.1, lr=0.005, weak=False):  # official
         return CellTruth(blank_collapse=0.05)
     if _is(point, eps=0.1, lr=0.005, weak=True):
@@ -94,13 +115,59 @@ def _at_margin(point: dict) -> CellTruth:
     return CellTruth()
 
 
+def _between(point: dict) -> CellTruth:
+    """Every effect about half its claimed size: +0.12 collapse and explosion rates,
+    steps ratio 1.2, differences of differences 0.12."""
+    if _is(point, eps=0.1, lr=0.005, weak=False):
+        return CellTruth(blank_collapse=0.05)
+    if _is(point, eps=0.1, lr=0.005, weak=True):
+        return CellTruth(blank_collapse=0.17)
+    if _is(point, eps=1e-8, lr=0.005):
+        return CellTruth(diverged=0.06, exploding=0.06)
+    if _is(point, eps=0.1, lr=0.002):
+        return CellTruth(blank_collapse=0.17, steps_median=360.0)
+    return CellTruth()
+
+
+def _per_interaction(did: float) -> Callable[[dict], CellTruth]:
+    """Nothing fails; weak augmentation raises final PER by `did` at eps 0.1 with lr_max
+    0.005 and nowhere else: a difference of differences of exactly `did` on both
+    moderators (its median, the noise being symmetric)."""
+    def truth(point: dict) -> CellTruth:
+        shift = did if _is(point, eps=0.1, lr=0.005, weak=True) else 0.0
+        return CellTruth(per_mean=0.2 + shift, per_sd=0.01)
+    return truth
+
+
+def _slow_labels(point: dict) -> CellTruth:
+    """Half the runs at lr_max 0.002 with weak augmentation end `slow` (stuck), nothing
+    fails: an interaction in `slow` only, which the failure claims do not count."""
+    if _is(point, lr=0.002, weak=True):
+        return CellTruth(stuck=0.5)
+    return CellTruth()
+
+
+def _errors_hide_failures(point: dict) -> CellTruth:
+    """The margin scenario, with 30% of failing runs erroring (missing), against 2% of
+    the others: missing not at random, the failures the claims count are under-seen."""
+    return replace(_at_margin(point), errored_if_failed=0.3, errored=0.02)
+
+
+def _explode_then_collapse(point: dict) -> CellTruth:
+    """eps 1e-8 runs explode and then collapse in 25% of seeds (the flag latched, the final
+    label blank_collapse), exactly the tiny-eps claim's size."""
+    if _is(point, eps=1e-8):
+        return CellTruth(explode_then_collapse=0.25)
+    return CellTruth()
+
+
 def _official_at_bound(point: dict) -> CellTruth:
-    return CellTruth(blank_collapse=0.15, exploding=0.15) if _is(
+    return CellTruth(blank_collapse=0.05, exploding=0.05) if _is(
         point, eps=0.1, lr=0.005, weak=False) else CellTruth()
 
 
 def _diagnosis(point: dict) -> CellTruth:
-    """The practitioner's diagnosis, with effects well past the margins."""
+    """The practitioner's diagnosis, with effects well past the sizes."""
     if _is(point, eps=1e-8):
         return CellTruth(diverged=0.3, exploding=0.3)
     if _is(point, eps=0.1, lr=0.005, weak=True):
@@ -118,25 +185,61 @@ def _proxy_like(point: dict) -> CellTruth:
     return CellTruth()
 
 
+FAILURE_CLAIMS = ("weak_augmentation_collapses", "tiny_eps_explodes",
+                  "augmentation_interacts_with_optimizer", "primary")
 # Nothing differs between cells: every "X causes / is slower / interacts" claim is null,
 # and the official setting is stable with room.
 NULL_TRUTHS = {"weak_augmentation_collapses": "null", "low_lr_slow_or_collapse": "null",
                "tiny_eps_explodes": "null", "official_setting_stable": "true",
-               "augmentation_interacts_with_optimizer": "null", "primary": "null"}
+               "augmentation_interacts_with_optimizer": "null",
+               "augmentation_interacts_on_per": "null", "primary": "null"}
+MARGIN_TRUTHS = {"weak_augmentation_collapses": "margin", "low_lr_slow_or_collapse": "margin",
+                 "tiny_eps_explodes": "margin",
+                 "augmentation_interacts_with_optimizer": "margin", "primary": "margin"}
 SCENARIOS = {
     "null": Scenario("null", "nothing fails anywhere, equal speeds", _nothing, NULL_TRUTHS),
     "null_events": Scenario(
         "null_events", "every cell fails at the same 20% (collapse 10%, divergence 5%, "
-        "explosion 5%), equal speeds", _same_events, NULL_TRUTHS),
+        "explosion 5%), equal speeds", _same_events,
+        {**NULL_TRUTHS, "official_setting_stable": "-"}),
+    "null_stuck": Scenario(
+        "null_stuck", "20% of runs in every cell are stuck (final PER 0.7-0.99, label "
+        "slow), nothing fails", _stuck_everywhere, NULL_TRUTHS),
+    "null_noisy_per": Scenario(
+        "null_noisy_per", "nothing differs; final PER varies 30% across seeds and the step "
+        "it is reached by 50%", _noisy_per, NULL_TRUTHS),
+    "between": Scenario(
+        "between", "every failure effect about half its size: +0.12 collapse/explosion "
+        "rates, steps ratio 1.2, differences of differences 0.12", _between,
+        {**{k: "between" for k in MARGIN_TRUTHS}, "official_setting_stable": "true"}),
     "margin": Scenario(
-        "margin", "every effect exactly at its margin: +0.25 collapse/divergence rates, "
-        "steps ratio 1.5, differences of differences 0.25", _at_margin, {
-            "weak_augmentation_collapses": "margin", "low_lr_slow_or_collapse": "margin",
-            "tiny_eps_explodes": "margin", "augmentation_interacts_with_optimizer": "margin",
-            "primary": "margin"}),
+        "margin", "every failure effect exactly at its size: +0.25 collapse/divergence "
+        "rates, steps ratio 1.5, differences of differences 0.25", _at_margin,
+        MARGIN_TRUTHS),
+    "per_null": Scenario(
+        "per_null", "nothing fails; final PER does not depend on augmentation",
+        _per_interaction(0.0), {"augmentation_interacts_on_per": "null"}),
+    "per_between": Scenario(
+        "per_between", "nothing fails; a PER difference of differences of 0.01 (half the "
+        "size) on both moderators", _per_interaction(0.01),
+        {"augmentation_interacts_on_per": "between"}),
+    "per_margin": Scenario(
+        "per_margin", "nothing fails; a PER difference of differences of exactly 0.02 on "
+        "both moderators", _per_interaction(0.02), {"augmentation_interacts_on_per": "margin"}),
+    "slow_labels": Scenario(
+        "slow_labels", "half the runs at lr_max 0.002 with weak augmentation end slow, "
+        "nothing fails", _slow_labels,
+        {k: "null" for k in FAILURE_CLAIMS}),
+    "errors_hide_failures": Scenario(
+        "errors_hide_failures", "the margin scenario with 30% of failing runs erroring "
+        "(2% of the others): missing not at random", _errors_hide_failures, MARGIN_TRUTHS),
+    "explode_then_collapse": Scenario(
+        "explode_then_collapse", "eps 1e-8 runs explode then collapse in 25% of seeds "
+        "(flag latched, final label blank_collapse)", _explode_then_collapse,
+        {"tiny_eps_explodes": "margin"}),
     "official_bound": Scenario(
-        "official_bound", "the official setting fails in exactly 30% of seeds",
-        _official_at_bound, {"official_setting_stable": "margin"}),
+        "official_bound", "the official setting fails in exactly 10% of seeds",
+        _official_at_bound, {"official_setting_stable": "bound"}),
     "diagnosis": Scenario(
         "diagnosis", "the diagnosis holds: eps 1e-8 fails 60%, weak augmentation collapses "
         "80% at eps 0.1, lr 0.002 collapses 50-90% and is 2.5x slower", _diagnosis, {
@@ -145,9 +248,10 @@ SCENARIOS = {
             "augmentation_interacts_with_optimizer": "effect", "primary": "effect"}),
     "proxy_like": Scenario(
         "proxy_like", "nothing fails; lr_max 0.002 at eps 0.1 is 2x slower", _proxy_like,
-        {**NULL_TRUTHS, "low_lr_slow_or_collapse": "effect"}),
+        {**NULL_TRUTHS, "low_lr_slow_or_collapse": "effect",
+         "augmentation_interacts_on_per": "-"}),
 }
-OUTCOME_ORDER = ("blank_collapse", "diverged", "exploding", "stuck")
+OUTCOME_ORDER = ("blank_collapse", "diverged", "exploding", "stuck", "explode_then_collapse")
 
 
 def draw_runs(truths: list[CellTruth], trials: list[tuple[int, int]], latents: np.ndarray,
@@ -167,17 +271,24 @@ def draw_runs(truths: list[CellTruth], trials: list[tuple[int, int]], latents: n
                 break
         per = truth.per_mean + truth.per_sd * (rho * z[1] + math.sqrt(1 - rho**2)
                                                * rng.standard_normal())
+        exploded = outcome in ("exploding", "explode_then_collapse")
         if outcome == "stuck":
             outcome, per = "slow", float(rng.uniform(0.7, 0.99))
+        elif outcome == "explode_then_collapse":
+            outcome, per = "blank_collapse", 1.0
         elif outcome in ("blank_collapse", "diverged"):
             per = 1.0
+        failed = outcome not in ("stable", "slow")
+        errored = rng.random() < (truth.errored_if_failed if failed else truth.errored)
         steps = truth.steps_median * math.exp(truth.steps_spread * (
             rho * z[2] + math.sqrt(1 - rho**2) * rng.standard_normal()))
         steps = float(min(max(steps, 2.0), BUDGET))
         trial_id = f"t{start + i:06d}"
         runs.append({**POINTS[cell], "seed": seed, "trial_id": trial_id,
-                     "status": "diverged" if outcome == "diverged" else "finished",
-                     "outcome": outcome, "final_val_per": max(per, 0.0),
+                     "status": "errored" if errored else
+                     "diverged" if outcome == "diverged" else "finished",
+                     "outcome": None if errored else outcome,
+                     "final_val_per": max(per, 0.0), "final_exploded": float(exploded),
                      "budget_steps": float(BUDGET)})
         for step, value in ((1.0, 1.05), (steps, max(per, 0.0)), (float(BUDGET), max(per, 0.0))):
             curves.append({"trial_id": trial_id, "step": step, "val_per": value})
@@ -195,6 +306,7 @@ def simulate_study(claims: claims_mod.ClaimsFile, truths: list[CellTruth], seed:
     curves: list[dict] = []
     done: set[tuple[int, int]] = set()
     waves = 0
+    open_claims = claims
     while plan.trials:
         waves += 1
         new_runs, new_curves = draw_runs(truths, plan.trials, latents, rng, rho, len(runs))
@@ -202,8 +314,16 @@ def simulate_study(claims: claims_mod.ClaimsFile, truths: list[CellTruth], seed:
         curves += new_curves
         done |= set(plan.trials)
         capacity = min(wave_trials, max_trials - len(runs))
-        verdicts, plan = planner.after_wave(claims, pd.DataFrame(runs), pd.DataFrame(curves),
-                                            POINTS, done, capacity)
+        # A final verdict stays final (the confidence sequences only shrink) and the
+        # planner serves undecided claims only, so the decided ones need no evaluation
+        # until the end: the same plans as evaluating every claim after every wave.
+        verdicts, plan = planner.after_wave(open_claims, pd.DataFrame(runs),
+                                            pd.DataFrame(curves), POINTS, done, capacity)
+        undecided = list(verdicts.loc[verdicts["verdict"] == "inconclusive", "id"])
+        if not undecided:
+            break
+        open_claims = claims.subset(undecided)
+    verdicts = claims_mod.evaluate_claims(claims, pd.DataFrame(runs), pd.DataFrame(curves))
     return {"verdicts": verdicts.set_index("id")["verdict"].to_dict(),
             "n": verdicts.set_index("id")["n"].to_dict(), "trials": len(runs),
             "waves": waves, "stopped": plan.reason}
@@ -231,6 +351,7 @@ def operating_characteristics(claims: claims_mod.ClaimsFile, scenario: Scenario,
         rows.append({"scenario": scenario.name, "claim": cid,
                      "truth": scenario.truths.get(cid, "-"), "reps": reps,
                      "supported": int((verdicts == "supported").sum()),
+                     "smaller_than_claimed": int((verdicts == "smaller_than_claimed").sum()),
                      "refuted": int((verdicts == "refuted").sum()),
                      "inconclusive": int((verdicts == "inconclusive").sum()),
                      "mean_seeds": float(np.mean([r["n"][cid] for r in results])),
@@ -241,18 +362,25 @@ def operating_characteristics(claims: claims_mod.ClaimsFile, scenario: Scenario,
 
 
 def error_rates(table: pd.DataFrame) -> pd.DataFrame:
-    """False support where the truth is null; false refutation where the claimed effect
-    is present at its margin or the claim holds."""
-    false_support = table[table["truth"] == "null"]
-    false_refute = table[table["truth"].isin(("margin", "true"))]
-    rows = [{"error": "false support", "scenario": r["scenario"], "claim": r["claim"],
-             "count": r["supported"], "reps": r["reps"]} for _, r in false_support.iterrows()]
-    rows += [{"error": "false refutation", "scenario": r["scenario"], "claim": r["claim"],
-              "count": r["refuted"], "reps": r["reps"]} for _, r in false_refute.iterrows()]
-    # At the official bound (rate exactly 0.3), supporting "below 0.3" is also false.
-    bound = table[(table["truth"] == "margin") & (table["claim"] == "official_setting_stable")]
-    rows += [{"error": "false support", "scenario": r["scenario"], "claim": r["claim"],
-              "count": r["supported"], "reps": r["reps"]} for _, r in bound.iterrows()]
+    """Each verdict that the planted truth makes false, per (scenario, claim):
+    false support (SUPPORTED where the effect is null, between none and its size, or a
+    rate sits exactly at its bound), false effect (SMALLER THAN CLAIMED, i.e. an effect
+    shown, where there is none), false exclusion (REFUTED or SMALLER where the effect is
+    at its size or the claim holds; REFUTED where a rate sits exactly at its bound). Each
+    side is controlled at alpha/2."""
+    rows = []
+
+    def add(error: str, frame: pd.DataFrame, columns: tuple[str, ...]) -> None:
+        rows.extend({"error": error, "scenario": r["scenario"], "claim": r["claim"],
+                     "truth": r["truth"], "count": int(sum(r[c] for c in columns)),
+                     "reps": r["reps"]} for _, r in frame.iterrows())
+
+    add("false support", table[table["truth"].isin(("null", "between", "bound"))],
+        ("supported",))
+    add("false effect", table[table["truth"] == "null"], ("smaller_than_claimed",))
+    add("false exclusion", table[table["truth"].isin(("margin", "true"))],
+        ("refuted", "smaller_than_claimed"))
+    add("false exclusion", table[table["truth"] == "bound"], ("refuted",))
     frame = pd.DataFrame(rows)
     frame["rate"] = frame["count"] / frame["reps"]
     return frame
