@@ -217,15 +217,15 @@ def test_same_seed_same_numbers(tiny_data, tiny_config):
     assert [r["val_loss"] for r in a] != [r["val_loss"] for r in c]
 
 
-def _interrupted(cfg, ds, path, after: int) -> list[dict]:
+def _interrupted(cfg, ds, path, after: int, resume=TrainingRun.load) -> list[dict]:
     """Reports of a run stopped after `after` reports, saved to `path` and continued by a
-    fresh TrainingRun loaded from it."""
+    fresh TrainingRun that `resume(run, path)` loads."""
     first = TrainingRun(cfg, ds)
     it = iter(first)
     head = [next(it) for _ in range(after)]
     first.save(path)
     resumed = TrainingRun(cfg, ds)
-    resumed.load(path)
+    resume(resumed, path)
     return head + list(resumed)
 
 
@@ -270,6 +270,35 @@ def test_resume_keeps_a_latched_explosion(tiny_data, tiny_config, tmp_path):
     for r in full[4:]:  # the later windows alone
         assert r["grad_norm_max"] <= factor * np.median(run.grad_norms[: r["step"]])
     assert _untimed(_interrupted(cfg, ds, tmp_path / "state.pt", 4)) == _untimed(full)
+
+
+def test_resume_reads_the_checkpoint_to_the_cpu_whatever_the_training_device(
+        tiny_data, tiny_config, tmp_path, monkeypatch):
+    """A CUDA run read its checkpoint with map_location=<its device>: the saved RNG states
+    (CPU ByteTensors) landed on the GPU and restoring them raised "RNG state must be a
+    torch.ByteTensor", so no CUDA trial could resume. Here 'meta' stands for the GPU while
+    the checkpoint is read (set_state rejects its tensors with the same TypeError), and
+    torch.load puts the RNG states where map_location says; the weights and optimiser state
+    come to the CPU either way, as load_state_dict would copy them from a GPU."""
+    cfg = tiny_config()
+    ds = load_dataset(tiny_data, cfg)
+    full = list(TrainingRun(cfg, ds))
+    real_load = torch.load
+
+    def load_rng_states_where_mapped(path, map_location=None, **kwargs):
+        state = real_load(path, map_location="cpu", **kwargs)
+        for key in ("aug_gen", "torch_rng"):
+            state[key] = state[key].to(map_location or "cpu")
+        return state
+
+    def load_as_on_a_gpu(run, path):
+        run.device = torch.device("meta")
+        run.load(path)
+        run.device = torch.device("cpu")
+
+    monkeypatch.setattr(torch, "load", load_rng_states_where_mapped)
+    resumed = _interrupted(cfg, ds, tmp_path / "state.pt", 2, resume=load_as_on_a_gpu)
+    assert _untimed(resumed) == _untimed(full)
 
 
 def test_resumed_diverged_run_stays_finished(tiny_data, tiny_config, tmp_path):
