@@ -65,3 +65,19 @@ def write_dataset(root: Path, n_sessions: int = 3, n_train: int = 6, n_val: int 
                     if planted and defect == "missing_attr":
                         del grp.attrs["n_time_steps"]
     return root
+
+
+def write_trials(root: Path, trials: dict[str, dict[str, list[tuple[int, list[int]]]]],
+                 n_features: int = 16, seed: int = 0) -> Path:
+    """Write exactly the given trials: {session: {split: [(n_frames, labels), ...]}}, with
+    random features, for tests that need chosen lengths and labels."""
+    rng = np.random.default_rng(seed)
+    for session, splits in trials.items():
+        (root / session).mkdir(parents=True, exist_ok=True)
+        for split, rows in splits.items():
+            with h5py.File(root / session / f"data_{split}.hdf5", "w") as f:
+                for t, (n_frames, labels) in enumerate(rows):
+                    write_trial(f.create_group(f"trial_{t:04d}"),
+                                rng.standard_normal((n_frames, n_features)), labels,
+                                session, block=0, trial=t)
+    return root

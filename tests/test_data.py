@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from h5_fixtures import write_dataset
+from h5_fixtures import write_dataset, write_trials
 
 from trainable.data import Dataset, DayBatchSampler, load_dataset, validation_batches
 from trainable.errors import DataError
@@ -57,6 +57,34 @@ def test_too_short_trials_are_dropped_and_counted(tmp_path, tiny_config):
     assert ds.report.dropped_too_short == {"train": 1}
     assert len(ds.train) == 17
     assert 0 < ds.report.dropped_fraction() < 0.05
+
+
+@pytest.mark.parametrize("random_cut, limit", [
+    (0, 34),  # no cut: (34 - 14) // 4 + 1 = 6 outputs for 6 labels
+    (1, 34),  # randint(0, 1) always cuts 0 frames
+    (3, 36),  # official: cuts of up to 2 frames
+    (6, 39),  # cuts of up to 5 frames
+])
+def test_too_short_filter_keeps_a_trial_exactly_at_the_limit_after_the_largest_cut(
+        tmp_path, tiny_config, random_cut, limit):
+    """A trial is kept when, after the largest random cut (random_cut - 1 frames) and the
+    patching (size 14, stride 4), CTC still gets one output per label; a frame less drops
+    it (official zero_infinity=False: its loss would be infinite)."""
+    import torch
+
+    from trainable.model import GRUDecoder
+
+    labels = [5, 7, 9, 11, 13, 15]  # no equal neighbours: CTC needs exactly 6 outputs
+    root = write_trials(tmp_path / "d", {
+        "t15.2023.08.11": {"train": [(limit, labels), (limit - 1, labels)]}})
+    cfg = tiny_config(augment__random_cut=random_cut, data__days_per_batch=1)
+    ds = load_dataset(root, cfg)
+    assert ds.train.n_frames.tolist() == [limit]
+    assert ds.report.dropped_too_short == {"train": 1}
+    # the trainer's CTC input length for the kept trial after the largest cut: one per label
+    model = GRUDecoder(16, 1, cfg.model)
+    largest_cut = max(random_cut - 1, 0)
+    assert int(model.output_lengths(torch.tensor(limit - largest_cut))) == len(labels)
 
 
 def test_truncated_and_non_hdf5_files(tmp_path, tiny_config):

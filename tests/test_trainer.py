@@ -139,6 +139,43 @@ def test_per_is_micro_averaged():
     assert phoneme_error_rate([1, 3], [10, 2]) == pytest.approx(4 / 12)
 
 
+def test_reported_val_per_is_the_micro_average_over_every_sentence_of_every_day(
+        tmp_path, tiny_config):
+    """The official validation divides the summed edit distances by the summed reference
+    lengths over all val trials of all days (rnn_trainer.validation). A decoder that emits
+    [1, 2, 3, 4] for every trial, on days of unequal sizes and sentence lengths, makes every
+    other average differ: micro 16/26 = 0.62; mean of the per-day PERs (2 + 0.5)/2 = 1.25;
+    mean of the per-sentence PERs (2 + 0.5 + 0 + 0.67)/4 = 0.79; mean over the validation
+    batches of two, (2 + 4/12 + 8/12)/3 = 1.0."""
+    from h5_fixtures import write_trials
+
+    emitted = [1, 2, 3, 4]
+    train = [(80, [7, 8, 9, 10])] * 2
+    root = write_trials(tmp_path / "d", {
+        "t15.2023.08.11": {"train": train, "val": [(80, [5, 6])]},  # distance 4 of 2
+        "t15.2023.08.12": {"train": train, "val": [
+            (80, list(range(1, 9))),  # distance 4 of 8
+            (80, [1, 2, 3, 4]),  # 0 of 4
+            (80, list(range(1, 13))),  # 8 of 12
+        ]}})
+    cfg = tiny_config(data__batch_size=2, train__num_steps=1)
+    run = TrainingRun(cfg, load_dataset(root, cfg))
+    model = run.model
+
+    def decodes_to_emitted(x, day, n_frames):
+        logits = model(x, day, n_frames)
+        fixed = torch.zeros_like(logits)
+        fixed[:, len(emitted):, 0] = 1.0  # blanks after the emitted phonemes
+        fixed[:, torch.arange(len(emitted)), torch.tensor(emitted)] = 1.0
+        return logits * 0 + fixed  # still a function of the weights, so training steps run
+
+    run.forward = decodes_to_emitted
+    (report,) = list(run)
+    assert report["val_per"] == pytest.approx(16 / 26)
+    assert report["val_per_by_day"] == pytest.approx({"t15.2023.08.11": 2.0,
+                                                      "t15.2023.08.12": 0.5})
+
+
 def test_collapse_rule_is_time_aware():
     cfg = MonitorConfig()
     assert not is_collapsed(0.0, step=100, budget=1000, cfg=cfg)  # early plateau is normal
@@ -146,6 +183,12 @@ def test_collapse_rule_is_time_aware():
     assert not is_collapsed(0.9, step=500, budget=1000, cfg=cfg)
     assert outcome(False, False, False, 0.9, cfg) == "slow"
     assert outcome(True, True, True, 0.1, cfg) == "diverged"
+
+
+# A learning rate that drives the tiny run to a non-finite loss within 40 steps.
+DIVERGING = {"optim__lr_max": 1e6, "optim__eps": 1e-12, "optim__lr_min": 1.0,
+             "optim__grad_clip": 1e12, "train__num_steps": 40, "train__eval_every": 2,
+             "optim__lr_warmup_steps": 0}
 
 
 def _run(cfg, data):
@@ -174,26 +217,105 @@ def test_same_seed_same_numbers(tiny_data, tiny_config):
     assert [r["val_loss"] for r in a] != [r["val_loss"] for r in c]
 
 
+def _interrupted(cfg, ds, path, after: int, resume=TrainingRun.load) -> list[dict]:
+    """Reports of a run stopped after `after` reports, saved to `path` and continued by a
+    fresh TrainingRun that `resume(run, path)` loads."""
+    first = TrainingRun(cfg, ds)
+    it = iter(first)
+    head = [next(it) for _ in range(after)]
+    first.save(path)
+    resumed = TrainingRun(cfg, ds)
+    resume(resumed, path)
+    return head + list(resumed)
+
+
+def _untimed(reports: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "steps_per_s"} for r in reports]
+
+
 def test_resume_from_checkpoint_matches_uninterrupted_run(tiny_data, tiny_config, tmp_path):
     cfg = tiny_config()
     ds = load_dataset(tiny_data, cfg)
     full = list(TrainingRun(cfg, ds))
-    first = TrainingRun(cfg, ds)
-    it = iter(first)
-    head = [next(it), next(it)]
-    first.save(tmp_path / "state.pt")
+    assert _untimed(_interrupted(cfg, ds, tmp_path / "state.pt", 2)) == _untimed(full)
+
+
+def test_resume_keeps_the_gradient_norms_the_explosion_rule_is_judged_against(
+        tiny_data, tiny_config, tmp_path):
+    """The explosion rule compares a window's largest pre-clip norm with the median of every
+    norm since step 1. This tiny run's norms grow (about 9 to 13), so a median of the norms
+    since the checkpoint alone would sit higher and miss the explosion the whole run sees."""
+    factor = 1.1
+    cfg = tiny_config(monitor__explode_factor=factor)
+    ds = load_dataset(tiny_data, cfg)
+    run = TrainingRun(cfg, ds)
+    full = list(run)
+    checkpoint_step = full[1]["step"]
+    first = next(r for r in full if r["exploded"])
+    assert first["step"] > checkpoint_step  # nothing latched in the checkpoint
+    since_checkpoint = run.grad_norms[checkpoint_step : first["step"]]
+    assert first["grad_norm_max"] <= factor * np.median(since_checkpoint)
+    assert _untimed(_interrupted(cfg, ds, tmp_path / "state.pt", 2)) == _untimed(full)
+
+
+def test_resume_keeps_a_latched_explosion(tiny_data, tiny_config, tmp_path):
+    """`exploded` stays set once a window exploded; after this checkpoint no window exceeds
+    the threshold again, so only the restored flag keeps the outcome `exploding`."""
+    factor = 1.18
+    cfg = tiny_config(monitor__explode_factor=factor, train__num_steps=24)
+    ds = load_dataset(tiny_data, cfg)
+    run = TrainingRun(cfg, ds)
+    full = list(run)
+    assert full[3]["exploded"] == 1 and full[-1]["outcome"] == "exploding"
+    for r in full[4:]:  # the later windows alone
+        assert r["grad_norm_max"] <= factor * np.median(run.grad_norms[: r["step"]])
+    assert _untimed(_interrupted(cfg, ds, tmp_path / "state.pt", 4)) == _untimed(full)
+
+
+def test_resume_reads_the_checkpoint_to_the_cpu_whatever_the_training_device(
+        tiny_data, tiny_config, tmp_path, monkeypatch):
+    """A CUDA run read its checkpoint with map_location=<its device>: the saved RNG states
+    (CPU ByteTensors) landed on the GPU and restoring them raised "RNG state must be a
+    torch.ByteTensor", so no CUDA trial could resume. Here 'meta' stands for the GPU while
+    the checkpoint is read (set_state rejects its tensors with the same TypeError), and
+    torch.load puts the RNG states where map_location says; the weights and optimiser state
+    come to the CPU either way, as load_state_dict would copy them from a GPU."""
+    cfg = tiny_config()
+    ds = load_dataset(tiny_data, cfg)
+    full = list(TrainingRun(cfg, ds))
+    real_load = torch.load
+
+    def load_rng_states_where_mapped(path, map_location=None, **kwargs):
+        state = real_load(path, map_location="cpu", **kwargs)
+        for key in ("aug_gen", "torch_rng"):
+            state[key] = state[key].to(map_location or "cpu")
+        return state
+
+    def load_as_on_a_gpu(run, path):
+        run.device = torch.device("meta")
+        run.load(path)
+        run.device = torch.device("cpu")
+
+    monkeypatch.setattr(torch, "load", load_rng_states_where_mapped)
+    resumed = _interrupted(cfg, ds, tmp_path / "state.pt", 2, resume=load_as_on_a_gpu)
+    assert _untimed(resumed) == _untimed(full)
+
+
+def test_resumed_diverged_run_stays_finished(tiny_data, tiny_config, tmp_path):
+    """A trial restored from its last checkpoint after diverging (Tune does this when a
+    study resumes) must not train on from the broken weights."""
+    cfg = tiny_config(**DIVERGING)
+    ds = load_dataset(tiny_data, cfg)
+    run = TrainingRun(cfg, ds)
+    assert list(run)[-1]["diverged"] == 1 and run.step < 40
+    run.save(tmp_path / "state.pt")
     resumed = TrainingRun(cfg, ds)
     resumed.load(tmp_path / "state.pt")
-    tail = list(resumed)
-    drop = ("steps_per_s",)
-    strip = [{k: v for k, v in r.items() if k not in drop} for r in head + tail]
-    assert strip == [{k: v for k, v in r.items() if k not in drop} for r in full]
+    assert resumed.finished and list(resumed) == []
 
 
 def test_nonfinite_loss_stops_cleanly_as_diverged(tiny_data, tiny_config):
-    cfg = tiny_config(optim__lr_max=1e6, optim__eps=1e-12, optim__lr_min=1.0,
-                      optim__grad_clip=1e12, train__num_steps=40, train__eval_every=2,
-                      optim__lr_warmup_steps=0)
+    cfg = tiny_config(**DIVERGING)
     reports = _run(cfg, tiny_data)
     last = reports[-1]
     assert last["diverged"] == 1 and last["outcome"] == "diverged" and last["completed"] == 1

@@ -302,4 +302,8 @@ class TrainingRun:
         torch.save(self.state_dict(), path)
 
     def load(self, path: str | Path) -> None:
-        self.load_state_dict(torch.load(path, map_location=self.device, weights_only=False))
+        # Read to the CPU whatever the training device: the RNG states must stay CPU
+        # ByteTensors (set_state raises "RNG state must be a torch.ByteTensor" for a CUDA
+        # one). The model's load_state_dict copies onto its parameters' device, and the
+        # optimiser's casts its state to each parameter's device (and, fused, `step` too).
+        self.load_state_dict(torch.load(path, map_location="cpu", weights_only=False))
