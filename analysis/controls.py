@@ -23,6 +23,7 @@ verdict that rests on no failure being seen.
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -340,9 +341,49 @@ def latest(study_dir: Path, train_config: dict, budget_steps: int) -> Evidence |
     return other
 
 
-def citation(evidence: Evidence | None, detectors: list[str]) -> str:
+# The detector behind each event a claim may count (a latched flag is its detector's).
+EVENT_DETECTOR = {"blank_collapse": "blank_collapse", "collapsed": "blank_collapse",
+                  "diverged": "diverged", "exploding": "exploding", "exploded": "exploding",
+                  "slow": "slow"}
+
+
+def detectors_of(events: list[str]) -> list[str]:
+    found: list[str] = []
+    for event in events:
+        detector = EVENT_DETECTOR.get(event, event)
+        if detector not in found:
+            found.append(detector)
+    return found
+
+
+def adjusted_bound(upper: float, bound: float, sensitivity_low: float) -> str:
+    """With no failure seen, the interval's upper end bounds the rate of failures the
+    detectors flag; a failure is flagged with probability at least the sensitivity's lower
+    end, so the rate of failures that happened is at most upper / that (jointly with the
+    sensitivity's interval: at least 90% confidence). Says whether the claimed size is
+    still excluded for failures that happened, and which sensitivity would make it so."""
+    if not (np.isfinite(upper) and np.isfinite(bound) and bound > 0 and upper >= 0):
+        return ""
+    needed = upper / bound
+    if sensitivity_low <= 0:
+        return (f"adjusted for the detectors' sensitivity (lower end 0.00) no bound holds "
+                f"for failures that happened; excluding {bound:g} needs a sensitivity of "
+                f"at least {needed:.2f}")
+    adjusted = upper / sensitivity_low
+    verdict = ("still below" if adjusted < bound else "no longer below")
+    return (f"adjusted for the detectors' sensitivity (lower end {sensitivity_low:.2f}): "
+            f"failures that happened, flagged or not, at most {adjusted:.2f}, {verdict} the "
+            f"claimed {bound:g} (at least 90% joint confidence; {needed:.2f} sensitivity "
+            "would keep it below)")
+
+
+def citation(evidence: Evidence | None, events: list[str], upper: float = math.nan,
+             bound: float = math.nan) -> str:
     """One sentence: how well the detectors a 'no failures seen' verdict relies on saw
-    their failures in the latest controls study (or that none was run)."""
+    their failures in the latest controls study (or that none was run), and, given the
+    verdict's upper end `upper` on the failure rate (or difference) and its claimed size
+    `bound`, the bound adjusted for the weakest detector's sensitivity."""
+    detectors = detectors_of(events)
     if evidence is None:
         return ("no controls study beside this one: whether the detectors could see "
                 f"{'/'.join(detectors)} here is unmeasured (python -m study.run grid "
@@ -362,5 +403,8 @@ def citation(evidence: Evidence | None, detectors: list[str]) -> str:
     where = "" if evidence.same_proxy else (
         f"; note: that study's model, data or budget ({evidence.budget_steps} steps) differ "
         "from this one's")
+    lows = [float(sens.loc[[d]].iloc[0]["ci_low"]) if d in sens.index else 0.0
+            for d in detectors]
+    adjusted = adjusted_bound(upper, bound, min(lows)) if lows else ""
     return (f"detector check from controls study {evidence.name} ({evidence.started}): "
-            + "; ".join(parts) + where)
+            + "; ".join(parts) + where + (f"; {adjusted}" if adjusted else ""))

@@ -124,7 +124,7 @@ def analyse(experiment: Experiment, claims: claims_mod.ClaimsFile | None,
                 held, why = claims_mod.held_late(trajectory, claim_id)
                 held_late[claim_id] = (held if held == "yes" else f"no: {why}"
                                        if held == "no" else f"{held} ({why})")
-            checks = detector_checks(experiment, judged)
+            checks = detector_checks(experiment, judged, claim_table)
         claims_note = (f"Claims from {claims.path} (sha256 {claims.sha256[:12]})."
                        if claims is not None else "The study names no claims file.")
     results = Results(frame=stats.add_regime(experiment.trials), blocks=blocks, tests=tests,
@@ -139,17 +139,20 @@ def analyse(experiment: Experiment, claims: claims_mod.ClaimsFile | None,
     return results
 
 
-def detector_checks(experiment: Experiment, claims: claims_mod.ClaimsFile
-                    ) -> dict[str, str]:
+def detector_checks(experiment: Experiment, claims: claims_mod.ClaimsFile,
+                    verdicts: pd.DataFrame) -> dict[str, str]:
     """For each claim whose verdict rests on no failure being seen, how well the latest
-    controls study beside this one saw those failures (analysis/controls.py)."""
+    controls study beside this one saw those failures (analysis/controls.py), and the
+    claim's upper end adjusted for the detectors' sensitivity."""
     unseen = claims_mod.unseen_failures(claims, experiment.trials)
     if not unseen:
         return {}
     evidence = controls.latest(experiment.path, experiment.study.train_config,
                                experiment.study.budget_steps)
-    return {claim_id: controls.citation(evidence, outcomes)
-            for claim_id, outcomes in unseen.items()}
+    rows = verdicts.set_index("id")
+    return {claim_id: controls.citation(evidence, events, float(rows.loc[claim_id, "ci_high"]),
+                                        float(rows.loc[claim_id, "bound"]))
+            for claim_id, events in unseen.items()}
 
 
 def caveats(experiment: Experiment, results: Results, caught) -> list[str]:

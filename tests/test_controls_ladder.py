@@ -222,6 +222,9 @@ def test_main_report_cites_the_latest_controls_next_to_no_failure_verdicts(tmp_p
     assert "diverged flagged 5/5 control runs" in tiny_eps
     assert "exploding flagged 3/5 control runs (sensitivity 0.60" in tiny_eps
     assert "labelled exploding in 3/5" in tiny_eps
+    # the weakest detector the claim counts sets the adjustment: exploding, 3/5, whose
+    # Clopper-Pearson lower end is 0.147
+    assert "adjusted for the detectors' sensitivity (lower end 0.15)" in tiny_eps
     html = (study / "report" / "report.html").read_text()
     assert "no failure seen: detector check" in html
 
@@ -449,3 +452,16 @@ def test_ladder_report_leads_with_the_changed_verdicts_and_has_the_figure(tmp_pa
     assert (out / "figures" / "transfer.png").is_file()
     assert set(pd.read_csv(out / "transfer.csv")["rung"]) == {"proxy", "large"}
     assert "Scale ladder" in (out / "report.html").read_text()
+
+
+def test_a_bound_resting_on_no_failure_is_adjusted_for_the_detectors_sensitivity():
+    # 0.19 on flagged failures, detectors that flag at least 0.80 of real ones: 0.2375
+    assert controls_mod.adjusted_bound(0.19, 0.25, 0.8) == (
+        "adjusted for the detectors' sensitivity (lower end 0.80): failures that "
+        "happened, flagged or not, at most 0.24, still below the claimed 0.25 (at least "
+        "90% joint confidence; 0.76 sensitivity would keep it below)")
+    assert "no longer below the claimed 0.25" in controls_mod.adjusted_bound(0.19, 0.25, 0.5)
+    assert "no bound holds" in controls_mod.adjusted_bound(0.19, 0.25, 0.0)
+    assert controls_mod.adjusted_bound(0.19, -0.25, 0.8) == ""  # a decrease claim
+    assert controls_mod.detectors_of(["diverged", "exploding", "exploded"]) == [
+        "diverged", "exploding"]
