@@ -291,6 +291,7 @@ def _verdict_table(experiment, results) -> pd.DataFrame:
                           "verdict": claims["verdict"].map(claims_mod.VERDICT_WORDS),
                           "effect [95% CS]": claims["effect"], "seeds": claims["n"],
                           "held over the last quarter of training": held, "why": claims["reason"]})
+    table["world"] = results.scope.tag
     if experiment.study.adaptive is not None:
         table.insert(5, "decided after", [decided_when(experiment, i) for i in claims["id"]])
     if results.detector_checks:
@@ -356,6 +357,7 @@ def render(experiment, results, figures: dict[str, tuple[Path, str]], definition
     complete = int(results.frame["status"].isin(("finished", "diverged")).sum())
     body = f"""
 <h1>Stability study: {_esc(experiment.name)}</h1>
+<p class="scope"><b>{_esc(results.opening)}</b></p>
 <p><span class="badge {_esc(kind)}">{_esc(kind)}</span>
 preset <b>{_esc(experiment.study.preset)}</b>, {len(results.frame)} runs, {complete}
 with a complete outcome, {experiment.study.budget_steps} steps each.</p>
@@ -401,7 +403,7 @@ def summary_text(experiment, results, report_dir: Path) -> str:
     frame = results.frame
     counts = frame["status"].value_counts()
     lines = [f"Stability study {experiment.name}: preset {experiment.study.preset}, "
-             f"{experiment.kind}"]
+             f"{experiment.kind}", results.opening]
     if results.post_hoc:
         lines.append(f"POST HOC: {results.post_hoc}")
     if results.claims is not None:
@@ -415,7 +417,7 @@ def summary_text(experiment, results, report_dir: Path) -> str:
             words = claims_mod.VERDICT_WORDS[row["verdict"]]
             lines.append(f"  {row['id']}: {words}{effect}, {row['n']} "
                          f"seed(s){f', decided after {when}' if when else ''} "
-                         f"({row['reason']}){late}")
+                         f"({row['reason']}){late} [{results.scope.tag}]")
             if row["id"] in results.detector_checks:
                 lines.append(f"    no failure seen; {results.detector_checks[row['id']]}")
     else:

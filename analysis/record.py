@@ -55,6 +55,9 @@ class DataRecord(_Record):
     n_train_trials: int
     n_val_trials: int
     dropped: int = 0
+    # The built-in generator's version ("v1", ...) for synthetic data; None for user data
+    # (and for synthetic data recorded before the field existed: v1).
+    generator: str | None = None
 
 
 class ClaimsRecord(_Record):

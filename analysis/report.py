@@ -22,6 +22,7 @@ from analysis import claims as claims_mod
 from analysis import controls, figures, html, stats
 from analysis.load import Block, Experiment, load_experiment
 from analysis.record import ANALYSIS_VERSION, read_ladder
+from analysis.scope import Scope, confirmation, first_sentence, study_scope
 from trainable.errors import OneLineArgumentParser, UserError, run_cli
 
 # An R^2 below this means the surrogate's variance shares describe the forest, not the data.
@@ -63,6 +64,8 @@ class Results:
     # failure being seen
     detector_checks: dict[str, str] = field(default_factory=dict)
     caveats: list[str] = field(default_factory=list)
+    scope: Scope | None = None  # the world the verdicts are about
+    opening: str = ""  # the report's first sentence: that world, and what confirms it
 
 
 def _analyse_block(experiment: Experiment, block: Block) -> tuple[BlockResults, pd.DataFrame]:
@@ -136,6 +139,9 @@ def analyse(experiment: Experiment, claims: claims_mod.ClaimsFile | None,
                       trajectory=trajectory, held_late=held_late,
                       detector_checks=checks if judged is not None else {})
     results.caveats = caveats(experiment, results, caught)
+    results.scope = study_scope(experiment.study)
+    results.opening = first_sentence(results.scope, confirmation(
+        experiment.path, experiment.study, claim_table))
     return results
 
 
@@ -287,7 +293,9 @@ def write_tables(experiment: Experiment, results: Results, out: Path) -> None:
         out / "fanova.csv", index=False)
     results.regime.to_csv(out / "regime.csv", index=False)
     if results.claims is not None:
-        results.claims.assign(held_last_quarter=results.claims["id"].map(results.held_late))\
+        results.claims.assign(held_last_quarter=results.claims["id"].map(results.held_late),
+                              data=results.scope.data, model=results.scope.model,
+                              budget=results.scope.budget)\
             .to_csv(out / "claims.csv", index=False)
         results.trajectory.to_csv(out / "claims_over_training.csv", index=False)
 

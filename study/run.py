@@ -23,6 +23,7 @@ import numpy as np
 from analysis import claims as claims_mod
 from analysis.record import (LADDER_FILE, STUDY_FILE, AdaptiveRecord, ClaimsRecord, StudyRecord,
                              WaveRecord, WaveTrial, read_record)
+from analysis.scope import study_scope
 from analysis.storage import Storage, resolve_storage, split_study_uri
 from study import planner
 from study.presets import (Preset, apply_day_lr, check_axes_exist, config_value,
@@ -30,6 +31,7 @@ from study.presets import (Preset, apply_day_lr, check_axes_exist, config_value,
 from trainable.config import CONFIG_DIR, Config, build_config, load_config, read_config_tree
 from trainable.errors import ConfigError, OneLineArgumentParser, UserError, run_cli
 from trainable.official_args import official_data_dir
+from trainable.synthetic import GENERATOR_VERSION
 
 COMMANDS = ("grid", "map", "asha", "optuna")
 # Ray Tune set-up and tear-down around each wave (new Tuner, trial actors), in minutes.
@@ -548,7 +550,8 @@ def launch(args, preset: Preset | None = None, rung: str | None = None) -> int:
         data={"path": str(root), "synthetic": args.data is None,
               "fingerprint": dataset.fingerprint(), "n_sessions": len(dataset.sessions),
               "n_train_trials": len(dataset.train), "n_val_trials": len(dataset.val),
-              "dropped": dataset.report.total_dropped()},
+              "dropped": dataset.report.total_dropped(),
+              "generator": f"v{GENERATOR_VERSION}" if args.data is None else None},
         resources={"cpus_per_trial": args.cpus_per_trial,
                    "gpus_per_trial": args.gpus_per_trial},
         versions=package_versions(), cli=" ".join(["python -m study.run", *sys.argv[1:]]),
@@ -661,7 +664,7 @@ def run_waves(record: StudyRecord, place: Place, trainable, max_concurrent: int,
         wave.verdicts = dict(zip(verdicts["id"], verdicts["verdict"]))
         wave.seeds = {k: int(v) for k, v in zip(verdicts["id"], verdicts["n"])}
         place.save(record)
-        _print_verdicts(wave.index, verdicts)
+        _print_verdicts(wave.index, verdicts, study_scope(record).tag)
         if not plan.trials:
             adaptive.stopped = plan.reason
             place.save(record)
@@ -687,7 +690,8 @@ def _capacity(record: StudyRecord, trials, max_concurrent: int) -> int:
         trial_minutes, max_concurrent, WAVE_OVERHEAD_MINUTES, adaptive.wave_trials)
 
 
-def _print_verdicts(index: int, verdicts) -> None:
+def _print_verdicts(index: int, verdicts, world: str) -> None:
+    """The verdicts after a wave, each line with the world it is about."""
     lines = [f"after wave {index}:"]
     for _, row in verdicts.iterrows():
         more = ("" if row["verdict"] != "inconclusive" else
@@ -695,7 +699,7 @@ def _print_verdicts(index: int, verdicts) -> None:
                 if np.isfinite(row["to_decide"]) else ", no trend yet")
         lines.append(f"  {row['id']}: {claims_mod.VERDICT_WORDS[row['verdict']]} with "
                      f"{row['n']} seed(s)"
-                     f"{(': ' + row['effect']) if row['effect'] else ''}{more}")
+                     f"{(': ' + row['effect']) if row['effect'] else ''}{more} [{world}]")
     print("\n".join(lines), file=sys.stderr, flush=True)
 
 

@@ -13,6 +13,7 @@ import pytest
 from analysis_fixtures import BASE, Planted, null_model, write_fake_experiment
 
 from analysis import report
+from analysis.scope import parameter_count, study_scope
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLES = ("trials.csv", "trials.parquet", "curves.csv", "curves.parquet", "cells.csv",
@@ -91,7 +92,9 @@ def test_summary_names_kind_counts_and_verdicts(grid_report):
     _, out = grid_report
     summary = (out / "summary.txt").read_text()
     lines = summary.splitlines()
-    assert "confirmatory" in lines[0] and lines[1].startswith("Verdicts")
+    assert "confirmatory" in lines[0] and lines[2].startswith("Verdicts")
+    assert lines[1].startswith("These verdicts are about a proxy, not the official system: "
+                               "data: built-in synthetic v1 (fingerprint ")
     assert "stopped early 1, errored 1" in summary
     assert "weak_augmentation_collapses: " in summary and "primary: " in summary
     assert str(out / "report.html") in summary
@@ -136,7 +139,7 @@ def test_claims_other_than_the_registered_ones_are_post_hoc(tmp_path):
         "margin: 0.25", "margin: 0.5", 1))
     out = report.build_report(path, tmp_path / "posthoc", claims_path=edited, draw=False)
     summary = (out / "summary.txt").read_text()
-    assert summary.splitlines()[1].startswith("POST HOC: the rules in")
+    assert summary.splitlines()[2].startswith("POST HOC: the rules in")
     assert "POST HOC." in (out / "report.html").read_text()
     same = report.build_report(path, tmp_path / "same",
                                claims_path=report.claims_mod.DEFAULT_CLAIMS, draw=False)
@@ -309,3 +312,62 @@ def test_a_study_read_elsewhere_finds_its_registered_claims_by_hash(tmp_path):
     (path / "study.yaml").write_text(yaml.safe_dump(study))
     with pytest.raises(Exception, match="claims file not found"):
         report.build_report(path)
+
+
+def test_every_verdict_names_its_world_and_the_report_opens_with_it(grid_report):
+    """Data (kind and fingerprint), model (size, parameters, layer-0 fan-in) and budget
+    (steps, schedule against the official 120k) on the first line of the report and on
+    every verdict line of the summary, the HTML table and claims.csv."""
+    path, out = grid_report
+    record = report.load_experiment(path).study
+    scope = study_scope(record)
+    assert scope.model.startswith(f"{record.train_config['model']['n_layers']}x")
+    assert "parameters, layer-0 fan-in" in scope.model and "(official 5x768, 44.3 M, 7,168)" \
+        in scope.model
+    assert f"{record.budget_steps:,} steps" in scope.budget and "120,000" in scope.budget
+    summary = (out / "summary.txt").read_text().splitlines()
+    assert scope.data in summary[1] and scope.model in summary[1] and scope.budget in summary[1]
+    assert "No confirmation on calibrated or real data exists" in summary[1]
+    verdict_lines = [line for line in summary if line.startswith("  ") and ": " in line
+                     and any(w in line for w in ("SUPPORTED", "REFUTED", "INCONCLUSIVE",
+                                                 "SMALLER THAN CLAIMED"))]
+    assert len(verdict_lines) == 7  # six claims and the primary
+    assert all(line.endswith(f"[{scope.tag}]") for line in verdict_lines)
+    table = pd.read_csv(out / "claims.csv")
+    assert (table["data"] == scope.data).all() and (table["model"] == scope.model).all()
+    assert (table["budget"] == scope.budget).all()
+    page = (out / "report.html").read_text()
+    first = page.index("<h1>")
+    assert page.index("These verdicts are about a proxy") - first < 200
+    assert page.count(scope.tag) >= 7
+
+
+def test_parameter_count_of_the_official_model():
+    # 44,315,177: the official model's size (shared/design/official_baseline.md)
+    assert parameter_count(512, 45, 14, 768, 5, 41) == 44_315_177
+    # the proxy: 2x128 GRU on 64 features, 8 sessions
+    assert parameter_count(64, 8, 14, 128, 2, 41) == 8 * (64 * 64 + 64) + 3 * 128 * 896 \
+        + 2 * 3 * 128 * 128 + 12 * 128 + 3 * 128 * 128 + 128 * 41 + 41 + 128
+
+
+def test_the_opening_names_a_confirmation_on_other_data_and_how_it_agreed(tmp_path):
+    import yaml
+
+    proxy = write_fake_experiment(tmp_path, n_seeds=3, name="proxy", n_errored=0,
+                                  n_stopped_early=0)
+    calibrated = write_fake_experiment(tmp_path, n_seeds=3, name="calibrated", n_errored=0,
+                                       n_stopped_early=0, seed=1)
+    record = yaml.safe_load((calibrated / "study.yaml").read_text())
+    record["data"]["generator"] = "v2"
+    (calibrated / "study.yaml").write_text(yaml.safe_dump(record, sort_keys=False))
+    report.build_report(calibrated, draw=False)
+    theirs = pd.read_csv(calibrated / "report" / "claims.csv")
+    assert (theirs["data"].str.startswith("calibrated built-in synthetic v2")).all()
+    summary = (report.build_report(proxy, draw=False) / "summary.txt").read_text()
+    opening = summary.splitlines()[1]
+    assert "Confirmation: study calibrated on calibrated built-in synthetic v2" in opening
+    mine = pd.read_csv(proxy / "report" / "claims.csv")
+    same = int((mine.set_index("id")["verdict"] == theirs.set_index("id")["verdict"]).sum())
+    assert f"agrees on {same} of {len(mine)} claims" in opening
+    own = (calibrated / "report" / "summary.txt").read_text().splitlines()[1]
+    assert own.endswith("This study is itself on calibrated built-in synthetic v2.")
