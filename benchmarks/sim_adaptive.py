@@ -49,11 +49,12 @@ def main() -> None:
         parser.error(f"unknown scenario(s) {', '.join(unknown)}; choose from "
                      f"{', '.join(simulate.SCENARIOS)}")
     start = time.perf_counter()
-    # Each scenario in chunks of 50 reps with their own seeds, spread over the workers.
+    # Each scenario in chunks of 50 reps with their own seeds, spread over the workers;
+    # the first chunk of every scenario first, so a run stopped early covers all of them.
     chunk = 50
     jobs = [(name, min(chunk, args.reps - k), args.max_trials, 7919 * i + k)
-            for i, name in enumerate(simulate.SCENARIOS) if name in args.scenarios
-            for k in range(0, args.reps, chunk)]
+            for k in range(0, args.reps, chunk)
+            for i, name in enumerate(simulate.SCENARIOS) if name in args.scenarios]
     parts = []
     if args.out is not None and args.out.is_file():
         done = pd.read_csv(args.out, keep_default_na=False)  # "null" is a scenario name
