@@ -368,7 +368,7 @@ with a complete outcome, {experiment.study.budget_steps} steps each.</p>
 <p>{_esc(' '.join(binning) or 'All axes are grid axes (no binning).')}</p>
 {figs('pair_')}
 <h2>Learning-rate sensitivity</h2>{figs('lr_sensitivity') or '<p>lr_max does not vary.</p>'}
-<h2>Interaction tests (secondary)</h2>{_tests_section(experiment, results)}
+<h2>Interaction tests (secondary, exploratory)</h2>{_tests_section(experiment, results)}
 <h2>Effect sizes: functional ANOVA</h2>{_fanova_section(results)}
 <h2>The lr/eps regime test</h2>{fig('eps_regime')}{_regime_section(results)}
 <h2>Training curves</h2>{fig('training_curves')}
@@ -452,7 +452,9 @@ def summary_text(experiment, results, report_dir: Path) -> str:
     tests = results.tests
     if not tests.empty:
         hits = tests[tests["p_holm"] < stats.ALPHA]
-        scope = "" if experiment.confirmatory else " (exploratory)"
+        scope = (" (exploratory: the first wave, one run per cell)"
+                 if experiment.study.adaptive is not None else
+                 "" if experiment.confirmatory else " (exploratory)")
         lines.append(f"Secondary interaction tests significant after Holm{scope}: " + (
             "; ".join(f"{r['pair']} on {r['endpoint']} (p_holm={_fmt(r['p_holm'])})"
                       for _, r in hits.iterrows()) or "none"))
