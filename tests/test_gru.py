@@ -257,3 +257,27 @@ def load_dataset_cached(root, cfg):
     if key not in _CACHE:
         _CACHE[key] = load_dataset(root, cfg)
     return _CACHE[key]
+
+
+def test_compiled_decoder_keeps_one_graph_whatever_days_a_batch_holds():
+    """torch.compile sees everything after the day layer only, so batches of other days
+    (same shapes) reuse the first graph instead of recompiling per set of days."""
+    compiled = []
+
+    def counting_backend(graph, example_inputs):
+        compiled.append(graph)
+        return graph.forward
+
+    torch.manual_seed(0)
+    model = GRUDecoder(8, 12, ModelConfig(n_units=16, n_layers=2, patch_size=4,
+                                          patch_stride=2)).eval()
+    model.compile_decoder(backend=counting_backend)
+    x = torch.randn(4, 20, 8)
+    outputs = []
+    for days in ([0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11], [3, 3, 7, 11], [0, 5, 10, 2]):
+        outputs.append(model(x, torch.tensor(days)))
+    assert len(compiled) == 1
+    eager = GRUDecoder(8, 12, ModelConfig(n_units=16, n_layers=2, patch_size=4,
+                                          patch_stride=2)).eval()
+    eager.load_state_dict(model.state_dict())
+    torch.testing.assert_close(outputs[-1], eager(x, torch.tensor([0, 5, 10, 2])))

@@ -67,7 +67,9 @@ class TrainingRun:
             self.device)
         # torch.compile is for the CUDA run; a compiled CPU model keeps nn.GRU.
         self.model.fast_cpu = cfg.train.cpu_path == "fast" and not cfg.train.compile
-        self.forward = torch.compile(self.model) if cfg.train.compile else self.model
+        if cfg.train.compile:
+            self.model.compile_decoder()
+        self.forward = self.model
         self.optimizer, self.scheduler = build_optimizer(
             self.model, cfg.optim, self.device,
             fused=self.device.type == "cuda" or self.model.fast_cpu)

@@ -60,12 +60,29 @@ class GRUDecoder(nn.Module):
         (`n_frames`), the fast CPU path (training and evaluation) computes only the patches
         inside them (the logits after a trial's output length are then 0; CTC and the
         decoder never read them)."""
-        # Separate parameters per day (as the official ParameterList): days absent from a
-        # batch get no gradient, so AdamW leaves them and their moments untouched.
+        return self.decode(self.day_layer(x, day), n_frames)
+
+    def day_layer(self, x: torch.Tensor, day: torch.Tensor) -> torch.Tensor:
+        """Each trial's own day's input layer, x @ W_day + b_day (before its activation).
+
+        Separate parameters per day (as the official ParameterList): days absent from a
+        batch get no gradient, so AdamW leaves them and their moments untouched. The
+        selection is a Python look-up by day, so it stays outside torch.compile: compiled,
+        it would specialise the graph on the batch's days and recompile for every new set
+        of days (the recompile limit, 8 by default, is reached within a few dozen batches
+        of 45 sessions, and torch then runs the model uncompiled)."""
         days = day.tolist()  # one host sync per batch
         weights = torch.stack([self.day_weights[d] for d in days])
         biases = torch.cat([self.day_biases[d] for d in days]).unsqueeze(1)
-        x = torch.einsum("btd,bdk->btk", x, weights) + biases
+        return torch.einsum("btd,bdk->btk", x, weights) + biases
+
+    def compile_decoder(self, **options) -> None:
+        """Compile everything after the day layer (torch.compile; the CUDA run's setting):
+        the graph then depends on shapes only, never on which days a batch holds."""
+        self.decode = torch.compile(self.decode, **options)
+
+    def decode(self, x: torch.Tensor, n_frames: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits from the day layer's output (activation, dropout, patches, GRU, output)."""
         cpu_fast = self.fast_cpu and x.device.type == "cpu"
         fast = cpu_fast and self.training and torch.is_grad_enabled()
         x = self.day_layer_activation(x)
