@@ -108,10 +108,24 @@ class _Rule(BaseModel):
 
 class _Events(_Rule):
     """A run counts as an event when its final outcome is in `outcomes` or one of its
-    latched `flags` is set."""
+    latched `flags` is set; a rule on events must name at least one."""
 
     outcomes: list[Outcome] = Field(default_factory=list)
     flags: list[Flag] = Field(default_factory=list)
+
+    def counts_events(self) -> bool:
+        return True
+
+    @model_validator(mode="after")
+    def _events_named(self):
+        named = bool(self.outcomes or self.flags)
+        if self.counts_events() and not named:
+            raise ValueError(f"rule {self.test!r} names the events it counts: outcomes "
+                             "and/or flags")
+        if not self.counts_events() and named:
+            raise ValueError(f"rule {self.test!r} on final PER counts no events: drop "
+                             "outcomes and flags")
+        return self
 
 
 class RateDifference(_Events):
@@ -121,23 +135,11 @@ class RateDifference(_Events):
     direction: Direction
     margin: float = Field(gt=0.0, le=1.0)
 
-    @model_validator(mode="after")
-    def _some_event(self) -> RateDifference:
-        if not (self.outcomes or self.flags):
-            raise ValueError("name the events counted: outcomes and/or flags")
-        return self
-
 
 class RateBound(_Events):
     test: Literal["rate_bound"]
     cell: Cell
     max_rate: float = Field(gt=0.0, lt=1.0)
-
-    @model_validator(mode="after")
-    def _some_event(self) -> RateBound:
-        if not (self.outcomes or self.flags):
-            raise ValueError("name the events counted: outcomes and/or flags")
-        return self
 
 
 class StepsRatio(_Rule):
@@ -157,15 +159,8 @@ class Interaction(_Events):
     direction: Direction
     margin: float = Field(gt=0.0, le=2.0)
 
-    @model_validator(mode="after")
-    def _events_for_rates(self) -> Interaction:
-        if self.endpoint == "failure_rate" and not (self.outcomes or self.flags):
-            raise ValueError("a failure_rate interaction names its events: outcomes "
-                             "and/or flags")
-        if self.endpoint == "final_per" and (self.outcomes or self.flags):
-            raise ValueError("a final_per interaction counts no events: drop outcomes "
-                             "and flags")
-        return self
+    def counts_events(self) -> bool:
+        return self.endpoint == "failure_rate"
 
 
 Simple = Annotated[RateDifference | RateBound | StepsRatio | Interaction,

@@ -328,6 +328,15 @@ def test_claims_file_mistakes_name_the_claim_and_key(tmp_path):
           "cell": {"eps": 0.1}, "max_rate": 0.3}, r"claim 'c4'.*outcomes.0='exploded'"),
         ({"id": "c5", "text": "x", "test": "rate_bound", "outcomes": ["diverged"],
           "cell": {"eps": 0.1}, "max_rate": 0.3, "min_n": 3}, r"unknown key.*min_n"),
+        ({"id": "c6", "text": "x", "test": "rate_bound", "cell": {"eps": 0.1},
+          "max_rate": 0.1}, r"claim 'c6'.*rule 'rate_bound' names the events it counts"),
+        ({"id": "c7", "text": "x", "test": "interaction", "endpoint": "final_per",
+          "flags": ["exploded"], "base": OFFICIAL, "change": {"lr_max": 0.002},
+          "moderator": {"eps": 1e-8}, "direction": "either", "margin": 0.02},
+         r"claim 'c7'.*rule 'interaction' on final PER counts no events"),
+        ({"id": "c8", "text": "x", "test": "rate_bound", "outcomes": ["diverged"],
+          "flags": ["diverging"], "cell": {"eps": 0.1}, "max_rate": 0.3},
+         r"claim 'c8'.*flags.0='diverging'"),
     ]
     for claim, pattern in cases:
         path.write_text(yaml.safe_dump({"claims": [claim]}))
