@@ -20,7 +20,7 @@ import seaborn as sns
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
-from analysis import stats
+from analysis import boundary, stats
 from analysis.load import FULL_BUDGET
 from trainable.contract import OUTCOMES
 
@@ -364,11 +364,11 @@ def regime_plot(frame: pd.DataFrame) -> plt.Figure | None:
     data["jittered"] = data["lr_over_eps"] * np.exp(rng.normal(0, 0.06, len(data)))
     sns.scatterplot(data=data, x="jittered", y="median_eps_dominance", hue="run",
                     hue_order=order, palette=PALETTE, s=50, alpha=0.75, ax=ax)
-    ax.axhline(stats.EPS_DOMINANCE_THRESHOLD, color="0.3", linestyle="--", linewidth=1)
-    ax.text(0.01, stats.EPS_DOMINANCE_THRESHOLD + 0.02,
+    ax.axhline(boundary.EPS_DOMINANCE_THRESHOLD, color="0.3", linestyle="--", linewidth=1)
+    ax.text(0.01, boundary.EPS_DOMINANCE_THRESHOLD + 0.02,
             "large-eps regime: Adam ~ momentum SGD, step lr/eps",
             transform=ax.get_yaxis_transform(), fontsize=8)
-    ax.text(0.01, stats.EPS_DOMINANCE_THRESHOLD - 0.06, "small-eps regime: Adam proper",
+    ax.text(0.01, boundary.EPS_DOMINANCE_THRESHOLD - 0.06, "small-eps regime: Adam proper",
             transform=ax.get_yaxis_transform(), fontsize=8)
     ax.set_xscale("log")
     ax.set_ylim(-0.05, 1.05)

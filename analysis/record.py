@@ -23,7 +23,7 @@ from trainable.errors import UserError, validation_line
 STUDY_FILE = "study.yaml"
 LADDER_FILE = "ladder.yaml"
 # Bumped when a change to analysis/ can change a verdict computed from the same runs.
-ANALYSIS_VERSION = "2"
+ANALYSIS_VERSION = "3"
 
 
 class _Record(BaseModel):
