@@ -282,7 +282,14 @@ def make_figures(experiment: Experiment, results: Results, directory: Path
         prefix = f"block{i}_" if several else ""
         where = f" - {block.label}" if several else ""
         frame, factors = block.frame, block.factors
-        if len(factors) >= 2:
+        spec = results.boundary.spec
+        if spec is not None and block.block is boundary.boundary_block(
+                [b.block for b in results.blocks], spec):
+            runs = experiment.trials[block.block.mask(experiment.trials)]
+            made[f"{prefix}stable_map"] = (
+                figures.boundary_map(figures.boundary_map_data(runs, results.boundary)),
+                f"Stable-region map with the fitted boundary{where}")
+        elif len(factors) >= 2:
             made[f"{prefix}stable_map"] = (figures.stable_map(frame, factors, definition),
                                            f"Stable-region map{where}")
         for a, b in itertools.combinations(factors, 2):

@@ -1,6 +1,7 @@
 """The map's boundary and the lr/eps regime test: brackets, the interval-censored slope with
 known answers (planted slopes 1 and 0, the separated pattern of the audit, uncensored data
-where the interval is the t interval), the verdict, regimes by design, and the report."""
+where the interval is the t interval), the verdict, regimes by design, and the numbers
+behind the boundary map."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 import statsmodels.formula.api as smf
 from analysis_fixtures import boundary_model, write_fake_experiment
 
-from analysis import boundary, report
+from analysis import boundary, figures, report
 from analysis.record import BoundarySpec
 
 EPS = (1e-10, 1e-8, 1e-6, 1e-4, 1e-2, 0.1, 1.0)
@@ -205,6 +206,31 @@ def test_regime_rows_say_why_they_cannot_be_tested():
 
 
 # --------------------------------------------------------------------------- the map
+def test_boundary_map_data_holds_the_design_the_refinement_and_the_fitted_line():
+    truth = planted(1.0)
+    design = runs(truth, 2)
+    refined = runs(truth, 2, lrs=lambda e: (truth(e, 0) / 1.1, truth(e, 0) * 1.1), wave=2)
+    result = boundary.regime_test(pd.concat([design, refined]), SPEC)
+    data = figures.boundary_map_data(pd.concat([design, refined]), result, n_band=5)
+    assert len(data.cells) == 49 and (data.cells["n"] == 2).all()
+    cell = data.cells.set_index(["eps", "lr_max"]).loc[(0.1, 2e-3)]
+    assert cell["n_fine"] == 0 and cell["rate_fine"] == 0.0  # 2e-3 < 2.5e-3: fails
+    assert data.cells.set_index(["eps", "lr_max"]).loc[(0.1, 5e-3), "rate_fine"] == 1.0
+    assert len(data.refined) == len(refined)
+    assert data.refined["failed"].sum() == 7 * 2  # the value below each boundary
+    lines = data.lines.set_index(["regime", "eps"])
+    for regime in ("large_eps", "small_eps"):
+        ends = lines.loc[regime]
+        assert list(ends.index) == pytest.approx(list(np.geomspace(
+            min(REGIMES[regime]), max(REGIMES[regime]), 5)))
+        for e, row in ends.iterrows():
+            assert row["low"] <= truth(e, 0) <= row["high"]
+            assert row["boundary"] == pytest.approx(truth(e, 0), rel=0.1)
+    assert data.legend["large_eps"].endswith("SUPPORTED")
+    assert "slow" in data.definition and "below" in data.definition
+    figures.boundary_map(data)
+
+
 def test_map_report_reads_the_boundary_from_every_wave_and_the_cells_from_the_design(
         tmp_path):
     def boundary_lr(e):
