@@ -202,7 +202,7 @@ class Claim(BaseModel):
 
 
 class RegimeTest(_Rule):
-    """The lr/eps regime test (analysis.stats.regime_test) as a preset's primary test."""
+    """The lr/eps regime test (analysis.boundary.regime_test) as a preset's primary test."""
 
     test: Literal["regime"]
 
@@ -255,7 +255,7 @@ def primary_test(primary: dict | None) -> str | None:
 
 def primary_claim(primary: dict | None) -> Claim | None:
     """A preset's claim-shaped primary hypothesis as a claim with id 'primary' (None for
-    none, or for the regime test, which analysis.stats.regime_test decides)."""
+    none, or for the regime test, which analysis.boundary.regime_test decides)."""
     if not primary or primary_test(primary) == "regime":
         return None
     parsed = Primary.model_validate(primary)

@@ -15,14 +15,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from trainable.contract import OUTCOMES
 from trainable.errors import UserError, validation_line
 
 STUDY_FILE = "study.yaml"
 LADDER_FILE = "ladder.yaml"
 # Bumped when a change to analysis/ can change a verdict computed from the same runs.
-ANALYSIS_VERSION = "2"
+ANALYSIS_VERSION = "3"
 
 
 class _Record(BaseModel):
@@ -45,6 +46,46 @@ class BlockRecord(_Record):
     fixed: dict[str, float] = Field(default_factory=dict)
     # Axes that move together with a leader axis: {follower: leader}.
     linked: dict[str, str] = Field(default_factory=dict)
+
+
+class BoundarySpec(_Record):
+    """A stability boundary to locate: in each column (a value of `across`) of the block that
+    varies both axes, the value of `along` where runs go from failed to fine. The preset
+    fixes it before any run (configs/studies/map.yaml); analysis.boundary measures it and
+    study.refine adds `along` values near it.
+
+    side: lower  runs fail below the boundary (too small a step to train in the budget);
+          upper  runs fail above it (too large a step).
+    A run has failed when its final outcome is one of `failed`. A column's boundary is
+    bracketed when the failed and the fine value nearest each other are within a factor
+    `tolerance`. Where every value tried failed (or none did), refinement steps out by a
+    factor `expand`, but never past `limits`; without limits it never leaves the grid.
+    `regimes` assigns columns to regimes by design, before running: each regime's slope is
+    tested against its prediction (analysis.boundary.REGIME_BANDS).
+    """
+
+    along: str = "lr_max"
+    across: str = "eps"
+    side: Literal["lower", "upper"] = "lower"
+    failed: list[str] = Field(default_factory=lambda: [o for o in OUTCOMES if o != "stable"])
+    tolerance: float = Field(1.25, gt=1.0)
+    expand: float = Field(3.0, gt=1.0)
+    limits: tuple[float, float] | None = None
+    regimes: dict[Literal["large_eps", "small_eps"], list[float]] = Field(
+        default_factory=dict)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BoundarySpec:
+        unknown = [o for o in self.failed if o not in OUTCOMES]
+        if unknown or "stable" in self.failed or not self.failed:
+            raise ValueError(f"failed must list outcomes other than stable (from "
+                             f"{', '.join(OUTCOMES[1:])}), got {self.failed}")
+        if self.limits is not None and not 0 < self.limits[0] < self.limits[1]:
+            raise ValueError(f"limits must be two values 0 < low < high, got {self.limits}")
+        seen = [v for values in self.regimes.values() for v in values]
+        if len(seen) != len(set(seen)):
+            raise ValueError("a column may belong to one regime only")
+        return self
 
 
 class DataRecord(_Record):
@@ -134,7 +175,8 @@ class StudyRecord(_Record):
     mode: Literal["min", "max"]
     axes: dict[str, AxisRecord]
     blocks: list[BlockRecord]
-    points: list[dict[str, float]] = Field(default_factory=list)  # grid cells, in order
+    # Grid cells, in order; a boundary study appends the points its refinement waves add.
+    points: list[dict[str, float]] = Field(default_factory=list)
     seeds: list[int]
     samples: int | None = None
     search_seed: int = 0  # random / TPE sampler seed (--search-seed)
@@ -151,6 +193,8 @@ class StudyRecord(_Record):
     # lr_max axis, or a record written before the choice existed (the day layers followed).
     day_lr: Literal["follow", "fixed"] | None = None
     controls: list[ControlRecord] | None = None  # a controls study's cells
+    # The boundary the study locates (a map); its refinement waves add points to `points`.
+    boundary: BoundarySpec | None = None
     rung: str | None = None  # the rung of a scale ladder this study is (study/ladder.py)
     data: DataRecord
     resources: dict[str, float]

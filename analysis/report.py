@@ -2,7 +2,8 @@
 
 Reads an experiment folder (never Ray) and writes into <experiment dir>/report/ (or --out):
 trials.csv/.parquet, curves.csv/.parquet, cells.csv, tests.csv, fanova.csv, regime.csv,
-claims.csv, figures/*.png, report.html (self-contained) and summary.txt.
+boundary.csv and boundary_columns.csv (a map), claims.csv, figures/*.png, report.html
+(self-contained) and summary.txt.
 `study.run` calls `build_report` when a study ends.
 """
 
@@ -19,7 +20,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from analysis import claims as claims_mod
-from analysis import controls, figures, html, stats
+from analysis import boundary, controls, figures, html, stats
 from analysis.load import Block, Experiment, load_experiment
 from analysis.record import ANALYSIS_VERSION, read_ladder
 from analysis.scope import Scope, confirmation, first_sentence, study_scope
@@ -47,10 +48,11 @@ class BlockResults:
 
 @dataclass
 class Results:
-    frame: pd.DataFrame  # every run, with its eps regime
+    frame: pd.DataFrame  # every run, with its eps regime (by design)
     blocks: list[BlockResults]
     tests: pd.DataFrame  # every block's interaction tests, Holm-adjusted together
-    regime: pd.DataFrame
+    regime: pd.DataFrame  # the regime test, one row per regime (boundary.table)
+    boundary: boundary.BoundaryAnalysis  # its brackets, columns and fitted lines
     claims: pd.DataFrame | None  # verdicts: the claims, then a claim-shaped primary
     claims_note: str
     post_hoc: str  # why the claims differ from the registered ones ("" when they do not)
@@ -70,6 +72,10 @@ class Results:
 
 def _analyse_block(experiment: Experiment, block: Block) -> tuple[BlockResults, pd.DataFrame]:
     runs = experiment.trials[block.mask(experiment.trials)]
+    if experiment.study.boundary is not None and "wave" in runs:
+        # A map's later waves add only refinement points off the grid: the cells, maps and
+        # tests read the design; the boundary (analysis.boundary) reads every wave.
+        runs = runs[runs["wave"] == 1]
     axes = [a for a in experiment.axes if a.name in block.factor_axes]
     frame, factors = stats.factorize(runs, axes)
     tests = pd.DataFrame()
@@ -111,10 +117,7 @@ def analyse(experiment: Experiment, claims: claims_mod.ClaimsFile | None,
             columns=["block", "pair", "a", "b", "endpoint", "p_value", "role", "note"])],
             ignore_index=True)
         tests = stats.holm_secondary(tests)
-        # The lr/eps boundary is read where eps and lr_max vary together.
-        regime_block = next((b for b in blocks if {"eps", "lr_max"} <= set(b.block.axes)),
-                            blocks[0])
-        regime = stats.regime_test(regime_block.frame)
+        regime = regime_analysis(experiment)
         primary = study.primary_hypothesis or {}
         judged = claims_mod.with_primary(claims, primary)
         claim_table, trajectory, held_late = None, pd.DataFrame(), {}
@@ -130,8 +133,11 @@ def analyse(experiment: Experiment, claims: claims_mod.ClaimsFile | None,
             checks = detector_checks(experiment, judged, claim_table)
         claims_note = (f"Claims from {claims.path} (sha256 {claims.sha256[:12]})."
                        if claims is not None else "The study names no claims file.")
-    results = Results(frame=stats.add_regime(experiment.trials), blocks=blocks, tests=tests,
-                      regime=regime, claims=claim_table, claims_note=claims_note,
+    frame = experiment.trials.copy()
+    if regime.spec is not None:
+        frame["regime"] = boundary.regime_of(frame[regime.spec.across], regime.spec)
+    results = Results(frame=frame, blocks=blocks, tests=tests, regime=regime.table,
+                      boundary=regime, claims=claim_table, claims_note=claims_note,
                       post_hoc=post_hoc, primary_text=" ".join(str(primary.get("text", ""))
                                                                .split()),
                       primary_kind=("regime" if claims_mod.primary_test(primary) == "regime" else
@@ -143,6 +149,20 @@ def analyse(experiment: Experiment, claims: claims_mod.ClaimsFile | None,
     results.opening = first_sentence(results.scope, confirmation(
         experiment.path, experiment.study, claim_table))
     return results
+
+
+def regime_analysis(experiment: Experiment) -> boundary.BoundaryAnalysis:
+    """The regime test on the block that varies the boundary's two axes, every wave."""
+    spec = experiment.study.boundary
+    if spec is None:
+        return boundary.not_run("not run: the preset defines no boundary (its columns, the "
+                                "failure that bounds them and the regimes; see the map "
+                                "preset)")
+    block = boundary.boundary_block(experiment.blocks, spec)
+    if block is None:
+        return boundary.not_run(f"not testable: no block varies both {spec.along} and "
+                                f"{spec.across}")
+    return boundary.regime_test(experiment.trials[block.mask(experiment.trials)], spec)
 
 
 def detector_checks(experiment: Experiment, claims: claims_mod.ClaimsFile,
@@ -183,7 +203,15 @@ def caveats(experiment: Experiment, results: Results, caught) -> list[str]:
     if results.post_hoc:
         notes.append(f"POST HOC: {results.post_hoc}")
     adaptive = experiment.study.adaptive
-    if adaptive is not None:
+    spec = experiment.study.boundary
+    if adaptive is not None and spec is not None:
+        notes.append(f"Boundary refinement: after the first wave (the design), "
+                     f"{len(adaptive.waves) - 1} wave(s) added {spec.along} values between "
+                     f"the failed and the fine value nearest each other in each "
+                     f"{spec.across} column and seed (stopped: {adaptive.stopped or 'not yet'}"
+                     "). The regime test and the boundary map use every run; the cells, "
+                     "tests and variance shares use the design's runs only.")
+    elif adaptive is not None:
         notes.append("Adaptive replication: after the first wave (the design), seeds were "
                      "added only to the cells of undecided claims, so cells hold different "
                      "numbers of seeds. Claim verdicts use anytime-valid confidence sequences "
@@ -239,10 +267,9 @@ def caveats(experiment: Experiment, results: Results, caught) -> list[str]:
                          "log-odds scale, the variance shares about rates; a cell pinned at "
                          "0% or 100% can show a large difference in rates but little "
                          "log-odds interaction.")
-    if not results.regime["boundary_slope"].notna().any():
-        notes.append("The lr/eps regime test was not testable here: it needs at least two "
-                     "eps and two lr_max values within one regime, and lr_max must matter "
-                     "(a map preset with several eps levels provides them).")
+    if experiment.study.boundary is not None and not results.regime["slope"].notna().any():
+        notes.append("The lr/eps regime test was not testable here: "
+                     + "; ".join(sorted(set(results.regime["note"].dropna()))))
     notes += experiment.caveats
     messages = sorted({f"{w.category.__name__}: {w.message}" for w in caught})
     if messages:
@@ -266,7 +293,14 @@ def make_figures(experiment: Experiment, results: Results, directory: Path
         prefix = f"block{i}_" if several else ""
         where = f" - {block.label}" if several else ""
         frame, factors = block.frame, block.factors
-        if len(factors) >= 2:
+        spec = results.boundary.spec
+        if spec is not None and block.block is boundary.boundary_block(
+                [b.block for b in results.blocks], spec):
+            runs = experiment.trials[block.block.mask(experiment.trials)]
+            made[f"{prefix}stable_map"] = (
+                figures.boundary_map(figures.boundary_map_data(runs, results.boundary)),
+                f"Stable-region map with the fitted boundary{where}")
+        elif len(factors) >= 2:
             made[f"{prefix}stable_map"] = (figures.stable_map(frame, factors, definition),
                                            f"Stable-region map{where}")
         for a, b in itertools.combinations(factors, 2):
@@ -292,6 +326,9 @@ def write_tables(experiment: Experiment, results: Results, out: Path) -> None:
     pd.concat([b.fanova for b in results.blocks], ignore_index=True).to_csv(
         out / "fanova.csv", index=False)
     results.regime.to_csv(out / "regime.csv", index=False)
+    if results.boundary.spec is not None:
+        results.boundary.brackets.to_csv(out / "boundary.csv", index=False)
+        results.boundary.columns.to_csv(out / "boundary_columns.csv", index=False)
     if results.claims is not None:
         results.claims.assign(held_last_quarter=results.claims["id"].map(results.held_late),
                               data=results.scope.data, model=results.scope.model,

@@ -17,7 +17,7 @@ What is tested and how (analysis.md):
     from cell means on a complete grid, or from a random-forest surrogate predicted on a
     grid of the sampled values (Hutter, Hoos & Leyton-Brown, ICML 2014) with its
     out-of-bag R^2;
-  * the lr/eps regime test (Choi et al. 2019, arXiv 1910.05446).
+The lr/eps regime test (the boundary's slope) is analysis.boundary's.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ import patsy
 from scipy import stats as sps
 from scipy.special import expit
 from statsmodels.formula.api import ols
-from statsmodels.regression.linear_model import OLS
 from statsmodels.stats.anova import anova_lm
 from statsmodels.stats.multitest import multipletests
 
@@ -62,8 +61,6 @@ PER_COLUMN = "final_val_per"
 # A cell is called stable when at least this share of its runs are; cells whose 95%
 # interval contains it are drawn as uncertain.
 STABLE_RATE_THRESHOLD = 0.5
-# A run is in the large-eps regime when eps exceeds sqrt(v_hat) for most coordinates.
-EPS_DOMINANCE_THRESHOLD = 0.5
 N_BINS = 4
 
 
@@ -159,18 +156,6 @@ def per_set(frame: pd.DataFrame) -> pd.DataFrame:
 
 def endpoint_indicator(frame: pd.DataFrame, endpoint: str) -> pd.Series:
     return frame["outcome"].isin(ENDPOINTS[endpoint]).astype(int)
-
-
-def add_regime(frame: pd.DataFrame) -> pd.DataFrame:
-    frame = frame.copy()
-    if "median_eps_dominance" in frame:
-        frame["regime"] = np.where(
-            frame["median_eps_dominance"].isna(), None,
-            np.where(frame["median_eps_dominance"] > EPS_DOMINANCE_THRESHOLD,
-                     "large_eps", "small_eps"))
-    else:
-        frame["regime"] = None
-    return frame
 
 
 # --------------------------------------------------------------------------- cells
@@ -586,149 +571,3 @@ def fanova(frame: pd.DataFrame, factors: list[Factor], exact_allowed: bool, seed
                          "oob_r2": r2, "note": note})
     return pd.DataFrame(rows, columns=["response", "term", "share", "method", "oob_r2", "n",
                                        "note"])
-
-
-# --------------------------------------------------------------------------- lr/eps regime
-REGIME_TEXT = {"large_eps": "large eps (eps_dominance > 0.5: momentum SGD, step lr/eps)",
-               "small_eps": "small eps (eps_dominance <= 0.5: Adam proper)"}
-
-
-
-# The regime hypothesis as a slope: along the stability boundary, d log lr / d log eps is
-# 1 where the update is momentum SGD with step lr/eps, 0 where eps does not matter.
-# A regime's prediction holds when the slope's interval lies within its band (within a
-# factor of 2 of 1; within +-0.5 of 0), and fails when the interval misses the band
-# entirely (fixed before any map was run).
-REGIME_PREDICTION = {"large_eps": 1.0, "small_eps": 0.0}
-REGIME_BANDS = {"large_eps": (0.5, 2.0), "small_eps": (-0.5, 0.5)}
-REGIME_ENDPOINTS = ("failure", "per")
-
-
-def regime_test(frame: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
-    """Does the stability boundary follow lr/eps = const where eps dominates sqrt(v_hat),
-    and not depend on eps where it does not?
-
-    With eps >> sqrt(v_hat) the Adam update is lr * m_hat / eps: momentum SGD with step
-    lr/eps (Choi et al. 2019). Runs are split by regime (median eps_dominance over the run
-    above or below 0.5). Within a regime, the endpoint is modelled on log lr and log eps:
-      failure  any outcome but stable, Firth logistic regression;
-      per      the rank of the final val PER, collapsed and diverged runs at their step-0
-               PER (the worst), ordinary least squares on ranks (Conover & Iman 1981);
-    and the boundary slope d log lr / d log eps = -b_eps / b_lr along a line of equal
-    outcome gets a Fieller interval (each endpoint at alpha/2). Per endpoint: `supported`
-    when the interval lies within the regime's band (REGIME_BANDS), `refuted` when it
-    misses the band; the regime's verdict is supported (refuted) when an endpoint is
-    and none says the opposite. The penalised LRTs of eps beyond lr/eps and of eps at
-    fixed lr are reported beside it.
-    """
-    data = add_regime(full_budget(frame))
-    rows = []
-    for regime in REGIME_PREDICTION:
-        sub = data[data["regime"] == regime]
-        endpoint_rows = [_regime_row(sub, regime, endpoint, alpha / len(REGIME_ENDPOINTS))
-                         for endpoint in REGIME_ENDPOINTS]
-        combined = regime_verdict([r["verdict"] for r in endpoint_rows])
-        for row in endpoint_rows:
-            row["regime_verdict"] = combined
-        rows += endpoint_rows
-    return pd.DataFrame(rows)
-
-
-def regime_verdict(verdicts: list[str]) -> str:
-    """A regime's verdict from its endpoints': supported (refuted) when one endpoint is
-    and none says the opposite; inconclusive otherwise."""
-    found = set(verdicts)
-    if "supported" in found and "refuted" not in found:
-        return "supported"
-    if "refuted" in found and "supported" not in found:
-        return "refuted"
-    return "inconclusive"
-
-
-def _ranked_per(sub: pd.DataFrame) -> np.ndarray:
-    per = pd.to_numeric(sub[PER_COLUMN], errors="coerce").to_numpy(dtype=float)
-    failed = sub["outcome"].isin(PER_EXCLUDED).to_numpy() | ~np.isfinite(per)
-    worst = pd.to_numeric(sub.get("initial_val_per", pd.Series(np.nan, index=sub.index)),
-                          errors="coerce").to_numpy(dtype=float)
-    cap = np.where(np.isfinite(worst), worst, np.nanmax(per[~failed]) if (~failed).any()
-                   else 1.0)
-    return sps.rankdata(np.where(failed, np.maximum(cap, np.nan_to_num(per, nan=0.0)), per))
-
-
-def fieller(b_num: float, b_den: float, v_num: float, v_den: float, cov: float,
-            alpha: float) -> tuple[float, float]:
-    """Fieller interval for b_num / b_den (Fieller 1954): (-inf, inf) when the denominator
-    is not distinguishable from 0 at this level."""
-    z2 = sps.norm.ppf(1 - alpha / 2) ** 2
-    a = b_den**2 - z2 * v_den
-    b = -2 * (b_num * b_den - z2 * cov)
-    c = b_num**2 - z2 * v_num
-    disc = b * b - 4 * a * c
-    if a <= 0 or disc < 0:
-        return -math.inf, math.inf
-    root = math.sqrt(disc)
-    return (-b - root) / (2 * a), (-b + root) / (2 * a)
-
-
-def _regime_row(sub: pd.DataFrame, regime: str, endpoint: str, alpha: float) -> dict:
-    row = {"regime": regime, "endpoint": endpoint, "n": len(sub), "n_events": math.nan,
-           "p_eps_beyond_ratio": math.nan, "p_eps_at_fixed_lr": math.nan,
-           "boundary_slope": math.nan, "slope_low": math.nan, "slope_high": math.nan,
-           "prediction": REGIME_PREDICTION[regime], "verdict": "inconclusive", "note": ""}
-    if sub.empty:
-        row["note"] = "no runs in this regime"
-        return row
-    if not {"eps", "lr_max"} <= set(sub.columns):
-        row["note"] = "not testable: eps and lr_max are not both study axes"
-        return row
-    log_lr = np.log(pd.to_numeric(sub["lr_max"]).to_numpy(dtype=float))
-    log_eps = np.log(pd.to_numeric(sub["eps"]).to_numpy(dtype=float))
-    if np.unique(log_eps).size < 2 or np.unique(log_lr).size < 2:
-        row["note"] = "not testable: needs at least two eps and two lr_max values here"
-        return row
-    ones = np.ones(len(sub))
-    lr_form = np.column_stack([ones, log_lr - log_lr.mean(), log_eps - log_eps.mean()])
-    if np.linalg.matrix_rank(lr_form) < 3:
-        row["note"] = "not testable: lr_max and eps vary together in this regime"
-        return row
-    # Same model, two parametrisations: the eps coefficient at fixed lr/eps, at fixed lr.
-    ratio_form = np.column_stack([ones, log_lr - log_eps, log_eps - log_eps.mean()])
-    if endpoint == "failure":
-        y = (~sub["outcome"].isin(["stable"])).to_numpy(dtype=float)
-        row["n_events"] = int(y.sum())
-        if y.min() == y.max():
-            row["note"] = "no variation (every run " + ("failed" if y[0] else "stable") + ")"
-            return row
-        at_fixed_lr = firth_lrt(lr_form, y, [2])
-        row["p_eps_beyond_ratio"] = firth_lrt(ratio_form, y, [2]).p_value
-        row["p_eps_at_fixed_lr"] = at_fixed_lr.p_value
-        beta = at_fixed_lr.beta
-        info = _firth_parts(lr_form, y, beta)[2]
-        try:
-            cov = np.linalg.inv(info)
-        except np.linalg.LinAlgError:
-            row["note"] = "the fit's information matrix is singular"
-            return row
-    else:
-        if PER_COLUMN not in sub:
-            row["note"] = "no final PER in the runs"
-            return row
-        y = _ranked_per(sub)
-        fit = OLS(y, lr_form).fit()
-        beta, cov = fit.params, fit.cov_params()
-        row["p_eps_at_fixed_lr"] = float(fit.pvalues[2])
-        row["p_eps_beyond_ratio"] = float(OLS(y, ratio_form).fit().pvalues[2])
-    b_lr, b_eps = float(beta[1]), float(beta[2])
-    row["boundary_slope"] = -b_eps / b_lr if abs(b_lr) > 1e-12 else math.nan
-    ratio_low, ratio_high = fieller(b_eps, b_lr, cov[2, 2], cov[1, 1], cov[1, 2], alpha)
-    low, high = -ratio_high, -ratio_low  # the slope is minus the ratio
-    row["slope_low"], row["slope_high"] = low, high
-    band_low, band_high = REGIME_BANDS[regime]
-    if not (np.isfinite(low) and np.isfinite(high)):
-        row["note"] = "lr_max has no detectable effect here: no boundary to measure"
-    elif band_low <= low and high <= band_high:
-        row["verdict"] = "supported"
-    elif low > band_high or high < band_low:
-        row["verdict"] = "refuted"
-    return row
-

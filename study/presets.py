@@ -7,12 +7,14 @@ the default axis -> config-key table (trainable.contract.AXES).
 from __future__ import annotations
 
 import itertools
+import math
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from analysis.claims import Primary
+from analysis.record import BoundarySpec
 from trainable.config import CONFIG_DIR, Config, read_yaml
 from trainable.contract import AXES, METRICS
 from trainable.errors import ConfigError, validation_line
@@ -60,8 +62,10 @@ class Budget(_Strict):
 
 
 class AdaptiveSpec(_Strict):
-    """Claim-directed replication (study/planner.py): after the first wave, add seeds to
-    the cells of undecided claims until every claim is decided or a budget is spent."""
+    """Waves after the first: claim-directed replication (study/planner.py) adds seeds to
+    the cells of undecided claims until every claim is decided, or, in a preset with a
+    `boundary`, refinement (study/refine.py) adds values near the boundary until every
+    column's is bracketed within the tolerance; either until a budget is spent."""
 
     minutes: float | None = Field(None, gt=0)  # training wall time over all waves
     max_trials: int | None = Field(None, gt=0)  # trials over all waves
@@ -134,6 +138,9 @@ class Preset(_Strict):
     default_budget: str = "default"
     asha: AshaSpec = AshaSpec()
     adaptive: AdaptiveSpec | None = None  # None: the fixed design only
+    # A stability boundary to locate in one block (the map): its definition of failure,
+    # the refinement's tolerance, and the regimes its columns belong to by design.
+    boundary: BoundarySpec | None = None
     primary_hypothesis: Primary | None = None
     claims: str | None = "claims.yaml"
     # The day layers' peak lr when lr_max is an axis. "fixed": they keep the training
@@ -197,6 +204,8 @@ class Preset(_Strict):
                             "unlinked axis of the same block with as many values")
         elif not self.axes:
             raise ValueError(f"a {self.search} preset needs axes with distributions")
+        if self.boundary is not None:
+            self._check_boundary()
         if self.adaptive is not None and (self.search != "grid" or self.scheduler != "fifo"):
             raise ValueError("adaptive replication needs a grid search with the fifo "
                              "scheduler (full-budget runs)")
@@ -205,6 +214,23 @@ class Preset(_Strict):
         if self.default_budget not in self.budgets:
             raise ValueError(f"default_budget {self.default_budget!r} is not in budgets")
         return self
+
+    def _check_boundary(self) -> None:
+        spec = self.boundary
+        block = next((b for b in self.blocks or [] if spec.along in b and spec.across in b),
+                     None)
+        if self.search != "grid" or block is None:
+            raise ValueError(f"boundary: needs a grid block that varies both {spec.along} "
+                             f"and {spec.across}")
+        if block[spec.along].linked_to or block[spec.across].linked_to:
+            raise ValueError(f"boundary: {spec.along} and {spec.across} must be crossed, "
+                             "not linked")
+        columns = block[spec.across].values
+        outside = [v for values in spec.regimes.values() for v in values
+                   if not any(math.isclose(v, c, rel_tol=1e-6) for c in columns)]
+        if outside:
+            raise ValueError(f"boundary.regimes: {', '.join(f'{v:g}' for v in outside)} "
+                             f"not among the block's {spec.across} values")
 
     @property
     def kind(self) -> str:

@@ -25,7 +25,7 @@ from analysis.record import (LADDER_FILE, STUDY_FILE, AdaptiveRecord, ClaimsReco
                              WaveRecord, WaveTrial, read_record)
 from analysis.scope import study_scope
 from analysis.storage import Storage, resolve_storage, split_study_uri
-from study import planner
+from study import planner, refine
 from study.presets import (Preset, apply_day_lr, check_axes_exist, config_value,
                            control_axis, design_blocks, grid_points, load_preset)
 from trainable.config import CONFIG_DIR, Config, build_config, load_config, read_config_tree
@@ -546,7 +546,7 @@ def launch(args, preset: Preset | None = None, rung: str | None = None) -> int:
             wave_trials=preset.adaptive.wave_trials) if adaptive else None,
         train_config_file=str(cfg_path), train_config=cfg.model_dump(mode="json"),
         day_lr=preset.day_lr if "optim.lr_max" in preset.axis_keys().values() else None,
-        controls=controls, rung=rung,
+        controls=controls, boundary=preset.boundary, rung=rung,
         data={"path": str(root), "synthetic": args.data is None,
               "fingerprint": dataset.fingerprint(), "n_sessions": len(dataset.sessions),
               "n_train_trials": len(dataset.train), "n_val_trials": len(dataset.val),
@@ -633,7 +633,9 @@ def run_wave(record: StudyRecord, place: Place, wave: WaveRecord, trainable,
 
 def run_waves(record: StudyRecord, place: Place, trainable, max_concurrent: int,
               restoring: bool, verbose: bool = False) -> int:
-    """Run waves until the planner stops; returns the trials left unfinished (interrupt)."""
+    """Run waves until the planner (claims) or the refinement (a boundary) stops; returns
+    the trials left unfinished (an interrupt)."""
+    from analysis.boundary import boundary_block
     from analysis.load import load_experiment
 
     adaptive = record.adaptive
@@ -653,22 +655,30 @@ def run_waves(record: StudyRecord, place: Place, trainable, max_concurrent: int,
             wave.minutes = (time.perf_counter() - start) / 60
             place.save(record)
         restoring = False
-        if claims is None:
+        if record.boundary is None and claims is None:
             adaptive.stopped = "no claims to decide: the design alone was run"
             place.save(record)
             return 0
         experiment = load_experiment(place.pull())
-        verdicts, plan = planner.after_wave(
-            claims, experiment.trials, experiment.curves, record.points, _done(adaptive),
-            _capacity(record, experiment.trials, max_concurrent))
-        wave.verdicts = dict(zip(verdicts["id"], verdicts["verdict"]))
-        wave.seeds = {k: int(v) for k, v in zip(verdicts["id"], verdicts["n"])}
-        place.save(record)
-        _print_verdicts(wave.index, verdicts, study_scope(record).tag)
+        capacity = _capacity(record, experiment.trials, max_concurrent)
+        if record.boundary is not None:
+            # The new points join the design before the wave that runs them is recorded.
+            plan, record.points = refine.next_wave(
+                record.boundary, experiment.trials,
+                boundary_block(experiment.blocks, record.boundary), record.points,
+                _done(adaptive), capacity)
+        else:
+            verdicts, plan = planner.after_wave(
+                claims, experiment.trials, experiment.curves, record.points,
+                _done(adaptive), capacity)
+            wave.verdicts = dict(zip(verdicts["id"], verdicts["verdict"]))
+            wave.seeds = {k: int(v) for k, v in zip(verdicts["id"], verdicts["n"])}
+            place.save(record)
+            _print_verdicts(wave.index, verdicts, study_scope(record).tag)
         if not plan.trials:
             adaptive.stopped = plan.reason
             place.save(record)
-            print(f"adaptive replication stopped after wave {wave.index}: {plan.reason}",
+            print(f"adaptive waves stopped after wave {wave.index}: {plan.reason}",
                   file=sys.stderr, flush=True)
             return 0
         adaptive.waves.append(_wave_record(wave.index + 1, plan))

@@ -80,6 +80,19 @@ def official_failing_model(cell: dict, rng: np.random.Generator) -> Planted:
     return planted
 
 
+def boundary_model(boundary_lr: Callable[[float], float], side: str = "lower") -> Model:
+    """Runs fail (outcome slow) on one side of a planted boundary lr of each eps: below it
+    (side lower) or above it (side upper, diverged)."""
+    def model(cell: dict, rng: np.random.Generator) -> Planted:
+        below = cell["lr_max"] < boundary_lr(cell["eps"])
+        if side == "lower":
+            return Planted("slow", 0.9) if below else Planted("stable",
+                                                               float(rng.normal(0.25, 0.01)))
+        return Planted("stable", float(rng.normal(0.25, 0.01))) if below else Planted(
+            "diverged", 1.0)
+    return model
+
+
 def planted_trials(model: Model, n_seeds: int, seed: int, grid: dict | None = None
                    ) -> pd.DataFrame:
     """The trial table the loader would produce, straight from the model (no files)."""
@@ -188,7 +201,8 @@ def write_fake_experiment(root: str | Path, *, model: Model = diagnosis_model,
                           n_stopped_early: int = 1, claims: str | None = "claims.yaml",
                           primary: dict | None = None,
                           samples: list[dict] | None = None, axes_spec: dict | None = None,
-                          scheduler_stop: float = 0.0, blocks: list[dict] | None = None
+                          scheduler_stop: float = 0.0, blocks: list[dict] | None = None,
+                          boundary: dict | None = None, refined: list[dict] | None = None
                           ) -> Path:
     """Write a complete fake experiment folder under root/name and return its path.
 
@@ -199,7 +213,9 @@ def write_fake_experiment(root: str | Path, *, model: Model = diagnosis_model,
     report) and `n_stopped_early` extra runs stop at 40% of the budget as an ASHA stop
     would, all at BASE; `scheduler_stop` is the share of the other runs a scheduler stops
     at 30% of the budget (unless they diverged before). The first run is written as if
-    restored from a checkpoint (repeated steps in result.json).
+    restored from a checkpoint (repeated steps in result.json). `boundary` goes to
+    study.yaml as the map's boundary; `refined` samples are written as a second wave
+    (wave-02/), as a map's refinement wave adds them.
     """
     rng = np.random.default_rng(seed)
     grid = grid or GRID
@@ -224,6 +240,12 @@ def write_fake_experiment(root: str | Path, *, model: Model = diagnosis_model,
         stop_at = int(budget * 0.3) if rng.random() < scheduler_stop else None
         rows = _curve(planted, cell, budget, eval_every, stop_at, rng)
         _write_trial(path, index, sample, rows, False, restarted=index == 0)
+        index += 1
+    for sample in refined or []:
+        cell = {k: v for k, v in sample.items() if k != "seed"}
+        rows = _curve(model(cell, rng), cell, budget, eval_every, None, rng)
+        (path / "wave-02").mkdir(exist_ok=True)
+        _write_trial(path / "wave-02", index, sample, rows, False)
         index += 1
     for k in range(n_errored):
         rows = [] if k == 0 else _curve(Planted("stable", 0.2), BASE, budget, eval_every,
@@ -256,6 +278,7 @@ def write_fake_experiment(root: str | Path, *, model: Model = diagnosis_model,
         "seeds": list(range(n_seeds)), "n_trials": len(samples), "budget": "default",
         "budget_steps": budget, "eval_every": eval_every, "metric": "val_per",
         "mode": "min", "primary_hypothesis": primary, "claims": claims_record,
+        "boundary": boundary,
         "train_config_file": "configs/train/proxy.yaml", "resources": {"cpus_per_trial": 1},
         "preset_config": {"blocks": [{a: {"values": list(v)} for a, v in b.items()}
                                      for b in blocks]} if blocks else {},

@@ -172,60 +172,6 @@ def test_continuous_axes_are_binned_at_quantiles():
     assert "quantile bins" in stats.binning_notes(factors)[0]
 
 
-def regime_trials(depends_on_ratio: bool, seed: int = 0) -> pd.DataFrame:
-    """Large-eps runs whose divergence follows lr/eps (or lr alone)."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for eps in (1e-3, 1e-2, 1e-1, 1.0):
-        for lr in (1e-4, 1e-3, 1e-2, 1e-1):
-            for s in range(4):
-                x = np.log10(lr / eps) if depends_on_ratio else np.log10(lr) + 2.5
-                diverged = rng.random() < _logit(2.5 * (x + 0.5))
-                rows.append({"eps": eps, "lr_max": lr, "seed": s,
-                             "status": "diverged" if diverged else "finished",
-                             "outcome": "diverged" if diverged else "stable",
-                             "median_eps_dominance": 0.9})
-    return pd.DataFrame(rows)
-
-
-def test_regime_test_recognises_lr_over_eps_boundary():
-    result = stats.regime_test(regime_trials(True)).set_index(["regime", "endpoint"])
-    row = result.loc[("large_eps", "failure")]
-    assert row["verdict"] == "supported" and row["regime_verdict"] == "supported"
-    assert row["slope_low"] >= 0.5 and row["slope_high"] <= 2.0
-    assert row["boundary_slope"] == pytest.approx(1.0, abs=0.3)
-    assert row["p_eps_beyond_ratio"] > 0.05 > row["p_eps_at_fixed_lr"]
-    assert result.loc[("small_eps", "failure"), "note"] == "no runs in this regime"
-
-
-def test_regime_test_refutes_lr_over_eps_when_eps_is_irrelevant():
-    result = stats.regime_test(regime_trials(False)).set_index(["regime", "endpoint"])
-    row = result.loc[("large_eps", "failure")]
-    assert row["verdict"] == "refuted" and row["slope_high"] < 0.5
-    assert row["p_eps_beyond_ratio"] < 0.05
-
-
-def test_regime_test_reads_per_by_ranks():
-    trials = regime_trials(True).assign(status="finished", outcome="stable")
-    rng = np.random.default_rng(1)
-    ratio = np.log10(trials["lr_max"] / trials["eps"])
-    # PER falls with lr/eps; a few stuck runs (0.9) must not break a rank test.
-    trials["final_val_per"] = 0.5 - 0.1 * ratio + rng.normal(0, 0.02, len(trials))
-    trials.loc[trials.index % 7 == 0, "final_val_per"] = 0.9
-    trials["initial_val_per"] = 1.05
-    row = stats.regime_test(trials).set_index(["regime", "endpoint"]).loc[("large_eps", "per")]
-    assert row["boundary_slope"] == pytest.approx(1.0, abs=0.25)
-    assert row["verdict"] == "supported"
-
-
-def test_fieller_interval_of_a_ratio():
-    # b_num / b_den = 2 with tiny variances: a tight interval around 2; a denominator
-    # within noise of 0 gives no interval.
-    low, high = stats.fieller(2.0, 1.0, 1e-4, 1e-4, 0.0, 0.05)
-    assert low < 2.0 < high and high - low < 0.1
-    assert stats.fieller(2.0, 0.01, 1e-4, 1.0, 0.0, 0.05) == (-np.inf, np.inf)
-
-
 def test_holm_adjusts_every_secondary_test_with_known_values():
     # Holm by hand: sorted 0.01, 0.03, 0.04 times 3, 2, 1 -> 0.03, 0.06, 0.04, made
     # monotone -> 0.03, 0.06, 0.06; an untested row stays NaN.
@@ -259,34 +205,6 @@ def test_holm_known_answer_and_only_secondary_rows():
     adjusted = stats.holm_secondary(tests)
     assert adjusted["p_holm"].tolist()[:3] == pytest.approx([0.03, 0.06, 0.06])
     assert np.isnan(adjusted["p_holm"].iloc[3])  # the primary test is not in the family
-
-
-@pytest.mark.parametrize(("endpoints", "verdict"), [
-    (["supported", "inconclusive"], "supported"), (["refuted", "inconclusive"], "refuted"),
-    (["supported", "refuted"], "inconclusive"), (["inconclusive", "inconclusive"],
-                                                 "inconclusive"),
-    (["supported", "supported"], "supported"), (["refuted", "refuted"], "refuted")])
-def test_a_regime_verdict_needs_an_endpoint_for_it_and_none_against(endpoints, verdict):
-    assert stats.regime_verdict(endpoints) == verdict
-
-
-def test_regime_rows_say_why_one_eps_value_cannot_be_tested():
-    trials = regime_trials(True)
-    one_eps = trials[trials["eps"] == trials["eps"].max()]
-    rows = stats.regime_test(one_eps).set_index(["regime", "endpoint"])
-    large = rows.loc["large_eps"]
-    assert (large["note"] == "not testable: needs at least two eps and two lr_max values "
-                             "here").all()
-    assert large["n_events"].isna().all() and (large["verdict"] == "inconclusive").all()
-    assert (large["n"] == len(one_eps)).all()
-
-
-def test_without_eps_dominance_no_run_has_a_regime():
-    frame = stats.add_regime(pd.DataFrame({"eps": [0.1, 1e-8]}))
-    assert frame["regime"].isna().all()
-    marked = stats.add_regime(pd.DataFrame({"median_eps_dominance": [0.9, 0.1, np.nan]}))
-    assert marked["regime"].tolist()[:2] == ["large_eps", "small_eps"]
-    assert pd.isna(marked["regime"].iloc[2])
 
 
 def test_cell_summary_without_levels_is_one_row_of_every_run():
@@ -381,22 +299,6 @@ def test_an_empty_cell_is_named_in_every_interaction_row():
     frame, factors = stats.factorize(trials[~gone], AXES)
     tests = stats.interaction_tests(frame, factors, confirmatory=True)
     assert (tests["note"] == "1 empty eps x lr_max cell(s): interaction not estimable").all()
-
-
-def test_regime_notes_and_per_tests_are_reported():
-    trials = regime_trials(True)
-    stable = trials.assign(status="finished", outcome="stable")
-    rows = stats.regime_test(stable).set_index(["regime", "endpoint"])
-    assert rows.loc[("large_eps", "failure"), "note"] == "no variation (every run stable)"
-    assert rows.loc[("large_eps", "failure"), "n_events"] == 0
-    # PER that depends on nothing: no boundary to measure, the tests still reported
-    rng = np.random.default_rng(2)
-    flat = stable.assign(final_val_per=rng.normal(0.3, 0.02, len(stable)),
-                         initial_val_per=1.0)
-    row = stats.regime_test(flat).set_index(["regime", "endpoint"]).loc[("large_eps", "per")]
-    assert 0 < row["p_eps_at_fixed_lr"] <= 1 and 0 < row["p_eps_beyond_ratio"] <= 1
-    assert row["note"] == "lr_max has no detectable effect here: no boundary to measure"
-    assert row["verdict"] == "inconclusive"
 
 
 def test_levels_that_differ_only_in_float_noise_are_one_level():

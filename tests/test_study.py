@@ -4,6 +4,7 @@ import json
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -316,6 +317,49 @@ def test_adaptive_study_adds_seeds_to_the_cells_of_undecided_claims(ray_session,
     assert sorted(t["params"]["seed"] for t in second) == [1, 2, 3, 4]
     assert all(t["rows"][-1]["completed"] == 1 for t in [*read_trials(exp / "wave-01"),
                                                          *second])
+
+
+@pytest.mark.ray
+@pytest.mark.slow(seconds=60)
+def test_boundary_study_records_its_refined_points_and_resumes_them(ray_session, tiny_data,
+                                                                     tmp_path):
+    """A tiny map: 2 eps x 2 lr_max, one seed, 8 steps (every run fails: too short), so
+    each column's boundary lies above the grid and the refinement steps up by 3; the trial
+    budget allows one refinement wave."""
+    import shutil
+
+    from analysis.record import read_record
+
+    preset = write_preset(
+        tmp_path / "boundary.yaml", name="tiny-map", seeds=1,
+        blocks=[{"eps": {"values": [1e-8, 0.1]}, "lr_max": {"values": [1e-4, 1e-2]}}],
+        adaptive={"max_trials": 6, "wave_trials": 2},
+        boundary={"limits": [1e-5, 0.05], "regimes": {"small_eps": [1e-8, 0.1]}},
+        primary_hypothesis={"text": "lr/eps", "test": "regime"})
+    rc = run_cli("map", "--preset", preset, "--data", tiny_data, "--storage", tmp_path / "r",
+                 "--name", "m", "--no-report", *TINY_SET)
+    assert rc == 0
+    exp = tmp_path / "r" / "m"
+    record = read_record(exp)
+    assert [len(w.trials) for w in record.adaptive.waves] == [4, 2]
+    assert record.adaptive.stopped.startswith("the budget is spent")
+    assert record.points[4:] == [{"eps": 1e-8, "lr_max": 3e-2}, {"eps": 0.1, "lr_max": 3e-2}]
+    assert sorted((t["params"]["eps"], t["params"]["lr_max"])
+                  for t in read_trials(exp / "wave-02")) == [(1e-8, 3e-2), (0.1, 3e-2)]
+    # As if the driver died after planning the second wave: its trials are gone, the plan
+    # (and the new points) only in study.yaml. Resume runs exactly those.
+    shutil.rmtree(exp / "wave-02")
+    record.adaptive.waves[1].minutes = None
+    record.adaptive.stopped = None
+    record.write(exp)
+    assert run_cli("resume", exp) == 0
+    record = read_record(exp)
+    assert record.points[4:] == [{"eps": 1e-8, "lr_max": 3e-2}, {"eps": 0.1, "lr_max": 3e-2}]
+    assert [len(w.trials) for w in record.adaptive.waves] == [4, 2]
+    assert all(t["rows"][-1]["completed"] == 1 for t in read_trials(exp / "wave-02"))
+    brackets = pd.read_csv(exp / "report" / "boundary.csv")
+    assert (brackets["tried"].str.contains("0.03")).all() and len(brackets) == 2
+    assert "not testable" in pd.read_csv(exp / "report" / "regime.csv")["note"].iloc[0]
 
 
 def test_adaptive_flags_need_an_adaptive_preset(tmp_path, tiny_data, capsys):
