@@ -149,6 +149,10 @@ class Preset(_Strict):
     # only lr_max; "follow": they take each trial's lr_max (every parameter's Adam step
     # scales together, the cleaner probe of the lr/eps regime).
     day_lr: Literal["follow", "fixed"] = "fixed"
+    # The lr schedule against the budget: "stretched" (warm-up and decay scaled to the
+    # budget, the proxy's default) or "real" (the training config's schedule in its own
+    # step units, truncated at the budget; study.run.budget_overrides).
+    schedule: Literal["stretched", "real"] = "stretched"
     # A controls study (configs/studies/controls.yaml): its cells are the controls, one
     # block each (the blocks are built from them).
     controls: list[Control] | None = None

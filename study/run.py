@@ -191,14 +191,19 @@ def resolve_budget(preset: Preset, budget: str | None) -> dict:
                     "positive number of steps")
 
 
-def budget_overrides(budget: dict, cfg_tree: dict) -> list[str]:
-    """The schedule is stretched to the budget as in the official run, where the cosine
-    decay ends at the last batch (lr_decay_steps = num_training_batches = 120,000). The
-    warm-up keeps its share of the training config's schedule."""
+def budget_overrides(budget: dict, cfg_tree: dict, schedule: str = "stretched") -> list[str]:
+    """`stretched`: the schedule is stretched to the budget as in the official run, where
+    the cosine decay ends at the last batch (lr_decay_steps = num_training_batches =
+    120,000), and the warm-up keeps its share of the training config's schedule. `real`:
+    the training config's schedule in its own step units, truncated at the budget (the
+    first 4,000 steps of the official 120,000: a 1,000-step warm-up, then a cosine that has
+    barely begun to fall)."""
     optim = cfg_tree.get("optim", {})
     decay = optim.get("lr_decay_steps", 120000)
     steps = budget["steps"]
     overrides = [f"train.num_steps={steps}", f"train.eval_every={budget['eval_every']}"]
+    if schedule == "real":
+        return overrides
     for suffix in ("", "_day"):  # the day layers' own schedule, where one is set
         if suffix == "" or optim.get(f"lr_decay_steps{suffix}") is not None:
             warmup = optim.get(f"lr_warmup_steps{suffix}", optim.get("lr_warmup_steps", 1000))
@@ -499,7 +504,7 @@ def launch(args, preset: Preset | None = None, rung: str | None = None) -> int:
                            "has no 'adaptive' section") + "; drop the flag")
     cfg_path = Path(args.train_config) if args.train_config else CONFIG_DIR / preset.train_config
     tree, official = read_config_tree(cfg_path)
-    overrides = budget_overrides(budget, tree) + list(args.overrides)
+    overrides = budget_overrides(budget, tree, preset.schedule) + list(args.overrides)
     threads = max(1, int(args.cpus_per_trial))
     overrides.append(f"train.num_threads={threads}")
     if args.gpus_per_trial > 0:

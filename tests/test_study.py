@@ -276,6 +276,10 @@ def test_budget_stretches_the_schedules_of_both_parameter_groups():
         "lr_warmup_steps_day": 2000}})
     assert "optim.lr_decay_steps_day=400" in with_day
     assert "optim.lr_warmup_steps_day=7" in with_day
+    # the real schedule: the config's own warm-up and decay, truncated at the budget
+    assert budget_overrides(budget, {"optim": {"lr_decay_steps": 120000,
+                                               "lr_warmup_steps": 1000}}, "real") == [
+        "train.num_steps=400", "train.eval_every=50"]
 
 
 def write_claims(path: Path) -> Path:
