@@ -8,10 +8,11 @@ claims are evaluated by analysis.claims, the one place that decides whether a cl
 decided, and every undecided claim whose cells are in the design asks for more seeds for
 exactly those cells: seed k is added to all of a claim's cells together, because claims
 are judged on per-seed contrasts. Claims that are cheapest to decide at their current
-trend (projected seeds x cells still to run) are served first, so a limited time budget
-decides as many claims as it can. The verdicts' error control does not depend on any of
-these choices: their confidence sequences are valid at every sample size (see
-analysis.sequential), which is what makes looking after each wave legitimate.
+trend (the runs of their cells still missing at the projected number of seeds) are served
+first, so a limited time budget decides as many claims as it can. The verdicts' error
+control does not depend on any of these choices: their confidence sequences are valid at
+every sample size (see analysis.sequential), which is what makes looking after each wave
+legitimate.
 """
 
 from __future__ import annotations
@@ -80,8 +81,12 @@ def next_wave(claims: claims_mod.ClaimsFile, verdicts: pd.DataFrame,
             min(max(to_decide, 1), MAX_STEP))
         target = int(row["n"]) + step
         new = [(c, s) for s in range(target) for c in cells if (c, s) not in done]
-        # Cheapest first: runs still needed at the current trend; unknown trends last.
-        cost = (to_decide if np.isfinite(to_decide) else math.inf) * len(cells)
+        # Cheapest first: the runs still needed at the current trend, counting only the
+        # (cell, seed) pairs not run yet (claims share cells: a claim whose other cells
+        # already hold the seeds costs only its missing ones); unknown trends last.
+        cost = (len([(c, s) for s in range(int(row["n"]) + math.ceil(to_decide))
+                     for c in cells if (c, s) not in done])
+                if np.isfinite(to_decide) else math.inf)
         wanted.append((cost, order, claim.id, new))
     if not wanted:
         if unplannable:

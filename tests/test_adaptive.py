@@ -129,3 +129,21 @@ def test_adaptive_procedure_keeps_its_error_rates(scenario, errors):
     found = simulate.error_rates(table)
     assert set(found["error"]) == errors and len(found) >= 5
     assert (found["count"] <= MAX_ERRORS).all(), found.to_string()
+
+
+def test_a_claim_whose_cells_other_claims_already_filled_costs_only_its_missing_runs():
+    """The PER interaction compares six cells but five already hold its seeds: it costs
+    the six runs of the one cell that lacks them, less than the stability claim's 19."""
+    official = index(eps=0.1, lr_max=0.005, white_noise_std=1.0, constant_offset_std=0.2)
+    low_weak = index(eps=0.1, lr_max=0.002, white_noise_std=0.25, constant_offset_std=0.05)
+    others = [i for i, p in enumerate(POINTS) if i not in (official, low_weak)]
+    done = {(c, s) for c in others for s in range(12)} | {(official, s) for s in range(28)} \
+        | {(low_weak, 0)}
+    table = verdict_table(**{c.id: ("refuted", 17, 0.0) for c in CLAIMS.claims})
+    table.loc[table["id"] == "official_setting_stable", ["verdict", "n", "to_decide"]] = \
+        ["inconclusive", 28, 19.0]
+    table.loc[table["id"] == "augmentation_interacts_on_per", ["verdict", "n", "to_decide"]] \
+        = ["inconclusive", 1, 6.0]
+    plan = planner.next_wave(CLAIMS, table, POINTS, done, capacity=6)
+    assert plan.trials == [(low_weak, s) for s in range(1, 7)]
+    assert plan.reason == "for augmentation_interacts_on_per (+6 seed(s))"
