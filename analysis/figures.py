@@ -607,6 +607,7 @@ def claim_effects(claims: pd.DataFrame, trajectory: pd.DataFrame) -> plt.Figure 
             right.set_yscale("log")
         right.set_title("over training (fraction of the budget)", fontsize=8.5, loc="left")
     fig.suptitle("Claims: effect and 95% anytime-valid confidence sequence; dashed = no "
-                 "effect, dotted = the claimed size (excluding it refutes)", fontsize=10)
+                 "effect, dotted = the claimed size (beyond it: supported; excluded: "
+                 "smaller than claimed or refuted)", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.97))
     return fig
