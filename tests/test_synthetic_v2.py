@@ -318,3 +318,10 @@ def test_round_trip_through_the_training_loader(tiny_root):
     ds = load_dataset(tiny_root, cfg, splits=("train", "val", "test"))
     assert ds.report.kept == {"train": 12, "val": 6, "test": 6}
     assert ds.report.total_dropped() == 0
+
+
+def test_the_trainer_cli_takes_a_synthetic_spec(tmp_path, capsys):
+    from trainable.__main__ import main
+
+    assert main(["--synthetic-spec", str(tmp_path / "none.yaml")]) == 2
+    assert f"{tmp_path / 'none.yaml'}: config file not found" in capsys.readouterr().err
