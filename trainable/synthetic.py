@@ -31,6 +31,11 @@ Seeds: every random draw comes from a numpy Generator keyed by (seed, stream, se
 split, trial), so one spec gives byte-identical files, and a trial's sentence, timing and
 noise do not change when another split's trial count changes.
 
+Generator 2 (``generator: 2``, configs/data/calibrated.yaml) keeps this layout and these
+seeds but is calibrated to the real recordings: real sentence and trial lengths, an
+articulatory phoneme code, four arrays, per-block z-scoring, real session dates
+(trainable/synthetic_v2.py).
+
 CLI: ``python -m trainable.synthetic --out DIR [--spec YAML] [--set key=value ...]``.
 """
 
@@ -64,12 +69,11 @@ from trainable.errors import (ConfigError, OneLineArgumentParser, UserError, run
 from trainable.lexicon import SentenceFileError, read_sentence_file
 from trainable.vocab import N_CLASSES, PHONEME_TO_ID, SIL_ID, sentence_to_ids, word_phonemes
 
-# The generators, by number; a spec's `generator` picks one. The number is the version:
-# it is part of the fingerprint, and a change to what a generator writes for a given spec
-# gets a new number (the old one stays reproducible), so cached datasets never mix.
+# The generators, by number; a spec's `generator` (1 or 2) picks one. The number is the
+# version: it is part of the fingerprint, and a change to what a generator writes for a
+# given spec gets a new number (the old one stays reproducible), so caches never mix.
 # Generator 1 is the round-1 CPU proxy described above; generator 2 is calibrated to the
 # real recordings (trainable/synthetic_v2.py).
-GENERATORS = (1, 2)
 # The default generator (configs/data/synthetic.yaml's). A dataset's own generator is its
 # spec's `generator`, written as `generator_version` into its metadata file.
 GENERATOR_VERSION = 1
