@@ -277,7 +277,9 @@ class SyntheticSpec(BaseModel):
             spread = self.words_mean - self.words_min
             if not self.words_min <= self.words_mean <= self.words_max:
                 raise ValueError(f"words_mean={self.words_mean} is outside words_min="
-                                 f"{self.words_min}..words_max={self.words_max}")
+                                 f"{self.words_min}..words_max={self.words_max}; set them "
+                                 "together (configs/data/calibrated.yaml holds generator "
+                                 "2's values: --spec it rather than --set generator=2)")
             if spread > 0 and self.words_sd ** 2 <= spread:
                 raise ValueError(f"words_sd={self.words_sd} is too small: the word count "
                                  "above words_min is negative binomial, whose variance "
