@@ -47,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
                     "evaluation, then the outcome. 'python -m trainable check --help': the "
                     "200-batch health check.")
     add_config_flags(parser)
+    parser.add_argument("--synthetic-spec", default=None, metavar="YAML",
+                        help="synthetic-data spec when --data is not given (default: "
+                             "configs/data/synthetic.yaml; calibrated: "
+                             "configs/data/calibrated.yaml)")
     parser.add_argument("--synthetic-set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a synthetic-data knob (when --data is not given)")
     parser.add_argument("--save", default=None, metavar="PATH",
@@ -69,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
             return explain(args.config)
         cfg = load_config(args.config, args.overrides)
         data = args.data or official_data_dir(args.config)
-        root, desc = resolve_data_root(data, synthetic_overrides=args.synthetic_set)
+        root, desc = resolve_data_root(data, synthetic_spec=args.synthetic_spec,
+                                       synthetic_overrides=args.synthetic_set)
         start = time.perf_counter()
         dataset = load_dataset(root, cfg)
         print(f"{desc}: {dataset.report.summary()} (read in "

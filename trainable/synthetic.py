@@ -31,6 +31,11 @@ Seeds: every random draw comes from a numpy Generator keyed by (seed, stream, se
 split, trial), so one spec gives byte-identical files, and a trial's sentence, timing and
 noise do not change when another split's trial count changes.
 
+Generator 2 (``generator: 2``, configs/data/calibrated.yaml) keeps this layout and these
+seeds but is calibrated to the real recordings: real sentence and trial lengths, an
+articulatory phoneme code, four arrays, per-block z-scoring, real session dates
+(trainable/synthetic_v2.py).
+
 CLI: ``python -m trainable.synthetic --out DIR [--spec YAML] [--set key=value ...]``.
 """
 
@@ -45,10 +50,11 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import h5py
 import numpy as np
@@ -60,10 +66,16 @@ from scipy.ndimage import gaussian_filter1d
 from trainable.config import CONFIG_DIR, parse_override, read_yaml, set_dotted
 from trainable.errors import (ConfigError, OneLineArgumentParser, UserError, run_cli,
                               validation_line)
+from trainable.lexicon import SentenceFileError, read_sentence_file
 from trainable.vocab import N_CLASSES, PHONEME_TO_ID, SIL_ID, sentence_to_ids, word_phonemes
 
-# Bump whenever the generator's output for a given spec changes: it is part of the
-# fingerprint, so cached datasets from an older generator are not reused.
+# The generators, by number; a spec's `generator` (1 or 2) picks one. The number is the
+# version: it is part of the fingerprint, and a change to what a generator writes for a
+# given spec gets a new number (the old one stays reproducible), so caches never mix.
+# Generator 1 is the round-1 CPU proxy described above; generator 2 is calibrated to the
+# real recordings (trainable/synthetic_v2.py).
+# The default generator (configs/data/synthetic.yaml's). A dataset's own generator is its
+# spec's `generator`, written as `generator_version` into its metadata file.
 GENERATOR_VERSION = 1
 
 DEFAULT_SPEC_PATH = CONFIG_DIR / "data" / "synthetic.yaml"
@@ -129,6 +141,25 @@ _COMMON_WORDS_TEXT = """
 """
 COMMON_WORDS: tuple[str, ...] = tuple(_COMMON_WORDS_TEXT.split())
 
+# Knobs only one generator reads (the others are shared; `generator` itself is in neither).
+V1_ONLY = frozenset({"first_session_date", "session_gap_days_min", "session_gap_days_max",
+                     "day_drift", "day_offset_std", "within_day_drift_std",
+                     "block_offset_std"})
+V2_ONLY = frozenset({"sentences", "words_mean", "words_sd", "vocabulary_size",
+                     "frequency_exponent", "speaking_rate_sd", "phoneme_specific_sd",
+                     "array_modulation", "tx_baseline_log_sd", "tx_max_count", "sbp_log_sd",
+                     "tuning_drift_per_sqrt_day", "baseline_drift_per_sqrt_day",
+                     "baseline_block_std", "baseline_walk_std"})
+
+
+@lru_cache(maxsize=1)
+def real_session_dates() -> tuple[str, ...]:
+    """The 45 real session dates (YYYY.MM.DD) in the official order, as listed in the
+    official rnn_args.yaml (S1) and copied into configs/train/official.yaml."""
+    sessions = read_yaml(CONFIG_DIR / "train" / "official.yaml")["data"]["sessions"]
+    return tuple(s.removeprefix(f"{SUBJECT}.") for s in sessions)
+
+
 # Seed-stream tags: (seed, stream, ...) keys every Generator.
 _STREAM_WORLD, _STREAM_SESSION, _STREAM_TRIAL = 0, 1, 2
 
@@ -138,6 +169,7 @@ class SyntheticSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_default=True, frozen=True)
 
+    generator: Literal[1, 2] = GENERATOR_VERSION
     seed: int = Field(0, ge=0)
     # Sessions and splits
     n_sessions: int = Field(8, ge=1)
@@ -178,6 +210,23 @@ class SyntheticSpec(BaseModel):
     # File format
     seq_pad_len: int = Field(500, ge=1)
     transcription_pad_len: int = Field(500, ge=2)
+    # Generator 2 only (V2_ONLY); the defaults are the calibrated values, explained
+    # with their sources in configs/data/calibrated.yaml.
+    sentences: str | None = None
+    words_mean: float = Field(6.6, gt=0.0)
+    words_sd: float = Field(2.1, gt=0.0)
+    vocabulary_size: int = Field(4000, ge=50)
+    frequency_exponent: float = Field(1.0, ge=0.0)
+    speaking_rate_sd: float = Field(0.2, ge=0.0)
+    phoneme_specific_sd: float = Field(0.35, ge=0.0)
+    array_modulation: tuple[float, float, float, float] = (1.0, 0.5, 1.0, 0.3)
+    tx_baseline_log_sd: float = Field(1.2, ge=0.0)
+    tx_max_count: float = Field(2.0, gt=0.0)
+    sbp_log_sd: float = Field(0.38, gt=0.0)
+    tuning_drift_per_sqrt_day: float = Field(0.1, ge=0.0, le=math.pi / 2)
+    baseline_drift_per_sqrt_day: float = Field(0.05, ge=0.0)
+    baseline_block_std: float = Field(0.1, ge=0.0)
+    baseline_walk_std: float = Field(0.1, ge=0.0)
 
     @field_validator("first_session_date")
     @classmethod
@@ -194,6 +243,48 @@ class SyntheticSpec(BaseModel):
         if value % 2:
             raise ValueError("must be even: half threshold crossings, half spike-band power")
         return value
+
+    @field_validator("sentences")
+    @classmethod
+    def _sentence_file(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                read_sentence_file(value)
+            except SentenceFileError as err:
+                raise ValueError(str(err)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_generator(self) -> SyntheticSpec:
+        """A knob the chosen generator does not read must keep its default, so a spec
+        never seems to set something it does not (and the fingerprint can skip it)."""
+        ignored = V2_ONLY if self.generator == 1 else V1_ONLY
+        fields = type(self).model_fields
+        for name in fields:
+            if name in ignored and getattr(self, name) != fields[name].default:
+                users = "generator 2" if name in V2_ONLY else "generator 1"
+                raise ValueError(f"{name} is read only by {users}, and this spec has "
+                                 f"generator: {self.generator}; remove {name} or set "
+                                 f"generator: {2 if self.generator == 1 else 1}")
+        if self.generator == 2:
+            if self.n_features % 8:
+                raise ValueError(f"n_features={self.n_features}: generator 2 needs a "
+                                 "multiple of 8 (TX and SBP halves of four equal arrays)")
+            if self.n_sessions > len(real_session_dates()):
+                raise ValueError(f"n_sessions={self.n_sessions}: generator 2 takes its "
+                                 f"dates from the {len(real_session_dates())} real sessions; "
+                                 "use at most that many")
+            spread = self.words_mean - self.words_min
+            if not self.words_min <= self.words_mean <= self.words_max:
+                raise ValueError(f"words_mean={self.words_mean} is outside words_min="
+                                 f"{self.words_min}..words_max={self.words_max}; set them "
+                                 "together (configs/data/calibrated.yaml holds generator "
+                                 "2's values: --spec it rather than --set generator=2)")
+            if spread > 0 and self.words_sd ** 2 <= spread:
+                raise ValueError(f"words_sd={self.words_sd} is too small: the word count "
+                                 "above words_min is negative binomial, whose variance "
+                                 f"exceeds its mean ({spread:g}); raise words_sd or words_min")
+        return self
 
     @model_validator(mode="after")
     def _ranges(self) -> SyntheticSpec:
@@ -216,9 +307,15 @@ class SyntheticSpec(BaseModel):
         given as 'key=value' strings or a {key: value} dict."""
         path = Path(path) if path is not None else DEFAULT_SPEC_PATH
         tree = read_yaml(path)
+        # A sentence file named in the spec is relative to the spec's folder; one given
+        # as an override, to the working directory.
+        if isinstance(tree.get("sentences"), str):
+            tree["sentences"] = str((path.parent / tree["sentences"]).resolve())
         items = overrides.items() if isinstance(overrides, dict) else (
             parse_override(o) for o in (overrides or []))
         for key, value in items:
+            if key == "sentences" and isinstance(value, str):
+                value = str(Path(value).resolve())
             set_dotted(tree, key, value)
         try:
             return cls.model_validate(tree)
@@ -226,11 +323,23 @@ class SyntheticSpec(BaseModel):
             raise ConfigError(validation_line(err, f"synthetic spec {path}",
                                                   model=cls)) from None
 
+    def knobs(self) -> dict[str, Any]:
+        """The knobs the chosen generator reads (a generator-1 spec: exactly the round-1
+        fields, so its fingerprint and metadata are what they were before generator 2)."""
+        ignored = {"generator"} | V2_ONLY if self.generator == 1 else V1_ONLY
+        return {k: v for k, v in self.model_dump(mode="json").items() if k not in ignored}
+
     def fingerprint(self) -> str:
-        """Short stable hash of the resolved spec and the generator version."""
-        payload = json.dumps({"generator_version": GENERATOR_VERSION,
-                              "spec": self.model_dump(mode="json")}, sort_keys=True)
-        return hashlib.sha256(payload.encode()).hexdigest()[:12]
+        """Short stable hash of the knobs, the generator and what else decides its draws
+        (generator 2: the word list, or the sentence file's contents, not its path)."""
+        payload: dict[str, Any] = {"generator_version": self.generator, "spec": self.knobs()}
+        if self.generator == 2:
+            from trainable.synthetic_v2 import words_digest
+
+            payload["spec"].pop("sentences")
+            payload["words"] = words_digest(self)
+        text = json.dumps(payload, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     def sessions_with_val(self) -> list[bool]:
         """Per session: False for the train-only ones (spread evenly, the first included,
@@ -254,7 +363,14 @@ def usable_words() -> tuple[str, ...]:
 
 
 def session_names(spec: SyntheticSpec) -> list[str]:
-    """Session folder names: increasing dates, a random gap of a few days apart."""
+    """Session folder names. Generator 1: increasing dates, a random gap of a few days
+    apart. Generator 2: real session dates (real_session_dates), all 45 or, for fewer
+    sessions, an evenly spread subset that keeps the first and the last (the real span)."""
+    if spec.generator == 2:
+        dates = real_session_dates()
+        last = len(dates) - 1
+        picks = [round(d * last / max(spec.n_sessions - 1, 1)) for d in range(spec.n_sessions)]
+        return [f"{SUBJECT}.{dates[i]}" for i in picks]
     date = dt.datetime.strptime(spec.first_session_date, "%Y.%m.%d").date()
     names = []
     for d in range(spec.n_sessions):
@@ -347,12 +463,13 @@ def _squeeze(durations: np.ndarray, budget: int) -> np.ndarray:
     return out
 
 
-def _timeline(spec: SyntheticSpec, world: _World, ids: np.ndarray, rng: np.random.Generator
-              ) -> tuple[int, np.ndarray, int]:
-    """(lead-in bins, bins per phoneme, tail bins) of one trial."""
+def _timeline(spec: SyntheticSpec, world: _World, ids: np.ndarray, rng: np.random.Generator,
+              rate: float = 1.0) -> tuple[int, np.ndarray, int]:
+    """(lead-in bins, bins per phoneme, tail bins) of one trial; `rate` stretches every
+    mean duration (generator 2's per-trial speaking rate)."""
     mean = np.where(ids == SIL_ID, spec.sil_bins,
                     np.where(world.is_vowel[ids], spec.bins_per_phoneme
-                             * spec.vowel_duration_factor, spec.bins_per_phoneme))
+                             * spec.vowel_duration_factor, spec.bins_per_phoneme)) * rate
     shape = 1.0 / spec.duration_cv**2
     durations = np.maximum(1, np.rint(rng.gamma(shape, mean / shape))).astype(np.int64)
     lead = int(rng.integers(spec.lead_in_bins_min, spec.lead_in_bins_max + 1))
@@ -463,13 +580,16 @@ def _write_split(path: Path, spec: SyntheticSpec, session: str,
             group.attrs["trial_num"] = trial.slot.trial_num
 
 
-def _write_dataset(spec: SyntheticSpec, out_dir: Path, progress: bool) -> None:
+# A session ready to write: its folder name and, per split, its trials with features.
+SessionData = tuple[str, dict[str, list[tuple[_Trial, np.ndarray]]]]
+
+
+def _v1_sessions(spec: SyntheticSpec) -> Iterator[SessionData]:
     _check_padding(spec)
     world = _make_world(spec)
     names = session_names(spec)
     has_val = spec.sessions_with_val()
     loadings = world.loadings
-    start = time.perf_counter()
     for day, session in enumerate(names):
         rng = _rng(spec, _STREAM_SESSION, day)
         rng.integers(spec.session_gap_days_min, spec.session_gap_days_max + 1)  # the gap
@@ -503,19 +623,33 @@ def _write_dataset(spec: SyntheticSpec, out_dir: Path, progress: bool) -> None:
                 + block_offset[trial.slot.block_num - 1] + drift[k]
             features = np.minimum(x, CLIP_MAX).astype(np.float32)
             by_split[trial.slot.split].append((trial, features))
+        yield session, by_split
 
+
+def _write_dataset(spec: SyntheticSpec, out_dir: Path, progress: bool) -> None:
+    if spec.generator == 1:
+        sessions = _v1_sessions(spec)
+    else:
+        from trainable.synthetic_v2 import v2_sessions
+
+        sessions = v2_sessions(spec)
+    names = session_names(spec)
+    start = time.perf_counter()
+    for day, (session, by_split) in enumerate(sessions):
         folder = out_dir / session
         folder.mkdir()
+        n_trials = 0
         for split, items in by_split.items():
             if items:  # train-only sessions have no val/test file, as in the real data
                 items.sort(key=lambda item: item[0].slot.index)
                 _write_split(folder / f"data_{split}.hdf5", spec, session, items)
+                n_trials += len(items)
         if progress:
-            print(f"synthetic: session {day + 1}/{len(names)} {session}: {len(trials)} "
+            print(f"synthetic: session {day + 1}/{len(names)} {session}: {n_trials} "
                   f"trials ({time.perf_counter() - start:.1f} s)", file=sys.stderr, flush=True)
 
-    meta = {"fingerprint": spec.fingerprint(), "generator_version": GENERATOR_VERSION,
-            "sessions": names, "spec": spec.model_dump(mode="json")}
+    meta = {"fingerprint": spec.fingerprint(), "generator_version": spec.generator,
+            "sessions": names, "spec": spec.knobs()}
     (out_dir / SPEC_FILE).write_text(yaml.safe_dump(meta, sort_keys=False))
 
 
