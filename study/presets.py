@@ -153,6 +153,9 @@ class Preset(_Strict):
     # budget, the proxy's default) or "real" (the training config's schedule in its own
     # step units, truncated at the budget; study.run.budget_overrides).
     schedule: Literal["stretched", "real"] = "stretched"
+    # The built-in data's spec, relative to configs/ (None: data/synthetic.yaml, generator
+    # 1); ignored with --data.
+    synthetic_spec: str | None = None
     # A controls study (configs/studies/controls.yaml): its cells are the controls, one
     # block each (the blocks are built from them).
     controls: list[Control] | None = None

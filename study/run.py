@@ -19,6 +19,7 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from analysis import claims as claims_mod
 from analysis.record import (LADDER_FILE, STUDY_FILE, AdaptiveRecord, ClaimsRecord, StudyRecord,
@@ -31,7 +32,7 @@ from study.presets import (Preset, apply_day_lr, check_axes_exist, config_value,
 from trainable.config import CONFIG_DIR, Config, build_config, load_config, read_config_tree
 from trainable.errors import ConfigError, OneLineArgumentParser, UserError, run_cli
 from trainable.official_args import official_data_dir
-from trainable.synthetic import GENERATOR_VERSION
+from trainable.synthetic import SPEC_FILE as SPEC_FILE_SYNTHETIC
 
 COMMANDS = ("grid", "map", "asha", "optuna")
 # Ray Tune set-up and tear-down around each wave (new Tuner, trial actors), in minutes.
@@ -70,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override a training config value for every trial")
         p.add_argument("--synthetic-set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a synthetic-data knob (without --data)")
+        p.add_argument("--synthetic-spec", default=None, metavar="YAML",
+                       help="synthetic-data spec (without --data; default: the preset's, "
+                            "else configs/data/synthetic.yaml, generator 1); "
+                            "configs/data/calibrated.yaml is generator 2, calibrated to "
+                            "the real recordings")
         p.add_argument("--seeds", type=_positive_int, default=None,
                        help="seeds per cell (grid/map); in random search each seed gets "
                             "its own draws (the samples are not replicated)")
@@ -446,12 +452,14 @@ def _default_concurrency(cpus_per_trial: float, gpus_per_trial: float) -> int:
     return max(n, 1)
 
 
-def _load_data(data_arg, synthetic_set, cfg: Config, fingerprint: str | None = None):
+def _load_data(data_arg, synthetic_set, cfg: Config, fingerprint: str | None = None,
+               synthetic_spec=None):
     """Read and validate the data; with `fingerprint` (resume), it must be unchanged."""
     from trainable.data import load_dataset
     from trainable.source import resolve_data_root
 
-    root, desc = resolve_data_root(data_arg, synthetic_overrides=synthetic_set)
+    root, desc = resolve_data_root(data_arg, synthetic_spec=synthetic_spec,
+                                   synthetic_overrides=synthetic_set)
     start = time.perf_counter()
     dataset = load_dataset(root, cfg)
     if fingerprint is not None and dataset.fingerprint() != fingerprint:
@@ -461,6 +469,12 @@ def _load_data(data_arg, synthetic_set, cfg: Config, fingerprint: str | None = N
     print(f"{desc}: {dataset.report.summary()} (read and validated in "
           f"{time.perf_counter() - start:.1f} s)", file=sys.stderr)
     return root, dataset
+
+
+def synthetic_generator(root: Path) -> str:
+    """'v1', 'v2', ...: the generator that wrote a synthetic dataset (its spec file)."""
+    meta = yaml.safe_load((Path(root) / SPEC_FILE_SYNTHETIC).read_text()) or {}
+    return f"v{meta.get('generator_version', 1)}"
 
 
 def _claims_file(record: StudyRecord) -> claims_mod.ClaimsFile | None:
@@ -527,7 +541,13 @@ def launch(args, preset: Preset | None = None, rung: str | None = None) -> int:
     address = resolve_address(args.address)  # fails fast, before the data is read
     # An official rnn_args.yaml names its data folder; --data overrides it.
     data = args.data or (official_data_dir(cfg_path) if official is not None else None)
-    root, dataset = _load_data(data, args.synthetic_set, cfg)
+    if data is not None and (args.synthetic_spec or args.synthetic_set):
+        flag = "--synthetic-spec" if args.synthetic_spec else "--synthetic-set"
+        raise UserError(f"{flag}: synthetic data is generated only without --data (or an "
+                        "official config naming its data folder); drop one of them")
+    spec = None if data is not None else args.synthetic_spec or (
+        CONFIG_DIR / preset.synthetic_spec if preset.synthetic_spec else None)
+    root, dataset = _load_data(data, args.synthetic_set, cfg, synthetic_spec=spec)
     points = grid_points(preset, cfg) if preset.search == "grid" else []
     controls = control_cells(preset, cfg, points) if preset.controls is not None else None
     record = StudyRecord(
@@ -556,7 +576,7 @@ def launch(args, preset: Preset | None = None, rung: str | None = None) -> int:
               "fingerprint": dataset.fingerprint(), "n_sessions": len(dataset.sessions),
               "n_train_trials": len(dataset.train), "n_val_trials": len(dataset.val),
               "dropped": dataset.report.total_dropped(),
-              "generator": f"v{GENERATOR_VERSION}" if args.data is None else None},
+              "generator": synthetic_generator(root) if data is None else None},
         resources={"cpus_per_trial": args.cpus_per_trial,
                    "gpus_per_trial": args.gpus_per_trial},
         versions=package_versions(), cli=" ".join(["python -m study.run", *sys.argv[1:]]),

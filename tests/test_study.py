@@ -507,3 +507,14 @@ def test_ladder_runs_one_study_per_rung_and_writes_the_transfer_table(ray_sessio
     transfer = (out / "transfer.csv").read_text()
     assert "narrow" in transfer and "wide" in transfer
     assert "rung official: skipped" in (out / "summary.txt").read_text()
+
+
+def test_the_record_names_the_generator_that_wrote_the_synthetic_data(tmp_path):
+    from study.run import synthetic_generator
+    from trainable.synthetic import SPEC_FILE
+
+    (tmp_path / SPEC_FILE).write_text(yaml.safe_dump({"fingerprint": "x",
+                                                      "generator_version": 2}))
+    assert synthetic_generator(tmp_path) == "v2"
+    (tmp_path / SPEC_FILE).write_text(yaml.safe_dump({"fingerprint": "x"}))
+    assert synthetic_generator(tmp_path) == "v1"  # written before the field existed
