@@ -37,7 +37,8 @@ SMALLER with probability at most alpha/2.
 
 `direction` says which way the claimed effect points: `increase` (null + margin),
 `decrease` (null - margin), or `either` (|effect - null| >= margin; supported beyond
-either side, excluded when the CS lies inside both).
+either side, excluded when the CS lies inside both). For `either` a false SUPPORTED can
+happen on either side, each at most alpha/2, so at most alpha in all.
 
 Tests:
   rate_difference  per seed: 1[event] at `cell` minus the same at `reference` (in
@@ -47,12 +48,13 @@ Tests:
   rate_bound       per seed: 1[event] at `cell`; CS of the rate. supported: upper end
                    below `max_rate`; refuted: lower end above it (two regions).
   steps_ratio      per seed: steps the `cell` run needs to reach `threshold_factor` x the
-                   worse of the two runs' final val PER, over the steps the `reference` run
-                   needs. The threshold is symmetric (both runs reach it), so two
-                   identical cells give ratios whose median is 1 (a threshold from the
-                   reference's own PER alone counts a cell that merely ends a little worse
-                   as infinitely slower). Seeds where either run collapsed or diverged are
-                   skipped (no speed to compare). CS of the median ratio by inverted sign
+                   better of the two runs' final val PER, over the steps the `reference`
+                   run needs; a cell run that never reaches it is infinitely slower (+inf),
+                   a reference run that never does makes the ratio 0. The bar is the same
+                   for both cells, so two identical cells give ratios whose median is 1 (a
+                   bar from the reference's own PER could only make the cell slower).
+                   Seeds where either run collapsed or diverged are skipped (no speed to
+                   compare). CS of the median ratio by inverted sign
                    tests; null 1, claimed size `min_ratio` (direction increase).
   interaction      per seed: [y(base + change) - y(base)] minus
                    [y(base + moderator + change) - y(base + moderator)]; `endpoint`
@@ -503,7 +505,7 @@ def claimed_size(null: float, margin: float, direction: str) -> float:
 def judge(cs: sequential.Interval, null: float, size: float, direction: str) -> Evidence:
     """The evidence in a CS about an effect claimed to reach `size` (beyond `null` in
     `direction`; for `either`, `size` and its mirror image around the null)."""
-    if cs.n == 0:
+    if cs.n == 0 or cs.empty:
         return Evidence()
     if direction == "increase":
         return Evidence(cs.low > size, cs.high < size, cs.low > null)
@@ -521,6 +523,9 @@ def reason_for(evidence: Evidence, cs: sequential.Interval, null: float, size: f
                f"{null:g}" if direction == "either" else f"{size:g}{unit}")
     if cs.n == 0:
         return "no seed has a complete run in every cell the claim compares"
+    if cs.empty:
+        return ("the interval is empty: no constant effect fits the seeds in order (did the "
+                "runs change between waves?), so no verdict is read from it")
     if evidence.size_shown:
         return f"the interval lies beyond the claimed size ({claimed})"
     opposite = ((direction == "increase" and cs.high < null)
@@ -577,6 +582,11 @@ class Result:
     n: int = 0  # seeds (replicates) the verdict rests on
     null: float = 0.0  # the "no effect" value of the estimate
     bound: float = math.nan  # the claimed size (its exclusion refutes)
+    direction: str = "increase"
+    # The reason is reason_for's reading of the interval (plus `note`), so a composite can
+    # word it again from its combined evidence; False for rules with their own words.
+    generic: bool = False
+    note: str = ""  # what the reading leaves out (seeds skipped)
     evidence: Evidence = field(default_factory=Evidence)
     # Projected further seeds to a final verdict at the current trend (planning only).
     to_decide: float = math.inf
@@ -587,8 +597,9 @@ class Result:
                direction: str, unit: str = "") -> None:
         self.evidence, self.verdict = evidence, evidence.verdict
         self.reason = reason_for(evidence, cs, null, size, direction, unit)
+        self.generic = True
         self.estimate, self.ci_low, self.ci_high, self.n = cs.estimate, cs.low, cs.high, cs.n
-        self.null, self.bound = null, size
+        self.null, self.bound, self.direction = null, size, direction
         centre = cs.estimate
         self.leans_supported = bool(cs.n) and (
             centre > size if direction == "increase" else centre < size
@@ -632,17 +643,23 @@ def rate_bound(rule: RateBound, runs: Runs, alpha: float) -> Result:
     evidence = Evidence(size_shown=cs.n > 0 and cs.high < rule.max_rate,
                         size_excluded=cs.n > 0 and cs.low > rule.max_rate)
     result.settle(cs, evidence, rule.max_rate, rule.max_rate, "decrease")
-    result.reason = (f"upper end below {rule.max_rate:g}" if evidence.size_shown else
+    result.reason = (reason_for(evidence, cs, rule.max_rate, rule.max_rate, "decrease")
+                     if cs.n == 0 or cs.empty else
+                     f"upper end below {rule.max_rate:g}" if evidence.size_shown else
                      f"lower end above {rule.max_rate:g}" if evidence.size_excluded else
                      f"the interval contains {rule.max_rate:g}")
+    result.generic = False
     result.effect = (f"{cs.estimate:.2f} [{cs.low:.2f}, {cs.high:.2f}] "
                      f"({int(x.sum())}/{cs.n} seeds)")
     if result.verdict not in FINAL:
         result.to_decide = sequential.replicates_to_exclude(x, 0.0, 1.0, rule.max_rate, alpha)
         if x.sum() == 0:
-            needed = next(n for n in range(cs.n, 1000) if sequential.mean_cs(
-                np.zeros(n), 0.0, 1.0, alpha, (rule.max_rate,)).excludes_above(rule.max_rate))
-            result.reason += f" (with no failures, {needed} seeds would decide it)"
+            needed = next((n for n in range(max(cs.n, 1), 1000) if sequential.mean_cs(
+                np.zeros(n), 0.0, 1.0, alpha, (rule.max_rate,)).excludes_above(
+                    rule.max_rate)), None)
+            result.reason += (f" (with no failures, {needed} seeds would decide it)"
+                              if needed else " (with no failures, over 1000 seeds would "
+                              "decide it)")
     return result
 
 
@@ -655,8 +672,8 @@ def steps_to_reach(curve: tuple[np.ndarray, np.ndarray], threshold: float) -> fl
 
 def paired_step_ratios(rule: StepsRatio, runs: Runs, cell: np.ndarray, ref: np.ndarray
                        ) -> tuple[np.ndarray, int]:
-    """Per seed: cell steps / reference steps to `threshold_factor` x the worse of the two
-    runs' final PER."""
+    """Per seed: cell steps / reference steps to `threshold_factor` x the better of the two
+    runs' final PER (never reached: +inf steps)."""
     ratios, skipped = [], 0
     for cell_row, ref_row in zip(cell, ref):
         ref_curve = runs.curve(runs.trial_id[ref_row])
@@ -669,11 +686,14 @@ def paired_step_ratios(rule: StepsRatio, runs: Runs, cell: np.ndarray, ref: np.n
                 or not np.isfinite(finals).all()):
             skipped += 1
             continue
-        # The worse run's final PER sets the bar, so both runs reach it and neither cell
-        # is favoured: with the reference's own PER, a cell run ending a little worse
-        # would count as never reaching it (infinitely slower) while no reference run
-        # could ever count as infinitely faster.
-        threshold = rule.threshold_factor * float(finals.max())
+        # The better run's final PER sets the bar, for both cells alike: a cell run that
+        # never reaches it is infinitely slower (+inf), a reference run that never reaches
+        # it makes the cell infinitely faster (0), so two identical cells give a median
+        # ratio of 1. (With the reference's own PER only the first could happen, a bias
+        # toward "slower"; with the worse run's PER a run stuck near its initial PER sets
+        # a bar both runs meet at the first evaluation, and the slowest runs would count
+        # as equally fast.)
+        threshold = rule.threshold_factor * float(finals.min())
         ratios.append(steps_to_reach(cell_curve, threshold)
                       / steps_to_reach(ref_curve, threshold))
     return np.asarray(ratios, dtype=float), skipped
@@ -687,7 +707,7 @@ def ratio_text(value: float) -> str:
 
 
 def steps_ratio(rule: StepsRatio, runs: Runs, alpha: float) -> Result:
-    result = Result(f"median over seeds of steps to {rule.threshold_factor:g}x the worse "
+    result = Result(f"median over seeds of steps to {rule.threshold_factor:g}x the better "
                     f"final PER of the pair: ({describe(rule.cell)}) / "
                     f"({describe(rule.reference)})")
     rows, problem = runs.paired([rule.cell, rule.reference])
@@ -699,7 +719,8 @@ def steps_ratio(rule: StepsRatio, runs: Runs, alpha: float) -> Result:
     result.settle(cs, judge(cs, 1.0, rule.min_ratio, "increase"), 1.0, rule.min_ratio,
                   "increase", "x")
     if skipped:
-        result.reason += f"; {skipped} seed(s) skipped: a run collapsed or diverged"
+        result.note = f"; {skipped} seed(s) skipped: a run collapsed or diverged"
+        result.reason += result.note
     never = int(np.isinf(ratios).sum())
     result.effect = (f"{ratio_text(cs.estimate)} [{ratio_text(cs.low)}, "
                      f"{ratio_text(cs.high)}] ({cs.n} seeds"
@@ -738,7 +759,8 @@ def interaction(rule: Interaction, runs: Runs, alpha: float) -> Result:
         cs = sequential.mean_cs(did, -2.0, 2.0, alpha, points)
     result.settle(cs, judge(cs, 0.0, size, rule.direction), 0.0, size, rule.direction)
     if skipped:
-        result.reason += f"; {skipped} seed(s) without a final PER skipped"
+        result.note = f"; {skipped} seed(s) without a final PER skipped"
+        result.reason += result.note
     result.effect = (f"{describe(rule.moderator)}: {cs.estimate:+.3f} [{cs.low:+.3f}, "
                      f"{cs.high:+.3f}] (n={cs.n})" if per else
                      f"{describe(rule.moderator)}: {cs.estimate:+.2f} [{cs.low:+.2f}, "
@@ -767,8 +789,13 @@ def _composite(rule, runs: Runs, alpha: float) -> Result:
         # alpha/J on both sides, so its words come from there.
         shown = (sup if evidence.verdict == "supported" else
                  exc if evidence.verdict in FINAL else strict)
+        interval = sequential.Interval(shown.estimate, shown.ci_low, shown.ci_high, shown.n)
+        # The words follow the combined evidence (each side at its own level), with the
+        # interval of the level that decided the part.
+        reason = (reason_for(evidence, interval, shown.null, shown.bound, shown.direction)
+                  + shown.note if shown.generic else shown.reason)
         part = Result(**{**shown.__dict__, "evidence": evidence, "verdict": evidence.verdict,
-                         "reason": shown.reason,
+                         "reason": reason,
                          "to_decide": 0.0 if evidence.verdict in FINAL else
                          (sup if sup.leans_supported else exc).to_decide})
         parts.append(part)

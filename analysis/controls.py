@@ -359,9 +359,12 @@ def detectors_of(events: list[str]) -> list[str]:
 def adjusted_bound(upper: float, bound: float, sensitivity_low: float) -> str:
     """With no failure seen, the interval's upper end bounds the rate of failures the
     detectors flag; a failure is flagged with probability at least the sensitivity's lower
-    end, so the rate of failures that happened is at most upper / that (jointly with the
-    sensitivity's interval: at least 90% confidence). Says whether the claimed size is
-    still excluded for failures that happened, and which sensitivity would make it so."""
+    end, so the rate of failures that happened is at most upper / that. Two one-sided 2.5%
+    errors (the interval's upper end, the sensitivity's lower end): at least 95% joint
+    confidence. It assumes the sensitivity measured on the controls holds in the claim's
+    cells, and, for a difference between cells, that it is the same in each. Says whether
+    the claimed size is still excluded for failures that happened, and which sensitivity
+    would make it so."""
     if not (np.isfinite(upper) and np.isfinite(bound) and bound > 0 and upper >= 0):
         return ""
     needed = upper / bound
@@ -373,8 +376,9 @@ def adjusted_bound(upper: float, bound: float, sensitivity_low: float) -> str:
     verdict = ("still below" if adjusted < bound else "no longer below")
     return (f"adjusted for the detectors' sensitivity (lower end {sensitivity_low:.2f}): "
             f"failures that happened, flagged or not, at most {adjusted:.2f}, {verdict} the "
-            f"claimed {bound:g} (at least 90% joint confidence; {needed:.2f} sensitivity "
-            "would keep it below)")
+            f"claimed {bound:g} (at least 95% joint confidence if the controls' sensitivity "
+            f"holds, and holds alike, in these cells; {needed:.2f} sensitivity would keep it "
+            "below)")
 
 
 def citation(evidence: Evidence | None, events: list[str], upper: float = math.nan,

@@ -140,8 +140,9 @@ def confirmation(study_dir, record: StudyRecord, verdicts) -> str:
                 or data_kind(other) == here or not table.is_file()):
             continue
         theirs = pd.read_csv(table)
+        # A preset's primary is not covered by the claims' hash: only the claims compare.
         shared = [(i, mine[i], v) for i, v in zip(theirs["id"], theirs["verdict"])
-                  if i in mine]
+                  if i in mine and i != "primary"]
         agree = [i for i, a, b in shared if a == b]
         differ = [f"{i} ({a} here, {b} there)" for i, a, b in shared if a != b]
         found.append(f"study {other.name} on {data_kind(other)} ({study_scope(other).tag}) "

@@ -44,6 +44,9 @@ class Interval:
     low: float
     high: float
     n: int
+    # Every candidate was excluded at some sample size: no constant mean fits the
+    # sequence (the ends are then the sample mean; a verdict must not be read from it).
+    empty: bool = False
 
     def excludes_below(self, value: float) -> bool:
         """Every mean <= value is excluded (the mean is above value)."""
@@ -137,7 +140,7 @@ def mean_cs(values, low: float, high: float, alpha: float = ALPHA,
     last = _first_true(lambda i: not down_keeps(i), len(m)) - 1  # down_keeps: True .. False
     estimate = float(values.mean())
     if first > last:  # every candidate excluded: the sample mean is the best guess
-        return Interval(estimate, estimate, estimate, n)
+        return Interval(estimate, estimate, estimate, n, empty=True)
     return Interval(estimate, low + width * float(m[first]), low + width * float(m[last]), n)
 
 
@@ -218,5 +221,5 @@ def median_cs(values, alpha: float = ALPHA, points: tuple[float, ...] = ()) -> I
         kept.append(math.inf)
     estimate = float(np.median(values))
     if not kept:
-        return Interval(estimate, estimate, estimate, n)
+        return Interval(estimate, estimate, estimate, n, empty=True)
     return Interval(estimate, min(kept), max(kept), n)

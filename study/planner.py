@@ -27,6 +27,9 @@ from analysis import claims as claims_mod
 
 DEFAULT_STEP = 4  # seeds per claim per wave when no trend is known yet
 MAX_STEP = 8  # at most this many seeds per claim per wave, so the trend is re-read often
+# A projection past this many seeds is costed as this many (a trend near zero projects
+# millions; the order of service is all the cost decides).
+MAX_PROJECTED = 1000
 
 
 @dataclass(frozen=True)
@@ -79,13 +82,11 @@ def next_wave(claims: claims_mod.ClaimsFile, verdicts: pd.DataFrame,
         to_decide = float(row["to_decide"])
         step = DEFAULT_STEP if not np.isfinite(to_decide) else int(
             min(max(to_decide, 1), MAX_STEP))
-        target = int(row["n"]) + step
-        new = [(c, s) for s in range(target) for c in cells if (c, s) not in done]
+        new = missing_runs(cells, done, step)
         # Cheapest first: the runs still needed at the current trend, counting only the
         # (cell, seed) pairs not run yet (claims share cells: a claim whose other cells
         # already hold the seeds costs only its missing ones); unknown trends last.
-        cost = (len([(c, s) for s in range(int(row["n"]) + math.ceil(to_decide))
-                     for c in cells if (c, s) not in done])
+        cost = (len(missing_runs(cells, done, min(math.ceil(to_decide), MAX_PROJECTED)))
                 if np.isfinite(to_decide) else math.inf)
         wanted.append((cost, order, claim.id, new))
     if not wanted:
@@ -117,6 +118,22 @@ def next_wave(claims: claims_mod.ClaimsFile, verdicts: pd.DataFrame,
     # Seeds in increasing order, so a wave cut short leaves whole low seeds behind.
     chosen.sort(key=lambda t: (t[1], t[0]))
     return Plan(chosen, "for " + ", ".join(served))
+
+
+def missing_runs(cells: list[int], done: set[tuple[int, int]], seeds: int
+                 ) -> list[tuple[int, int]]:
+    """The runs that give a claim `seeds` more seeds: the lowest seeds that some of its
+    cells have not run, with the cells that lack them. A seed every cell has run but that
+    does not count (a run errored) is never run again; the next seed is used instead."""
+    runs: list[tuple[int, int]] = []
+    seed = taken = 0
+    while taken < seeds:
+        lacking = [(c, seed) for c in cells if (c, seed) not in done]
+        if lacking:
+            runs += lacking
+            taken += 1
+        seed += 1
+    return runs
 
 
 def _whole_seeds(trials: list[tuple[int, int]], room: int) -> list[tuple[int, int]]:

@@ -147,3 +147,34 @@ def test_a_claim_whose_cells_other_claims_already_filled_costs_only_its_missing_
     plan = planner.next_wave(CLAIMS, table, POINTS, done, capacity=6)
     assert plan.trials == [(low_weak, s) for s in range(1, 7)]
     assert plan.reason == "for augmentation_interacts_on_per (+6 seed(s))"
+
+
+def test_an_errored_seed_is_skipped_not_waited_for():
+    """Seed 2 of the weak cell errored: the claim has 3 complete seeds (0, 1, 3) though
+    seeds 0-3 were run; its next seed is 4, in both cells."""
+    official = index(eps=0.1, lr_max=0.005, white_noise_std=1.0, constant_offset_std=0.2)
+    weak = index(eps=0.1, lr_max=0.005, white_noise_std=0.25, constant_offset_std=0.05)
+    done = {(c, s) for c in (official, weak) for s in range(4)}
+    table = verdict_table(**{c.id: ("refuted", 17, 0.0) for c in CLAIMS.claims})
+    table.loc[table["id"] == "weak_augmentation_collapses", ["verdict", "n", "to_decide"]] \
+        = ["inconclusive", 3, 1.0]
+    plan = planner.next_wave(CLAIMS, table, POINTS, done, capacity=8)
+    assert sorted(plan.trials) == sorted([(official, 4), (weak, 4)])
+
+
+def test_a_trend_projecting_millions_of_seeds_is_costed_at_the_cap(monkeypatch):
+    """A trend near zero projects millions of seeds; the cost counts at most
+    MAX_PROJECTED of them (listing 3e7 seeds' runs took minutes)."""
+    asked = []
+    real = planner.missing_runs
+
+    def recording(cells, done, seeds):
+        asked.append(seeds)
+        return real(cells, done, seeds)
+
+    monkeypatch.setattr(planner, "missing_runs", recording)
+    table = verdict_table(**{c.id: ("refuted", 17, 0.0) for c in CLAIMS.claims})
+    table.loc[table["id"] == "augmentation_interacts_on_per", ["verdict", "n", "to_decide"]] \
+        = ["inconclusive", 2, 3e7]
+    plan = planner.next_wave(CLAIMS, table, POINTS, set(planner.first_wave(8, 2).trials), 8)
+    assert plan.trials and max(asked) == planner.MAX_PROJECTED

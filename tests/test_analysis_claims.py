@@ -265,21 +265,44 @@ def test_steps_ratio(slow_steps, verdict):
         assert row["ci_low"] > 1.0 and row["ci_high"] < 1.5
 
 
-def test_steps_ratio_threshold_is_the_worse_runs_so_ending_worse_is_not_slower():
-    """Both runs drop to their final PER at the same step; the cell ends worse (0.3 vs
-    0.2). With the reference's own PER as the bar (0.25) the cell would never reach it
-    (infinitely slower); with the worse run's (0.375) both reach it together: ratio 1."""
-    trials = planted_trials(null_model, 10, 0)
+def test_steps_ratio_bar_is_the_better_runs_so_both_cells_can_be_infinitely_slower():
+    """Both runs drop to their final PER at step 201. Where the cell ends worse (0.3 vs
+    0.2) it never reaches 1.25 x 0.2: infinitely slower (+inf); where the reference ends
+    worse, the cell is infinitely faster (0); where they end level, 1. Ten seeds each way
+    and one level: the median ratio is 1, as it must be for cells that differ only by
+    seed noise, and the claim is refuted, not supported."""
+    trials = planted_trials(null_model, 21, 0)
     slow_cell = np.isclose(trials["lr_max"], 0.002)
-    trials["final_val_per"] = np.where(slow_cell, 0.3, 0.2)
+    seed = trials["seed"].to_numpy()
+    # interleaved, as independent seeds would be (the sequence is read in seed order)
+    worse = np.where(seed % 2 == 0, slow_cell, ~slow_cell) & (seed < 20)
+    trials["final_val_per"] = np.where(worse, 0.3, 0.2)
     rows = []
     for _, run in trials.iterrows():
         for step in (1, 101, 201, 1000):
             rows.append({"trial_id": run["trial_id"], "step": step,
                          "val_per": 0.9 if step < 201 else run["final_val_per"]})
-    row = verdicts(custom(STEPS), trials, pd.DataFrame(rows)).loc["slow"]
-    assert row["estimate"] == 1.0 and row["ci_high"] < 1.5
-    assert row["verdict"] == "refuted"
+    curves = pd.DataFrame(rows)
+    ratios, skipped = claims.paired_step_ratios(
+        custom(STEPS).claims[0].rule, claims.Runs(trials, curves),
+        *claims.Runs(trials, curves).paired([STEPS["cell"], STEPS["reference"]])[0])
+    assert skipped == 0
+    assert sorted(ratios.tolist()) == [0.0] * 10 + [1.0] + [math.inf] * 10
+    row = verdicts(custom(STEPS), trials, curves).loc["slow"]
+    assert row["estimate"] == 1.0 and row["verdict"] != "supported"
+
+
+def test_a_run_stuck_near_its_initial_per_is_slower_not_level():
+    """A cell run that ends at 0.95 (stuck; its first evaluation 0.9... then worse) never
+    reaches 1.25 x the reference's 0.2, so the seed counts as infinitely slower; with the
+    worse run's PER as the bar (1.19) both would meet it at step 1, a ratio of 1."""
+    trials = planted_trials(null_model, 8, 0)
+    slow_cell = np.isclose(trials["lr_max"], 0.002)
+    trials["final_val_per"] = np.where(slow_cell, 0.95, 0.2)
+    curves = _curves(trials, {0.002: 10**9, 0.005: 101})
+    curves.loc[curves["trial_id"].isin(trials.loc[slow_cell, "trial_id"]), "val_per"] = 0.95
+    row = verdicts(custom(STEPS), trials, curves).loc["slow"]
+    assert math.isinf(row["estimate"]) and row["verdict"] == "supported"
 
 
 def test_ratio_text_writes_unreached_as_never_and_floors_at_zero():
@@ -708,3 +731,15 @@ def test_per_interaction_is_decided_by_the_median_of_per_seed_differences():
     assert verdicts(only(claim_id), flat[flat["seed"] < 7]).loc[claim_id, "verdict"] \
         == "inconclusive"
     assert verdicts(only(claim_id), flat).loc[claim_id, "verdict"] == "refuted"
+
+
+def test_an_empty_interval_gives_no_verdict():
+    """20 zeros then 20 ones: no constant mean fits the sequence, every candidate is
+    excluded; the verdict is not read from the sample mean (0.5, beyond +0.25)."""
+    x = np.r_[np.zeros(20), np.ones(20)]
+    cs = sequential.mean_cs(x, -1, 1, 0.05, (0.0, 0.25))
+    assert cs.empty and cs.low == cs.high == 0.5
+    evidence = claims.judge(cs, 0.0, 0.25, "increase")
+    assert evidence.verdict == "inconclusive"
+    assert claims.reason_for(evidence, cs, 0.0, 0.25, "increase").startswith(
+        "the interval is empty")

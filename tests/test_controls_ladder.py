@@ -459,7 +459,8 @@ def test_a_bound_resting_on_no_failure_is_adjusted_for_the_detectors_sensitivity
     assert controls_mod.adjusted_bound(0.19, 0.25, 0.8) == (
         "adjusted for the detectors' sensitivity (lower end 0.80): failures that "
         "happened, flagged or not, at most 0.24, still below the claimed 0.25 (at least "
-        "90% joint confidence; 0.76 sensitivity would keep it below)")
+        "95% joint confidence if the controls' sensitivity holds, and holds alike, in these "
+        "cells; 0.76 sensitivity would keep it below)")
     assert "no longer below the claimed 0.25" in controls_mod.adjusted_bound(0.19, 0.25, 0.5)
     assert "no bound holds" in controls_mod.adjusted_bound(0.19, 0.25, 0.0)
     assert controls_mod.adjusted_bound(0.19, -0.25, 0.8) == ""  # a decrease claim
