@@ -35,10 +35,17 @@ def test_explain_maps_every_key_one_line_each(tmp_path, capsys):
     tree = official_args()
     path = write(tmp_path / "rnn_args.yaml", tree)
     assert main(["--config", str(path), "--explain"]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
+    out = capsys.readouterr().out.strip()
+    mapping, differences = out.split("\n\n")
+    lines = mapping.splitlines()
     _, expected = from_official(tree)
     assert lines == expected
     assert len(lines) == 72 + 1  # every leaf key of the official file, plus the defaults line
+    # Then the trainer differences a config can state, one line each (trainable.variants).
+    from trainable.variants import VARIANTS
+
+    listed = differences.splitlines()[1:]
+    assert [line.split(":")[0].strip() for line in listed] == [v.key for v in VARIANTS]
     assert "epsilon = 0.1 -> optim.eps" in lines
     assert "beta0 = 0.9 -> optim.beta1" in lines
     assert any(line.startswith("gpu_number = '1' -> ignored:") for line in lines)

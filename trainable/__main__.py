@@ -25,13 +25,18 @@ def explain(config: str | None) -> int:
     from trainable.config import read_config_tree
     from trainable.errors import ConfigError
 
+    from trainable.variants import explain_lines
+
     if config is None:
         raise ConfigError("--explain: give the official rnn_args.yaml with --config")
     _, lines = read_config_tree(config)
     if lines is None:
         print(f"{config}: this project's own config format; nothing to map")
-        return 0
-    print("\n".join(lines))
+    else:
+        print("\n".join(lines))
+    print("\nTrainer differences this project can reproduce (config keys; the official "
+          "value is the default):")
+    print("\n".join(f"  {line}" for line in explain_lines()))
     return 0
 
 

@@ -50,6 +50,15 @@ class DataConfig(_Section):
     seed: int = 1
     # Use only the first N validation trials of each day (None: all). Proxy speed knob.
     max_val_trials_per_day: int | None = Field(None, gt=0)
+    # How training batches are drawn: "days", the official sampler (days_per_batch days per
+    # batch, trials drawn within them); "shuffle", a plain shuffle over every training trial
+    # of every day, epoch after epoch, as a generic DataLoader(shuffle=True) (a trainer
+    # difference, trainable.variants).
+    sampling: Literal["days", "shuffle"] = "days"
+    # "global": z-score every feature again over all training frames (mean and SD of the
+    # training split, applied to training and validation), on top of the per-block
+    # normalisation the data already has. Official: "none" (trainable.variants).
+    extra_normalisation: Literal["none", "global"] = "none"
 
 
 class ModelConfig(_Section):
@@ -95,6 +104,9 @@ class OptimConfig(_Section):
     eps: float = Field(0.1, gt=0.0)
     weight_decay: float = Field(0.001, ge=0.0)
     weight_decay_day: float = Field(0.0, ge=0.0)
+    # "decoupled": AdamW, as the official trainer; "l2": torch.optim.Adam with
+    # weight_decay, the penalty added to the gradient (and so scaled by Adam's 1/sqrt(v)).
+    weight_decay_mode: Literal["decoupled", "l2"] = "decoupled"
     grad_clip: float = Field(10.0, gt=0.0)
 
     @model_validator(mode="after")
@@ -135,6 +147,17 @@ class TrainConfig(_Section):
     cpu_path: Literal["fast", "reference"] = "fast"
 
 
+class LossConfig(_Section):
+    # The CTC loss of one utterance: "utterance", its plain sum over the utterance (official:
+    # CTCLoss(reduction='none') then the batch mean); "label", divided by the utterance's
+    # label count first, as CTCLoss(reduction='mean'), which makes gradients ~29x smaller
+    # on the real data (28.8 labels per sentence; trainable.variants).
+    normalisation: Literal["utterance", "label"] = "utterance"
+    # CTCLoss(zero_infinity=True) replaces an infinite loss (labels that cannot fit) and its
+    # gradient by zero instead of stopping the run as diverged. Official: false.
+    zero_infinity: bool = False
+
+
 class MonitorConfig(_Section):
     # CTC nets plateau on all-blank output for the first hundreds of steps and recover;
     # a collapse counts only once blank-only output persists past this share of the budget.
@@ -146,6 +169,11 @@ class MonitorConfig(_Section):
     diverge_loss_factor: float = Field(3.0, gt=1.0)
     # Exploding: a pre-clip gradient norm this many times the run's median pre-clip norm.
     explode_factor: float = Field(50.0, gt=1.0)
+    # An absolute alarm as some trainers raise it: also exploding when a pre-clip norm
+    # passes this value (None: the relative rule above only, this project's default). The
+    # normal official run has a median pre-clip norm near 29, so an alarm at 20 fires on
+    # healthy training (shared/design/real_data_targets.md).
+    explode_norm: float | None = Field(None, gt=0.0)
     # Slow: finishes without failing but with final val PER above this.
     slow_per: float = Field(0.5, gt=0.0)
 
@@ -154,6 +182,7 @@ class Config(_Section):
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     augment: AugmentConfig = AugmentConfig()
+    loss: LossConfig = LossConfig()
     optim: OptimConfig = OptimConfig()
     train: TrainConfig = TrainConfig()
     monitor: MonitorConfig = MonitorConfig()

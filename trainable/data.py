@@ -25,7 +25,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from trainable.config import Config
+from trainable.config import Config, DataConfig
 from trainable.errors import DataError
 
 SPLITS = ("train", "val", "test")
@@ -351,7 +351,7 @@ def load_dataset(root: str | Path, cfg: Config, splits: tuple[str, ...] = ("trai
                         "model.patch_size / patch_stride / augment.random_cut")
     if "train" in packed:
         n_days = len(packed["train"].days)
-        if cfg.data.days_per_batch > n_days:
+        if cfg.data.sampling == "days" and cfg.data.days_per_batch > n_days:
             raise DataError(f"{root}: data.days_per_batch={cfg.data.days_per_batch} but only "
                             f"{n_days} sessions have training trials; lower "
                             "data.days_per_batch")
@@ -390,6 +390,60 @@ class DayBatchSampler:
 
     def load_state_dict(self, state: dict) -> None:
         self.rng.bit_generator.state = state
+
+
+class ShuffleBatchSampler:
+    """A plain shuffle, as DataLoader(shuffle=True) over all training trials (a trainer
+    difference, config data.sampling: "shuffle"): each epoch a new permutation of every
+    trial, cut into consecutive batches of batch_size (the last one of an epoch smaller,
+    as drop_last=False). Days mix as they fall. Deterministic for a seed; checkpointable."""
+
+    def __init__(self, split: PackedSplit, batch_size: int, seed: int):
+        self.n = len(split)
+        self.batch_size = batch_size
+        self.rng = np.random.default_rng(seed)
+        self.order = self.rng.permutation(self.n)
+        self.position = 0
+
+    def next_indices(self) -> np.ndarray:
+        if self.position >= self.n:
+            self.order = self.rng.permutation(self.n)
+            self.position = 0
+        batch = self.order[self.position:self.position + self.batch_size]
+        self.position += len(batch)
+        return batch
+
+    def state_dict(self) -> dict:
+        return {"rng": self.rng.bit_generator.state, "order": self.order.tolist(),
+                "position": self.position}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self.order = np.asarray(state["order"], dtype=np.int64)
+        self.position = int(state["position"])
+
+
+def batch_sampler(split: PackedSplit, cfg: DataConfig) -> DayBatchSampler | ShuffleBatchSampler:
+    """The sampler data.sampling names (official: days)."""
+    if cfg.sampling == "shuffle":
+        return ShuffleBatchSampler(split, cfg.batch_size, cfg.seed)
+    return DayBatchSampler(split, cfg.batch_size, cfg.days_per_batch, cfg.seed)
+
+
+def feature_moments(split: PackedSplit, chunk: int = 1 << 16) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and SD of every feature over all frames of a split (padding is not stored, so
+    only real frames count), accumulated in float64 a chunk at a time so a memory-mapped
+    split is read once and never copied whole. A constant feature gets SD 1."""
+    total = np.zeros(split.features.shape[1])
+    squares = np.zeros(split.features.shape[1])
+    n = split.features.shape[0]
+    for start in range(0, n, chunk):
+        block = np.asarray(split.features[start:start + chunk], dtype=np.float64)
+        total += block.sum(axis=0)
+        squares += np.square(block).sum(axis=0)
+    mean = total / max(n, 1)
+    sd = np.sqrt(np.maximum(squares / max(n, 1) - mean ** 2, 0.0))
+    return mean.astype(np.float32), np.where(sd > 0, sd, 1.0).astype(np.float32)
 
 
 def validation_batches(split: PackedSplit, batch_size: int, max_per_day: int | None = None):

@@ -11,16 +11,23 @@ from trainable.vocab import BLANK_ID
 
 
 def ctc_loss_per_utterance(logits: torch.Tensor, out_lens: torch.Tensor, labels: torch.Tensor,
-                           label_lens: torch.Tensor) -> torch.Tensor:
-    """Per-utterance CTC loss: a plain sum over the utterance, not divided by label length.
+                           label_lens: torch.Tensor, normalisation: str = "utterance",
+                           zero_infinity: bool = False) -> torch.Tensor:
+    """Per-utterance CTC loss; by default a plain sum over the utterance, not divided by
+    label length.
 
     The official trainer uses CTCLoss(blank=0, reduction='none', zero_infinity=False) and
-    then torch.mean over the batch; reduction='mean' would divide by target length and
-    change the effective learning rate.
+    then torch.mean over the batch. `normalisation="label"` divides each utterance's loss
+    by its label count first (clamped at 1), which is what CTCLoss(reduction='mean') does
+    before its batch mean: the same minimum, but gradients smaller by the label count, so
+    a different effective learning rate (config.LossConfig).
     """
     log_probs = F.log_softmax(logits.float(), dim=-1).permute(1, 0, 2)
-    return F.ctc_loss(log_probs, labels, out_lens, label_lens, blank=BLANK_ID,
-                      reduction="none", zero_infinity=False)
+    loss = F.ctc_loss(log_probs, labels, out_lens, label_lens, blank=BLANK_ID,
+                      reduction="none", zero_infinity=zero_infinity)
+    if normalisation == "label":
+        loss = loss / label_lens.clamp(min=1).to(loss.dtype)
+    return loss
 
 
 def greedy_decode(logits: torch.Tensor, out_lens: torch.Tensor) -> list[np.ndarray]:

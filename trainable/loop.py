@@ -24,7 +24,7 @@ import torch
 from trainable import contract, monitor
 from trainable.augment import smoothing_kernel, transform
 from trainable.config import Config
-from trainable.data import Dataset, DayBatchSampler, validation_batches
+from trainable.data import Dataset, batch_sampler, feature_moments, validation_batches
 from trainable.decode import (
     ctc_loss_per_utterance,
     edit_distances,
@@ -73,8 +73,14 @@ class TrainingRun:
         self.optimizer, self.scheduler = build_optimizer(
             self.model, cfg.optim, self.device,
             fused=self.device.type == "cuda" or self.model.fast_cpu)
-        self.sampler = DayBatchSampler(dataset.train, cfg.data.batch_size,
-                                       cfg.data.days_per_batch, cfg.data.seed)
+        self.sampler = batch_sampler(dataset.train, cfg.data)
+        # data.extra_normalisation "global": the training split's per-feature moments,
+        # applied to every batch (padding stays zero).
+        self.moments = None
+        if cfg.data.extra_normalisation == "global":
+            mean, sd = feature_moments(dataset.train)
+            self.moments = (torch.from_numpy(mean).to(self.device),
+                            torch.from_numpy(sd).to(self.device))
         # A stream of its own, so augmentation noise never replays the init stream.
         self.aug_gen = torch.Generator(device=self.device).manual_seed(
             cfg.data.seed * 1_000_003 + 7)
@@ -103,7 +109,14 @@ class TrainingRun:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
     def _to_device(self, batch: dict) -> dict:
-        return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        if self.moments is not None:
+            mean, sd = self.moments
+            x = batch["features"]
+            valid = (torch.arange(x.shape[1], device=x.device)[None, :]
+                     < batch["n_frames"][:, None])[..., None]
+            batch["features"] = torch.where(valid, (x - mean) / sd, torch.zeros_like(x))
+        return batch
 
     def train_step(self) -> bool:
         """One batch; returns False if the loss or gradient was non-finite (run diverged)."""
@@ -116,7 +129,8 @@ class TrainingRun:
             logits = self.forward(x, batch["day"], n_frames)
             out_lens = self.model.output_lengths(n_frames)
             loss = ctc_loss_per_utterance(logits, out_lens, batch["labels"],
-                                          batch["label_lens"]).mean()
+                                          batch["label_lens"], self.cfg.loss.normalisation,
+                                          self.cfg.loss.zero_infinity).mean()
         self.optimizer.zero_grad(set_to_none=True)
         finite = bool(torch.isfinite(loss))
         if finite:
@@ -159,6 +173,8 @@ class TrainingRun:
                 out_lens = self.model.output_lengths(n_frames)
                 loss = ctc_loss_per_utterance(logits, out_lens, batch["labels"],
                                               batch["label_lens"])
+            # The official per-utterance sum whatever loss.normalisation trains with, so
+            # validation losses compare across trainer variants.
             losses.append(float(loss.mean()))
             decoded = greedy_decode(logits, out_lens)
             dists.extend(edit_distances(decoded, batch["labels"].cpu(),

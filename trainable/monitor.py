@@ -25,8 +25,11 @@ def is_diverged(val_loss: float, initial_val_loss: float, nonfinite: bool,
 
 
 def is_exploded(window_grad_max: float, run_grad_median: float, cfg: MonitorConfig) -> bool:
-    """A pre-clip gradient norm far above the run's typical (median) pre-clip norm."""
+    """A pre-clip gradient norm far above the run's typical (median) pre-clip norm, or
+    above the absolute alarm `explode_norm` when one is set."""
     if not math.isfinite(window_grad_max):
+        return True
+    if cfg.explode_norm is not None and window_grad_max > cfg.explode_norm:
         return True
     return run_grad_median > 0 and window_grad_max > cfg.explode_factor * run_grad_median
 

@@ -112,7 +112,7 @@ OFFICIAL_ONLY = {
 def is_official(tree: dict) -> bool:
     """An rnn_args.yaml has top-level lr_max / epsilon / num_training_batches and a
     dataset section, and none of this project's sections."""
-    ours = {"optim", "train", "augment", "monitor"}
+    ours = {"optim", "train", "augment", "monitor", "loss"}
     return not (ours & tree.keys()) and bool(
         {"lr_max", "epsilon", "num_training_batches"} & tree.keys()) and "dataset" in tree
 
@@ -198,7 +198,16 @@ def official_data_dir(config_path: str | Path | None) -> str | None:
 
 def to_official(cfg, sessions: list[str], val_sessions: set[str] | None = None,
                 dataset_dir: str = "../data/hdf5_data_final") -> dict:
-    """A complete official rnn_args.yaml for `cfg` (a trainable.config.Config)."""
+    """A complete official rnn_args.yaml for `cfg` (a trainable.config.Config). A trainer
+    difference the official trainer has no key for (trainable.variants) cannot be written:
+    ConfigError names it rather than writing a file that trains something else."""
+    from trainable.variants import training_differences
+
+    differing = training_differences(cfg)
+    if differing:
+        raise ConfigError("the official trainer has no rnn_args.yaml key for "
+                          + ", ".join(f"{k}={v!r}" for k, v in differing.items())
+                          + "; set the official value to export this config")
     o, d, m, a, t = cfg.optim, cfg.data, cfg.model, cfg.augment, cfg.train
     day_max, day_min, day_warmup, day_decay = o.day_schedule()
     val = set(sessions) if val_sessions is None else val_sessions

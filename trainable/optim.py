@@ -55,15 +55,15 @@ def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict]:
 
 def build_optimizer(model: nn.Module, cfg: OptimConfig, device: torch.device,
                     fused: bool | None = None
-                    ) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
+                    ) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.LambdaLR]:
     """`fused`: torch's fused AdamW kernel, as the official code (`fused=True`); default
     on CUDA only, so the CPU reference path keeps the foreach kernel it always had. The fast
     CPU path asks for it: the same update to float32 rounding, 0.8 ms per proxy step
     instead of 3.6."""
-    optimizer = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr_max,
-                                  betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
-                                  weight_decay=cfg.weight_decay,
-                                  fused=device.type == "cuda" if fused is None else fused)
+    kind = torch.optim.AdamW if cfg.weight_decay_mode == "decoupled" else torch.optim.Adam
+    optimizer = kind(param_groups(model, cfg), lr=cfg.lr_max, betas=(cfg.beta1, cfg.beta2),
+                     eps=cfg.eps, weight_decay=cfg.weight_decay,
+                     fused=device.type == "cuda" if fused is None else fused)
     main = (cfg.lr_max, cfg.lr_min, cfg.lr_warmup_steps, cfg.lr_decay_steps)
     # The official linear schedule is one LinearLR over all groups: the day layers start
     # at their own lr (lr_max_day) and follow the main factor, lr_min/lr_max over
