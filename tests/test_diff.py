@@ -1,0 +1,84 @@
+"""The diff study's pure parts: which keys differ, the design, the registered claims."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from study.diff import claims_tree, design, differences, factors_of, fractional_factorial
+from trainable.config import CONFIG_DIR, load_config
+from trainable.errors import ConfigError
+
+
+def _pm(rows) -> np.ndarray:
+    return np.array(rows) * 2 - 1  # 0/1 -> -1/+1
+
+
+@pytest.mark.parametrize("k, resolution", [(5, 5), (6, 4), (7, 4), (8, 4)])
+def test_fractional_factorials_have_their_resolution(k, resolution):
+    x = _pm(fractional_factorial(k))
+    assert x.shape == (16, k)
+    assert (x.sum(0) == 0).all()  # balanced
+    # No defining word shorter than the resolution: the product of any fewer columns is
+    # never constant (main effects clear of two-factor interactions from resolution IV).
+    for size in range(1, resolution):
+        for cols in itertools.combinations(range(k), size):
+            assert abs(x[:, cols].prod(1).sum()) < 16, cols
+    words = [cols for cols in itertools.combinations(range(k), resolution)
+             if abs(x[:, cols].prod(1).sum()) == 16]
+    assert words  # the design is a fraction, not a full factorial
+
+
+def test_design_holds_endpoints_and_each_difference_applied_and_removed():
+    for k in (1, 2, 3, 6, 10):
+        points = design(k)
+        assert points[:2] == [(0,) * k, (1,) * k]
+        assert len(set(points)) == len(points)
+        for i in range(k):
+            assert tuple(int(j == i) for j in range(k)) in points
+            assert tuple(int(j != i) for j in range(k)) in points
+    assert len(design(3)) == 8  # the full factorial holds the one-at-a-time points
+    assert len(design(10)) == 2 + 2 * 10  # too many keys for a fraction: one at a time
+    assert set(fractional_factorial(6)) <= set(design(6))
+
+
+def test_differences_list_every_key_and_make_factors_of_training_keys():
+    a = load_config()
+    b = load_config(overrides={"loss.normalisation": "label", "optim.eps": 1e-8,
+                               "train.num_steps": 10, "augment.smooth_data": False})
+    diffs = differences(a, b)
+    assert [d.key for d in diffs] == ["augment.smooth_data", "loss.normalisation",
+                                      "optim.eps", "train.num_steps"]
+    assert [d.factor for d in factors_of(diffs)] == ["smooth_data", "normalisation", "eps"]
+    budget = next(d for d in diffs if d.key == "train.num_steps")
+    assert "not a factor" in budget.line() and budget.factor == ""
+    restricted = differences(a, b, keys=["optim.eps"])
+    assert [d.factor for d in factors_of(restricted)] == ["eps"]
+
+
+@pytest.mark.parametrize("after, keys, message", [
+    ({}, None, "differ in no key that sets the training"),
+    ({"train.num_steps": 10}, None, "differ in no key that sets the training"),
+    ({"data.n_features": 128}, None, "cannot compare: data.n_features"),
+    ({"optim.eps": 1e-8}, ["optim.epss"], "optim.epss is not a training config key"),
+    ({"optim.eps": 1e-8}, ["optim.lr_max"], "optim.lr_max has the same value"),
+])
+def test_configs_that_cannot_be_compared_are_named(after, keys, message):
+    with pytest.raises(ConfigError, match=message):
+        differences(load_config(), load_config(overrides=after), keys=keys)
+
+
+def test_claims_compare_each_factor_in_both_contexts():
+    a = load_config(CONFIG_DIR / "train" / "official.yaml")
+    b = load_config(CONFIG_DIR / "train" / "official.yaml",
+                    overrides={"loss.normalisation": "label", "data.batch_size": 48})
+    tree = claims_tree(factors_of(differences(a, b)), margin_rate=0.25, margin_per=0.02)
+    ids = [c["id"] for c in tree["claims"]]
+    assert ids == ["batch_size_changes_failure_rate", "batch_size_changes_final_per",
+                   "normalisation_changes_failure_rate", "normalisation_changes_final_per"]
+    parts = tree["claims"][2]["parts"]
+    assert parts[0]["cell"] == {"batch_size": 0, "normalisation": 1}
+    assert parts[0]["reference"] == {"batch_size": 0, "normalisation": 0}
+    assert parts[1]["cell"] == {"batch_size": 1, "normalisation": 1}
+    assert parts[1]["reference"] == {"batch_size": 1, "normalisation": 0}
+    assert all(p["direction"] == "either" and p["margin"] == 0.25 for p in parts)
