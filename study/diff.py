@@ -32,6 +32,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import yaml
+
 from trainable.config import Config
 from trainable.errors import ConfigError
 
@@ -212,3 +214,14 @@ def claims_tree(factors: list[Difference], margin_rate: float = 0.25,
                       for cell, ref in contexts],
         })
     return {"defaults": {"alpha": 0.05}, "claims": claims}
+
+
+class _Dumper(yaml.SafeDumper):
+    def ignore_aliases(self, data) -> bool:  # every cell written out, no &anchors
+        return True
+
+
+def claims_yaml(tree: dict, header: str = "") -> str:
+    """The claims file's text: cells and lists on one line each, no YAML anchors."""
+    return header + yaml.dump(tree, Dumper=_Dumper, sort_keys=False, width=100,
+                              default_flow_style=None)
