@@ -468,3 +468,19 @@ def test_ctc_loss_is_infinite_when_the_labels_cannot_fit():
 def test_per_of_nothing_is_zero():
     assert phoneme_error_rate(np.array([]), np.array([])) == 0.0
     assert phoneme_error_rate(np.array([1, 2]), np.array([4, 4])) == pytest.approx(3 / 8)
+
+
+def test_batches_built_ahead_train_as_batches_built_on_demand(tiny_data, tiny_config):
+    serial = _run(tiny_config(), tiny_data)
+    ahead = _run(tiny_config(train__prefetch_batches=3), tiny_data)
+    assert _untimed(ahead) == _untimed(serial)
+
+
+def test_a_run_building_batches_ahead_resumes_where_training_was(tiny_data, tiny_config,
+                                                                tmp_path):
+    """The checkpoint holds the sampler state after the last batch trained on, not after
+    the batches the background thread had already built."""
+    cfg = tiny_config(train__prefetch_batches=3)
+    ds = load_dataset(tiny_data, cfg)
+    full = list(TrainingRun(cfg, ds))
+    assert _untimed(_interrupted(cfg, ds, tmp_path / "state.pt", 2)) == _untimed(full)

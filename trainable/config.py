@@ -145,6 +145,10 @@ class TrainConfig(_Section):
     # torch.rand and steps the fused AdamW; "reference" uses nn.GRU over the padded batch,
     # nn.Dropout and the foreach AdamW. CUDA runs are the same either way.
     cpu_path: Literal["fast", "reference"] = "fast"
+    # Training batches built this many batches ahead by a background thread (into pinned
+    # memory on CUDA, so the copy overlaps compute; the official loader has 4 workers).
+    # 0: built on demand. The batches and their order are the same either way.
+    prefetch_batches: int = Field(0, ge=0)
 
 
 class LossConfig(_Section):

@@ -19,6 +19,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import queue
+import threading
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -428,6 +430,77 @@ def batch_sampler(split: PackedSplit, cfg: DataConfig) -> DayBatchSampler | Shuf
     if cfg.sampling == "shuffle":
         return ShuffleBatchSampler(split, cfg.batch_size, cfg.seed)
     return DayBatchSampler(split, cfg.batch_size, cfg.days_per_batch, cfg.seed)
+
+
+class Batches:
+    """Training batches in the sampler's order, built `ahead` batches in advance by a
+    background thread (0: built on demand, in the caller's thread). With `pin` each batch
+    is copied into page-locked memory, so the copy to a CUDA device can overlap compute
+    (`tensor.to(device, non_blocking=True)`). The order and content are the same either
+    way; `state_dict` is the sampler's state after the last batch handed out, not after the
+    ones built ahead, so a checkpoint resumes exactly where training was."""
+
+    def __init__(self, split: PackedSplit, sampler, ahead: int = 0, pin: bool = False):
+        self.split, self.sampler, self.ahead, self.pin = split, sampler, ahead, pin
+        self._state = sampler.state_dict()
+        self._queue = None
+        self._thread = None
+        self._stop = None
+
+    def _build(self) -> tuple[dict, dict]:
+        batch = self.split.batch(self.sampler.next_indices())
+        if self.pin:
+            batch = {k: v.pin_memory() for k, v in batch.items()}
+        return batch, self.sampler.state_dict()
+
+    def _produce(self) -> None:
+        while not self._stop.is_set():
+            try:
+                item = self._build()
+            except BaseException as exc:  # handed to the consumer, raised there
+                item = exc
+            while not self._stop.is_set():
+                try:
+                    self._queue.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if isinstance(item, BaseException):
+                return
+
+    def _start(self) -> None:
+        self._queue = queue.Queue(maxsize=self.ahead)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._produce, name="batches", daemon=True)
+        self._thread.start()
+
+    def next(self) -> dict:
+        if self.ahead <= 0:
+            batch, self._state = self._build()
+            return batch
+        if self._thread is None:
+            self._start()
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        batch, self._state = item
+        return batch
+
+    def close(self) -> None:
+        """Stop building ahead; batches already built are dropped (the sampler state
+        stays at the last batch handed out)."""
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = self._queue = None
+
+    def state_dict(self) -> dict:
+        return self._state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.close()
+        self.sampler.load_state_dict(state)
+        self._state = self.sampler.state_dict()
 
 
 def feature_moments(split: PackedSplit, chunk: int = 1 << 16) -> tuple[np.ndarray, np.ndarray]:

@@ -24,7 +24,13 @@ import torch
 from trainable import contract, monitor
 from trainable.augment import smoothing_kernel, transform
 from trainable.config import Config
-from trainable.data import Dataset, batch_sampler, feature_moments, validation_batches
+from trainable.data import (
+    Batches,
+    Dataset,
+    batch_sampler,
+    feature_moments,
+    validation_batches,
+)
 from trainable.decode import (
     ctc_loss_per_utterance,
     edit_distances,
@@ -74,6 +80,8 @@ class TrainingRun:
             self.model, cfg.optim, self.device,
             fused=self.device.type == "cuda" or self.model.fast_cpu)
         self.sampler = batch_sampler(dataset.train, cfg.data)
+        self.batches = Batches(dataset.train, self.sampler, cfg.train.prefetch_batches,
+                               pin=self.device.type == "cuda")
         # data.extra_normalisation "global": the training split's per-feature moments,
         # applied to every batch (padding stays zero).
         self.moments = None
@@ -122,7 +130,7 @@ class TrainingRun:
         """One batch; returns False if the loss or gradient was non-finite (run diverged)."""
         start = time.perf_counter()
         self.model.train()
-        batch = self._to_device(self.dataset.train.batch(self.sampler.next_indices()))
+        batch = self._to_device(self.batches.next())
         with self._autocast():
             x, n_frames = transform(batch["features"], batch["n_frames"], self.cfg.augment,
                                     self.kernel, self.aug_gen, train=True)
@@ -260,6 +268,12 @@ class TrainingRun:
         return report
 
     def __iter__(self) -> Iterator[dict]:
+        try:
+            yield from self._train()
+        finally:
+            self.batches.close()
+
+    def _train(self) -> Iterator[dict]:
         cfg = self.cfg.train
         while self.step < cfg.num_steps and not self.diverged:
             ok = self.train_step()
@@ -282,7 +296,7 @@ class TrainingRun:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "sampler": self.sampler.state_dict(),
+            "sampler": self.batches.state_dict(),
             "aug_gen": self.aug_gen.get_state(),
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
@@ -301,7 +315,7 @@ class TrainingRun:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.sampler.load_state_dict(state["sampler"])
+        self.batches.load_state_dict(state["sampler"])
         self.aug_gen.set_state(state["aug_gen"])
         torch.set_rng_state(state["torch_rng"])
         if state["cuda_rng"] is not None and torch.cuda.is_available():

@@ -88,7 +88,8 @@ IGNORED = {
     "log_val_skip_logs": "logging only",
     "save_val_logits": "output only",
     "save_val_data": "output only",
-    "dataset.num_dataloader_workers": "batches are built in the training process",
+    "dataset.num_dataloader_workers": "batches are built ahead by one background thread "
+                                      "(train.prefetch_batches)",
     "dataset.max_seq_elements": "unused by the official trainer",
     "dataset.test_percentage": "unused: the splits come from the data_train / data_val files",
     "dataset.dataset_probability_val": "every session with a data_val.hdf5 is validated",
@@ -173,8 +174,10 @@ def from_official(tree: dict, source: str = "rnn_args.yaml") -> tuple[dict, list
     # The official run compiles the model and uses autocast on CUDA; CPU runs use neither.
     _set(ours, "train.compile", True)
     _set(ours, "train.device", "auto")
-    lines.append("(not in rnn_args.yaml) -> train.compile: true, train.device: auto, as the "
-                 "official trainer (compile and bf16 autocast apply on CUDA only)")
+    _set(ours, "train.prefetch_batches", 2)
+    lines.append("(not in rnn_args.yaml) -> train.compile: true, train.device: auto, "
+                 "train.prefetch_batches: 2, as the official trainer (compile and bf16 "
+                 "autocast apply on CUDA only; its loader workers build batches ahead)")
     return ours, lines
 
 
