@@ -37,11 +37,19 @@ class AxisSpec(_Strict):
     # In a grid block: this axis moves together with another one (values zipped, not
     # crossed), e.g. both augmentation strengths as one factor.
     linked_to: str | None = None
+    # A factor whose levels are config values of any type (strings, booleans, null: a diff
+    # study's two configs, study/diff.py): `values` are then indices into `levels`, so the
+    # design, the cells and the claims stay numeric, and each trial gets levels[value].
+    levels: list[Any] | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> AxisSpec:
         if (self.values is None) == (self.distribution is None):
             raise ValueError("give either values or distribution (+ low, high)")
+        if self.levels is not None and (self.values is None or len(self.levels) < 2 or any(
+                v != int(v) or not 0 <= v < len(self.levels) for v in self.values)):
+            raise ValueError("an axis with levels needs at least two levels and values "
+                             "that are their indices (0, 1, ...)")
         if self.distribution is not None:
             if self.low is None or self.high is None or not self.low < self.high:
                 raise ValueError("a distribution needs low < high")
@@ -265,6 +273,11 @@ class Preset(_Strict):
         return keys
 
 
+def axis_levels(preset: Preset) -> dict[str, list[Any]]:
+    """Axis name -> its levels, for the axes whose values index levels."""
+    return {n: a.levels for n, a in preset.axis_specs().items() if a.levels is not None}
+
+
 def preset_path(name_or_path: str) -> Path:
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml"):
@@ -317,15 +330,29 @@ def config_value(cfg: Config, key: str) -> Any:
     return node
 
 
+def axis_value(cfg: Config, key: str, axis: AxisSpec) -> Any:
+    """The training config's value of an axis a block does not vary: the config value,
+    or for an axis with levels the index of that value among them."""
+    value = config_value(cfg, key)
+    if axis.levels is None:
+        return value
+    if value not in axis.levels:
+        raise ConfigError(f"axis with key {key!r}: the training config's value {value!r} is "
+                          f"none of its levels {axis.levels!r}; add it or vary the axis in "
+                          "every block")
+    return axis.levels.index(value)
+
+
 def grid_points(preset: Preset, cfg: Config) -> list[dict[str, float]]:
     """The grid's cells: every axis of the preset gets a value in every cell (the training
     config's value where a block does not vary it), duplicates removed, order kept."""
     keys = preset.axis_keys()
+    specs = preset.axis_specs()
     points: list[dict[str, float]] = []
     for block in preset.blocks or []:
         crossed = [n for n, a in block.items() if a.linked_to is None]
         for combo in itertools.product(*(range(len(block[n].values)) for n in crossed)):
-            point = {n: config_value(cfg, k) for n, k in keys.items()}
+            point = {n: axis_value(cfg, k, specs[n]) for n, k in keys.items()}
             chosen = dict(zip(crossed, combo, strict=True))
             for name, axis in block.items():
                 point[name] = axis.values[chosen[axis.linked_to or name]]
@@ -338,11 +365,12 @@ def design_blocks(preset: Preset, cfg: Config) -> list[dict]:
     """The record of each block (analysis.record.BlockRecord): its varied axes, the
     training-config values every other axis is held at, and its linked axes."""
     keys = preset.axis_keys()
+    specs = preset.axis_specs()
     blocks = []
     for block in preset.blocks or [preset.axes or {}]:
         blocks.append({
             "axes": list(block),
-            "fixed": {n: float(config_value(cfg, k)) for n, k in keys.items()
+            "fixed": {n: float(axis_value(cfg, k, specs[n])) for n, k in keys.items()
                       if n not in block} if len(preset.blocks or []) > 1 else {},
             "linked": {n: a.linked_to for n, a in block.items() if a.linked_to}})
     return blocks

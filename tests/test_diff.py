@@ -82,3 +82,39 @@ def test_claims_compare_each_factor_in_both_contexts():
     assert parts[1]["cell"] == {"batch_size": 1, "normalisation": 1}
     assert parts[1]["reference"] == {"batch_size": 1, "normalisation": 0}
     assert all(p["direction"] == "either" and p["margin"] == 0.25 for p in parts)
+
+
+def test_factor_levels_keep_cells_numeric_and_give_trials_the_config_values():
+    from study.presets import Preset, axis_levels, grid_points
+    from trainable.tune_adapter import resolve_trial_config
+
+    preset = Preset.model_validate({
+        "name": "factors", "budgets": {"default": {"steps": 10, "eval_every": 5}},
+        "blocks": [{"normalisation": {"key": "loss.normalisation", "values": [1],
+                                      "levels": ["utterance", "label"]}},
+                   {"explode_norm": {"key": "monitor.explode_norm", "values": [0, 1],
+                                     "levels": [None, 20.0]}}],
+    })
+    cfg = load_config()
+    assert grid_points(preset, cfg) == [{"normalisation": 1, "explode_norm": 0},
+                                        {"normalisation": 0, "explode_norm": 0},
+                                        {"normalisation": 0, "explode_norm": 1}]
+    base = cfg.model_dump(mode="json")
+    trial = resolve_trial_config({"normalisation": 1, "explode_norm": 1, "seed": 2}, base,
+                                 preset.axis_keys(), axis_levels(preset))
+    assert trial.loss.normalisation == "label" and trial.monitor.explode_norm == 20.0
+    assert trial.train.seed == 2
+
+
+@pytest.mark.parametrize("axis", [
+    {"key": "loss.normalisation", "values": [2], "levels": ["utterance", "label"]},
+    {"key": "loss.normalisation", "values": [0.5], "levels": ["utterance", "label"]},
+    {"key": "loss.normalisation", "values": [0], "levels": ["utterance"]},
+])
+def test_factor_values_must_index_their_levels(axis):
+    from pydantic import ValidationError
+
+    from study.presets import AxisSpec
+
+    with pytest.raises(ValidationError, match="indices"):
+        AxisSpec.model_validate(axis)

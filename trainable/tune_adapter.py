@@ -19,17 +19,19 @@ from trainable.errors import ConfigError
 CHECKPOINT_FILE = "state.pt"
 
 
-def sample_to_overrides(sample: dict[str, Any], axes: dict[str, str] | None = None
-                        ) -> dict[str, Any]:
+def sample_to_overrides(sample: dict[str, Any], axes: dict[str, str] | None = None,
+                        levels: dict[str, list] | None = None) -> dict[str, Any]:
     """Map a Tune sample onto dotted config keys.
 
     Axis names go through `axes` (default: the four product axes); dotted names are config
     keys already; `cell` and `job` (indices into the design) are skipped; `seed` sets both
     the training seed (init, dropout) and the data seed (batch sampler, augmentation): seed
     k is replicate k in every cell (common random numbers), and different seeds are
-    independent replicates.
+    independent replicates. An axis in `levels` is a factor: its sampled value is the
+    index of the config value it sets (study/presets.py AxisSpec.levels).
     """
     axes = AXES if axes is None else axes
+    levels = levels or {}
     overrides: dict[str, Any] = {}
     for name, value in sample.items():
         if name in ("cell", "job"):  # indices into the design: labels, not settings
@@ -37,6 +39,8 @@ def sample_to_overrides(sample: dict[str, Any], axes: dict[str, str] | None = No
         if name == "seed":
             overrides["train.seed"] = int(value)
             overrides["data.seed"] = int(value)
+        elif name in levels:
+            overrides[axes[name]] = levels[name][int(value)]
         elif name in axes:
             overrides[axes[name]] = value
         elif "." in name:
@@ -47,15 +51,17 @@ def sample_to_overrides(sample: dict[str, Any], axes: dict[str, str] | None = No
     return overrides
 
 
-def resolve_trial_config(sample: dict, base_config: dict, axes: dict[str, str] | None = None):
+def resolve_trial_config(sample: dict, base_config: dict, axes: dict[str, str] | None = None,
+                         levels: dict[str, list] | None = None):
     tree = {section: dict(values) for section, values in base_config.items()}
-    for key, value in sample_to_overrides(sample, axes).items():
+    for key, value in sample_to_overrides(sample, axes, levels).items():
         set_dotted(tree, key, value)
     return build_config(tree, source="trial config")
 
 
 def tune_trainable(config: dict, *, base_config: dict, dataset: Dataset | str,
-                   axes: dict[str, str] | None = None, checkpoint_every: int = 2) -> None:
+                   axes: dict[str, str] | None = None, checkpoint_every: int = 2,
+                   levels: dict[str, list] | None = None) -> None:
     """Ray Tune function trainable.
 
     `dataset` is a Dataset (shared through Ray's object store by tune.with_parameters) or
@@ -67,7 +73,7 @@ def tune_trainable(config: dict, *, base_config: dict, dataset: Dataset | str,
 
     from trainable.loop import TrainingRun
 
-    cfg = resolve_trial_config(config, base_config, axes)
+    cfg = resolve_trial_config(config, base_config, axes, levels)
     if isinstance(dataset, str):
         dataset = Dataset.load_cache(dataset, mmap=True)
     run = TrainingRun(cfg, dataset)
