@@ -30,11 +30,12 @@ from __future__ import annotations
 import itertools
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
 
-from trainable.config import Config
+from trainable.config import CONFIG_DIR, Config, load_config
 from trainable.errors import ConfigError
 
 # Keys a study sets for every trial, or that place a run rather than change its training:
@@ -225,3 +226,41 @@ def claims_yaml(tree: dict, header: str = "") -> str:
     """The claims file's text: cells and lists on one line each, no YAML anchors."""
     return header + yaml.dump(tree, Dumper=_Dumper, sort_keys=False, width=100,
                               default_flow_style=None)
+
+
+def config_path(name: str) -> Path:
+    """A config named relative to configs/ (as presets name them), else a path."""
+    path = Path(name)
+    return path if path.is_file() or path.is_absolute() else CONFIG_DIR / name
+
+
+def load_pair(from_config: str, to_config: str, keys: list[str] | None = None
+              ) -> list[Difference]:
+    """The differences of two config files (either format; a file that cannot be read is
+    named by load_config)."""
+    return differences(load_config(config_path(from_config)),
+                       load_config(config_path(to_config)), keys)
+
+
+def diff_blocks(from_config: str, to_config: str, keys: list[str] | None = None
+                ) -> list[dict]:
+    """A preset's blocks for the diff design: one block per design point, every factor an
+    axis with the two values as levels."""
+    factors = factors_of(load_pair(from_config, to_config, keys))
+    return [{f.factor: {"key": f.key, "values": [level], "levels": [f.before, f.after]}
+             for f, level in zip(factors, point, strict=True)}
+            for point in design(len(factors))]
+
+
+def check_registered(from_config: str, to_config: str, keys: list[str] | None,
+                     margin_rate: float, margin_per: float, claims_path: Path) -> None:
+    """A committed claims file must be exactly the claims of this pair of configs, so a
+    change to either config after registration cannot leave claims about other cells."""
+    expected = claims_tree(factors_of(load_pair(from_config, to_config, keys)),
+                           margin_rate, margin_per)
+    registered = yaml.safe_load(Path(claims_path).read_text())
+    if registered != expected:
+        raise ConfigError(f"{claims_path}: the registered claims are not those of "
+                          f"{from_config} -> {to_config} (margins {margin_rate:g}, "
+                          f"{margin_per:g}); register the pair's claims anew (study/diff.py "
+                          "claims_tree) or restore the configs")

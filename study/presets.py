@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from analysis.claims import Primary
 from analysis.record import BoundarySpec
+from study.diff import diff_blocks
 from trainable.config import CONFIG_DIR, Config, read_yaml
 from trainable.contract import AXES, METRICS
 from trainable.errors import ConfigError, validation_line
@@ -115,6 +116,18 @@ def control_axis(key: str) -> str:
     return named.get(key, key.rsplit(".", 1)[-1])
 
 
+class DiffSpec(_Strict):
+    """A diff study (study/diff.py): the two training configs (relative to configs/, or
+    paths), the keys to study (None: every key that differs and sets the training) and the
+    claimed sizes. The design's blocks are built from the two configs' differences."""
+
+    from_config: str = Field(alias="from")
+    to_config: str = Field(alias="to")
+    keys: list[str] | None = None
+    margin_rate: float = Field(0.25, gt=0.0, le=1.0)
+    margin_per: float = Field(0.05, gt=0.0, le=1.0)
+
+
 class Rung(_Strict):
     """One rung of a scale ladder: a model / data / budget size at which the claims' cells
     are run as a study of their own (study/ladder.py)."""
@@ -169,6 +182,9 @@ class Preset(_Strict):
     controls: list[Control] | None = None
     # A scale ladder (configs/studies/ladder.yaml): the blocks run once per rung.
     rungs: list[Rung] | None = None
+    # A diff study (configs/studies/diff.yaml): its blocks are the design points of the
+    # two configs' differences (study/diff.py), one block each.
+    diff: DiffSpec | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -183,6 +199,18 @@ class Preset(_Strict):
                 blocks.append({control_axis(k): {"key": k, "values": [v]}
                                for k, v in (values or {}).items()})
             data = {**data, "blocks": blocks}
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _diff_blocks(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("diff"), dict):
+            if data.get("blocks") or data.get("controls"):
+                raise ValueError("a diff preset builds its cells from `diff`; drop `blocks`")
+            spec = DiffSpec.model_validate(data["diff"])
+            data = {**data, "blocks": diff_blocks(spec.from_config, spec.to_config,
+                                                  spec.keys),
+                    "train_config": spec.from_config}
         return data
 
     @model_validator(mode="after")

@@ -118,3 +118,18 @@ def test_factor_values_must_index_their_levels(axis):
 
     with pytest.raises(ValidationError, match="indices"):
         AxisSpec.model_validate(axis)
+
+
+def test_the_shipped_diff_preset_is_the_registered_practitioner_study(tmp_path):
+    from study.diff import check_registered
+    from study.presets import load_preset
+
+    preset = load_preset("diff")
+    spec = preset.diff
+    assert len(preset.blocks) == 2 + 2 * 10  # ten differences: one at a time
+    claims = CONFIG_DIR / preset.claims
+    check_registered(spec.from_config, spec.to_config, spec.keys, spec.margin_rate,
+                     spec.margin_per, claims)
+    with pytest.raises(ConfigError, match="registered claims are not"):
+        check_registered(spec.from_config, spec.to_config, spec.keys, spec.margin_rate,
+                         0.02, claims)
