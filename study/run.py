@@ -29,6 +29,7 @@ from analysis.storage import Storage, resolve_storage, split_study_uri
 from study import planner, refine
 from study.presets import (Preset, apply_day_lr, check_axes_exist, config_value,
                            control_axis, design_blocks, grid_points, load_preset)
+from study.storage import prune_checkpoints, tune_filesystem
 from trainable.config import CONFIG_DIR, Config, build_config, load_config, read_config_tree
 from trainable.errors import ConfigError, OneLineArgumentParser, UserError, run_cli
 from trainable.official_args import official_data_dir
@@ -373,7 +374,7 @@ class Place:
             folder = self.local / rel if rel else self.local
             return str(folder.parent), folder.name, None
         return (self.storage.path(*parts[:-1]), parts[-1],
-                self.storage.tune_filesystem())
+                tune_filesystem(self.storage))
 
     def can_restore(self, rel: str = "") -> bool:
         from ray import tune
@@ -791,7 +792,7 @@ def finish(place: Place, pending: int, no_report: bool) -> int:
 
     exp_dir = place.pull()
     if not pending and place.storage.remote:
-        place.storage.prune_checkpoints(place.name)
+        prune_checkpoints(place.storage, place.name)
     print(outcome_table(exp_dir))
     if pending:
         print(f"{pending} trial(s) did not finish; continue with: python -m study.run resume "
