@@ -27,8 +27,8 @@ from urllib.parse import urlparse
 from trainable.errors import UserError
 
 # What the analysis reads from a study folder (analysis/load.py); checkpoints stay remote.
-PULLED = ("study.yaml", "ladder.yaml", "preset.yaml", "params.json", "result.json",
-          "progress.csv", "error.txt")
+PULLED = ("study.yaml", "ladder.yaml", "preset.yaml", "request.yaml", "params.json",
+          "result.json", "progress.csv", "error.txt")
 # Retries of Tune's own uploads: a store that is away for half a minute costs a wait, not a
 # trial (AWS standard retry strategy: exponential back-off up to 20 s between attempts).
 TUNE_ATTEMPTS = 12

@@ -377,7 +377,8 @@ def test_the_patient_s3_filesystem_keeps_its_retries_through_pickling(s3_server)
 def test_on_cloud_storage_tune_keeps_every_checkpoint_while_the_study_runs(tmp_path):
     from types import SimpleNamespace
 
-    from study.run import Place, _run_config
+    from study.place import Place
+    from study.runner import _run_config
 
     record = SimpleNamespace(axes={"eps": "optim.eps"})
     place = Place(resolve_storage("s3://bucket/p", "http://127.0.0.1:9"), "s")
