@@ -6,7 +6,8 @@ state straight to it (RunConfig.storage_path + storage_filesystem; since Ray 2.7
 multi-node study needs shared or cloud storage, ray-project/ray issue 37177). The driver
 keeps a local mirror of each remote study folder: study.yaml and the small per-trial files
 the analysis reads (params.json, result.json, progress.csv, error.txt) are pulled into it,
-the records the driver writes and the report are pushed back. Checkpoints stay remote.
+the records the driver writes and the report are pushed back. Checkpoints stay remote
+(Tune's own side of the store, and the pruning of checkpoints: study/storage.py).
 
 S3-compatible stores (MinIO, Ceph, moto): `--storage-endpoint URL` or the standard
 AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL; credentials come from the standard AWS environment
@@ -23,13 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from pyarrow import fs as pafs
-
 from trainable.errors import UserError
 
 # What the analysis reads from a study folder (analysis/load.py); checkpoints stay remote.
-PULLED = ("study.yaml", "ladder.yaml", "preset.yaml", "params.json", "result.json",
-          "progress.csv", "error.txt")
+PULLED = ("study.yaml", "ladder.yaml", "preset.yaml", "request.yaml", "params.json",
+          "result.json", "progress.csv", "error.txt")
 # Retries of Tune's own uploads: a store that is away for half a minute costs a wait, not a
 # trial (AWS standard retry strategy: exponential back-off up to 20 s between attempts).
 TUNE_ATTEMPTS = 12
@@ -41,8 +40,8 @@ def _endpoint(explicit: str | None) -> str | None:
         "AWS_ENDPOINT_URL") or None
 
 
-def _s3(endpoint: str | None, attempts: int, timeout_s: float | None,
-        region: str | None = None):
+def s3_filesystem(endpoint: str | None, attempts: int, timeout_s: float | None,
+                  region: str | None = None):
     from pyarrow import fs
 
     options: dict = {"retry_strategy": fs.AwsStandardS3RetryStrategy(max_attempts=attempts)}
@@ -55,74 +54,6 @@ def _s3(endpoint: str | None, attempts: int, timeout_s: float | None,
     if timeout_s is not None:
         options.update(connect_timeout=timeout_s, request_timeout=timeout_s)
     return fs.S3FileSystem(**options)
-
-
-class PatientS3(pafs.FileSystemHandler):
-    """An S3 filesystem handler whose retries survive pickling. Tune sends its storage
-    filesystem to every trial; a pickled pyarrow S3FileSystem comes back with the default
-    retry strategy (3 attempts, about 0.4 s against a store that refuses connections,
-    measured), so a short outage would fail trials. This handler pickles its settings
-    and rebuilds the patient client in each process (credentials stay in the environment).
-    Use it as pyarrow.fs.PyFileSystem(PatientS3(endpoint, attempts))."""
-
-    def __init__(self, endpoint: str | None, attempts: int, region: str | None = None):
-        self.endpoint, self.attempts, self.region = endpoint, attempts, region
-        self.inner = _s3(endpoint, attempts, None, region)
-
-    def __reduce__(self):
-        return PatientS3, (self.endpoint, self.attempts, self.region)
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, PatientS3) and (self.endpoint, self.attempts) == (
-            other.endpoint, other.attempts)
-
-    def __ne__(self, other) -> bool:
-        return not self == other
-
-    def get_type_name(self) -> str:
-        return "s3-patient"
-
-    def normalize_path(self, path):
-        return self.inner.normalize_path(path)
-
-    def get_file_info(self, paths):
-        return self.inner.get_file_info(paths)
-
-    def get_file_info_selector(self, selector):
-        return self.inner.get_file_info(selector)
-
-    def create_dir(self, path, recursive):
-        self.inner.create_dir(path, recursive=recursive)
-
-    def delete_dir(self, path):
-        self.inner.delete_dir(path)
-
-    def delete_dir_contents(self, path, missing_dir_ok=False):
-        self.inner.delete_dir_contents(path, missing_dir_ok=missing_dir_ok)
-
-    def delete_root_dir_contents(self):
-        self.inner.delete_dir_contents("/", accept_root_dir=True)
-
-    def delete_file(self, path):
-        self.inner.delete_file(path)
-
-    def move(self, src, dest):
-        self.inner.move(src, dest)
-
-    def copy_file(self, src, dest):
-        self.inner.copy_file(src, dest)
-
-    def open_input_stream(self, path):
-        return self.inner.open_input_stream(path)
-
-    def open_input_file(self, path):
-        return self.inner.open_input_file(path)
-
-    def open_output_stream(self, path, metadata):
-        return self.inner.open_output_stream(path, metadata=metadata)
-
-    def open_append_stream(self, path, metadata):
-        return self.inner.open_append_stream(path, metadata=metadata)
 
 
 @dataclass
@@ -157,15 +88,6 @@ class Storage:
         """The path inside `fs` (what Tune's storage_path takes with a storage_filesystem)."""
         return "/".join([self.root.rstrip("/"), *parts])
 
-    def tune_filesystem(self):
-        """The filesystem Tune writes through, in the driver and in every trial: patient
-        retries (a store away for half a minute costs a wait, not a trial)."""
-        if self.scheme == "s3":
-            from pyarrow import fs
-
-            return fs.PyFileSystem(PatientS3(self.endpoint, TUNE_ATTEMPTS, self.region))
-        return self.fs
-
     # ------------------------------------------------------------------ checks
     def check(self) -> None:
         """Fail fast, in one line, when the store does not answer or the bucket is missing."""
@@ -173,8 +95,8 @@ class Storage:
             return
         from pyarrow import fs
 
-        quick = _s3(self.endpoint, 1, CHECK_TIMEOUT_S, self.region) if self.scheme == "s3" \
-            else self.fs
+        quick = s3_filesystem(self.endpoint, 1, CHECK_TIMEOUT_S, self.region) \
+            if self.scheme == "s3" else self.fs
         bucket = self.root.split("/", 1)[0]
         where = f" at {self.endpoint}" if self.endpoint else ""
         try:
@@ -190,7 +112,7 @@ class Storage:
                             "create it first or check the name and the credentials")
 
     @contextlib.contextmanager
-    def _errors(self, action: str):
+    def one_line_errors(self, action: str):
         """A store failing after the first check: one line, not a traceback."""
         try:
             yield
@@ -208,7 +130,7 @@ class Storage:
         from pyarrow import fs
 
         selector = fs.FileSelector(self.path(name), allow_not_found=True, recursive=False)
-        with self._errors(f"listing {self.uri(name)}"):
+        with self.one_line_errors(f"listing {self.uri(name)}"):
             return bool(self.fs.get_file_info(selector))
 
     # ------------------------------------------------------------------ sync
@@ -222,7 +144,7 @@ class Storage:
 
         base = self.path(name)
         selector = fs.FileSelector(base, allow_not_found=True, recursive=True)
-        with self._errors(f"reading {self.uri(name)}"):
+        with self.one_line_errors(f"reading {self.uri(name)}"):
             self._pull_files(base, local, self.fs.get_file_info(selector))
         return local
 
@@ -253,7 +175,7 @@ class Storage:
             return
 
         local = self.local_root / name
-        with self._errors(f"writing to {self.uri(name)}"):
+        with self.one_line_errors(f"writing to {self.uri(name)}"):
             self._push_files(local, name, relative)
 
     def _push_files(self, local: Path, name: str, relative) -> None:
@@ -269,32 +191,6 @@ class Storage:
                 with self.fs.open_output_stream(self.path(name, rel)) as out:
                     out.write(source.read_bytes())
 
-
-    def prune_checkpoints(self, name: str) -> int:
-        """Delete every trial checkpoint but the newest, once a study has finished; returns
-        how many were deleted. During a study all are kept (see study.run._run_config)."""
-        if not self.remote:
-            return 0
-        from pyarrow import fs
-
-        selector = fs.FileSelector(self.path(name), allow_not_found=True, recursive=True)
-        with self._errors(f"pruning checkpoints of {self.uri(name)}"):
-            return self._prune(selector)
-
-    def _prune(self, selector) -> int:
-        from pyarrow import fs
-
-        by_trial: dict[str, list[str]] = {}
-        for info in self.fs.get_file_info(selector):
-            parent, _, base = info.path.rpartition("/")
-            if info.type == fs.FileType.Directory and base.startswith("checkpoint_"):
-                by_trial.setdefault(parent, []).append(info.path)
-        deleted = 0
-        for paths in by_trial.values():
-            for path in sorted(paths)[:-1]:
-                self.fs.delete_dir(path)
-                deleted += 1
-        return deleted
 
 
 def resolve_storage(text: str, endpoint: str | None = None) -> Storage:
@@ -323,8 +219,8 @@ def resolve_storage(text: str, endpoint: str | None = None) -> Storage:
             # cannot be located is reported by check().
             with contextlib.suppress(OSError, ValueError):
                 region = fs.resolve_s3_region(root.split("/", 1)[0])
-        return Storage(text, scheme, root, _s3(endpoint, TUNE_ATTEMPTS, None, region),
-                       endpoint, region)
+        return Storage(text, scheme, root,
+                       s3_filesystem(endpoint, TUNE_ATTEMPTS, None, region), endpoint, region)
     from pyarrow import fs
 
     try:

@@ -33,7 +33,7 @@ def main() -> None:
         "budgets": {"default": {"steps": args.steps, "eval_every": args.steps // 3}},
     }
     (work / "bench.yaml").write_text(yaml.safe_dump(preset))
-    from study.run import main as study_main
+    from study.cli import main as study_main
 
     start = time.perf_counter()
     rc = study_main(["grid", "--preset", str(work / "bench.yaml"), "--storage", str(work),

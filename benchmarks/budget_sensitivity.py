@@ -34,7 +34,7 @@ EVALUATIONS = 20
 
 
 def _overrides(cell: str, budget: int, seed: int) -> list[str]:
-    from study.run import budget_overrides
+    from study.plan import budget_overrides
     from trainable.config import CONFIG_DIR, read_yaml
 
     eps, lr, noise, offset = CELLS[cell]

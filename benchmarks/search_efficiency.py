@@ -61,7 +61,7 @@ def preset(name: str, search: str, scheduler: str, steps: int, levels: int, samp
 
 
 def run_study(work: Path, spec: dict, command: str, name: str, extra: list[str]) -> Path:
-    from study.run import main as study_main
+    from study.cli import main as study_main
 
     path = work / f"{name}.yaml"
     path.write_text(yaml.safe_dump(spec))

@@ -196,6 +196,17 @@ def check_resources(cpus_per_trial: float, gpus_per_trial: float,
                     "available_node_types) or lower the request")
 
 
+def default_concurrency(cpus_per_trial: float, gpus_per_trial: float) -> int:
+    """Trials at once when --max-concurrent is not given: as many as the cluster holds."""
+    import ray
+
+    total = ray.cluster_resources()
+    n = int(total.get("CPU", 1) // cpus_per_trial)
+    if gpus_per_trial > 0:
+        n = min(n, int(total.get("GPU", 0) // gpus_per_trial))
+    return max(n, 1)
+
+
 def stop_ray() -> None:
     import ray
 

@@ -6,7 +6,9 @@ config overrides (model size, feature count), its own synthetic data (generated 
 feature count and cached) and its own steps and seeds. `<storage>/<name>/ladder.yaml`
 records the rungs and their state; `python -m study.run resume <ladder folder>` continues
 an interrupted rung and starts the ones not begun; `python -m analysis.report <ladder
-folder>` writes the transfer table (analysis/ladder.py).
+folder>` writes the transfer table (analysis/ladder.py). The request the ladder was started
+with is kept beside it (request.yaml, study/request.py): each rung runs a copy of it with
+its own folder and overrides, and resume reads it back.
 
 A rung marked `gpu: true` (the official size) runs only with --gpus-per-trial > 0 and is
 skipped with one line otherwise.
@@ -14,7 +16,6 @@ skipped with one line otherwise.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import shutil
 import subprocess
@@ -25,7 +26,10 @@ import yaml
 
 from analysis.record import LADDER_FILE, STUDY_FILE, LadderRecord, RungRecord, read_ladder
 from analysis.storage import resolve_storage
+from study import single
+from study.place import Place
 from study.presets import Preset, Rung
+from study.request import REQUEST_FILE, ResumeRequest, StudyRequest
 from trainable.errors import UserError
 
 PRESET_FILE = "preset.yaml"  # the ladder preset as launched (resume starts rungs from it)
@@ -42,36 +46,33 @@ def _settings(values: dict) -> list[str]:
     return [f"{key}={value}" for key, value in values.items()]
 
 
-def rung_args(args: argparse.Namespace, ladder_uri: str, rung: Rung, folder: str
-              ) -> argparse.Namespace:
-    """The flags of one rung's study: the ladder's, with the rung's folder and overrides
+def rung_request(request: StudyRequest, ladder_uri: str, rung: Rung, folder: str
+                 ) -> StudyRequest:
+    """The request of one rung's study: the ladder's, with the rung's folder and overrides
     (the command line's --set / --synthetic-set come last, so they win)."""
-    values = dict(vars(args))
-    values.update(storage=ladder_uri, name=folder,
-                  overrides=_settings(rung.set) + list(args.overrides),
-                  synthetic_set=_settings(rung.synthetic) + list(args.synthetic_set))
-    return argparse.Namespace(**values)
+    return request.model_copy(update={
+        "storage": ladder_uri, "name": folder,
+        "overrides": (*_settings(rung.set), *request.overrides),
+        "synthetic_set": (*_settings(rung.synthetic), *request.synthetic_set)})
 
 
-def launch(args: argparse.Namespace, preset: Preset) -> int:
-    from study.run import Place
-
-    budget = args.budget or preset.default_budget
+def launch(request: StudyRequest, preset: Preset) -> int:
+    budget = request.budget or preset.default_budget
     if budget not in preset.budgets:
         raise UserError(f"--budget {budget}: a ladder's rungs have their own steps; choose "
                         f"one of {', '.join(preset.budgets)}")
-    if args.data is not None and any(r.synthetic for r in preset.rungs):
+    if request.data is not None and any(r.synthetic for r in preset.rungs):
         raise UserError("--data: the ladder's rungs generate synthetic data at their own "
                         "feature counts; give a ladder preset without `synthetic:` rungs "
                         "to run on recorded data")
-    storage = resolve_storage(args.storage, getattr(args, "storage_endpoint", None))
+    storage = resolve_storage(request.storage, request.ray.storage_endpoint)
     storage.check()
-    name = args.name or f"{preset.name}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    name = request.name or f"{preset.name}-{dt.datetime.now():%Y%m%d-%H%M%S}"
     place = Place(storage, name)
     if storage.exists(name):
         raise UserError(f"{place.uri}: experiment folder already exists; continue it with "
                         f"'python -m study.run resume {place.uri}' or choose another --name")
-    gpu = args.gpus_per_trial > 0
+    gpu = request.gpus_per_trial > 0
     rungs = []
     for index, rung in enumerate(preset.rungs, start=1):
         skipped = rung.gpu and not gpu
@@ -80,19 +81,20 @@ def launch(args: argparse.Namespace, preset: Preset) -> int:
             status="skipped" if skipped else "pending",
             note="needs a GPU: run the ladder with --gpus-per-trial 1 on a machine with one"
             if skipped else ""))
-    argv = list(getattr(args, "argv", []))
-    if "--name" not in argv:
-        argv += ["--name", name]  # resume starts missing rungs under the same folder
+    # argv stays empty: resume reads the request file (REQUEST_FILE), not a command line.
     record = LadderRecord(name=name, preset=preset.name, budget=budget,
                           started=dt.datetime.now().isoformat(timespec="seconds"),
-                          argv=argv, rungs=rungs)
+                          argv=[], rungs=rungs)
     if storage.remote and place.local.exists():
         shutil.rmtree(place.local)  # a stale mirror of a ladder no longer in the store
     place.local.mkdir(parents=True, exist_ok=True)
     (place.local / PRESET_FILE).write_text(_preset_yaml(preset))
+    # Resume starts the missing rungs under the same folder, whatever --name said.
+    request = request.model_copy(update={"name": name})
+    request.write(place.local)
     _save(record, place)
-    storage.push(name, PRESET_FILE)
-    return run_rungs(record, place, args, preset)
+    storage.push(name, PRESET_FILE, REQUEST_FILE)
+    return run_rungs(record, place, request, preset)
 
 
 def _save(record: LadderRecord, place) -> None:
@@ -104,13 +106,11 @@ def _preset_yaml(preset: Preset) -> str:
     return yaml.safe_dump(preset.model_dump(mode="json", exclude_none=True), sort_keys=False)
 
 
-def run_rungs(record: LadderRecord, place, args: argparse.Namespace, preset: Preset) -> int:
+def run_rungs(record: LadderRecord, place: Place, request: StudyRequest,
+              preset: Preset) -> int:
     """Run every rung not done yet, in order; then the ladder's report. Returns 130 when a
     rung was interrupted (resume continues it), 0 otherwise."""
-    from study import run as run_mod
-
     by_name = {r.name: r for r in preset.rungs}
-    endpoint = getattr(args, "storage_endpoint", None)
     for entry in record.rungs:
         if entry.status == "skipped":
             print(f"rung {entry.name}: skipped ({entry.note})", file=sys.stderr, flush=True)
@@ -124,13 +124,13 @@ def run_rungs(record: LadderRecord, place, args: argparse.Namespace, preset: Pre
         started = place.storage.exists(f"{place.name}/{entry.folder}") \
             if place.storage.remote else (place.local / entry.folder / STUDY_FILE).is_file()
         if started:
-            code = run_mod.resume(argparse.Namespace(
-                experiment=place.storage.uri(place.name, entry.folder),
-                storage_endpoint=endpoint, address=args.address, dashboard=args.dashboard,
-                verbose=args.verbose, no_report=args.no_report))
+            again = ResumeRequest(experiment=place.storage.uri(place.name, entry.folder),
+                                  no_report=request.no_report, ray=request.ray)
+            code = single.resume(again, Place.open(again.experiment,
+                                                   request.ray.storage_endpoint))
         else:
-            code = run_mod.launch(rung_args(args, place.uri, rung, entry.folder),
-                                  rung_preset(preset, rung), rung=rung.name)
+            code = single.launch(rung_request(request, place.uri, rung, entry.folder),
+                                 rung_preset(preset, rung), rung=rung.name)
         entry.minutes = (entry.minutes or 0.0) + (time.perf_counter() - start) / 60
         if code == 130:
             entry.status = "interrupted"
@@ -141,11 +141,11 @@ def run_rungs(record: LadderRecord, place, args: argparse.Namespace, preset: Pre
         entry.status = "done"
         entry.note = "" if code == 0 else f"its report failed (exit {code}); runs intact"
         _save(record, place)
-    if args.no_report:
+    if request.no_report:
         return 0
     print(f"writing the transfer report of {place.name}...", file=sys.stderr, flush=True)
     proc = subprocess.run([sys.executable, "-m", "analysis.report", place.uri,
-                           *run_mod.report_flags(place.storage)], check=False)
+                           *single.report_flags(place.storage)], check=False)
     if proc.returncode != 0:
         print(f"the transfer report failed (exit {proc.returncode}); the rungs are intact; "
               f"retry with: python -m analysis.report {place.uri}", file=sys.stderr)
@@ -153,16 +153,13 @@ def run_rungs(record: LadderRecord, place, args: argparse.Namespace, preset: Pre
     return 0
 
 
-def resume(args: argparse.Namespace, place) -> int:
-    """Continue a ladder: the interrupted rung resumes, rungs not begun start."""
-    from study import run as run_mod
-
+def resume(options: ResumeRequest, place: Place, request: StudyRequest) -> int:
+    """Continue a ladder started with `request`: the interrupted rung resumes, rungs not
+    begun start. Ray, the store's endpoint and the report follow the resume command."""
     record = read_ladder(place.local)
-    original = run_mod.build_parser().parse_args(record.argv)
-    original.argv = record.argv
-    original.storage, original.name = place.storage.text, place.name
-    original.storage_endpoint = args.storage_endpoint or place.storage.endpoint
-    for flag in ("address", "dashboard", "verbose", "no_report"):
-        setattr(original, flag, getattr(args, flag))
+    ray = options.ray.model_copy(update={
+        "storage_endpoint": options.ray.storage_endpoint or place.storage.endpoint})
+    request = request.model_copy(update={"storage": place.storage.text, "name": place.name,
+                                         "ray": ray, "no_report": options.no_report})
     preset = Preset.model_validate(yaml.safe_load((place.local / PRESET_FILE).read_text()))
-    return run_rungs(record, place, original, preset)
+    return run_rungs(record, place, request, preset)

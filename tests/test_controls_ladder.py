@@ -2,7 +2,6 @@
 verdicts transfer?): presets, the controls report with known answers, the citation in the
 main report, the ladder's orchestration and resume, and the transfer table."""
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ from analysis.report import build_report
 from analysis_fixtures import BASE, Planted, null_model, write_fake_experiment
 from study import ladder
 from study.presets import Preset, grid_points, load_preset
+from study.request import ResumeRequest, StudyRequest
 from trainable.config import load_config
 from trainable.errors import ConfigError
 
@@ -108,7 +108,7 @@ def test_a_negative_control_survives_the_round_trip_through_study_yaml():
 
 
 def test_a_control_that_lands_on_another_controls_cell_is_refused():
-    from study.run import control_cells
+    from study.plan import control_cells
 
     tree = _preset_tree(controls=[
         {"name": "same_as_official", "detector": "slow", "set": {"optim.lr_max": 0.005},
@@ -274,28 +274,27 @@ def _ladder_preset(gpu_rung: bool = True) -> Preset:
         "budgets": {"default": {"steps": 4, "eval_every": 2}}, "rungs": rungs})
 
 
-def _args(tmp_path, **extra) -> argparse.Namespace:
-    values = dict(storage=str(tmp_path), name="L", budget=None, data=None, overrides=[
-        "model.n_units=8"], synthetic_set=[], gpus_per_trial=0.0, address=None,
-        dashboard=False, verbose=False, no_report=True, argv=["grid", "--preset", "x.yaml"])
+def _request(tmp_path, **extra) -> StudyRequest:
+    values = dict(command="grid", preset="x.yaml", storage=str(tmp_path), name="L",
+                  overrides=["model.n_units=8"], no_report=True)
     values.update(extra)
-    return argparse.Namespace(**values)
+    return StudyRequest.model_validate(values)
 
 
 def test_rung_flags_put_the_rung_overrides_first_so_the_command_line_wins(tmp_path):
     preset = _ladder_preset()
-    args = ladder.rung_args(_args(tmp_path, synthetic_set=["seed=3"]), str(tmp_path / "L"),
-                            preset.rungs[1], "rung-2-big")
-    assert args.overrides == ["model.n_units=32", "model.n_units=8"]
-    assert args.synthetic_set == ["n_features=32", "seed=3"]
-    assert (args.storage, args.name) == (str(tmp_path / "L"), "rung-2-big")
+    request = ladder.rung_request(_request(tmp_path, synthetic_set=["seed=3"]),
+                                  str(tmp_path / "L"), preset.rungs[1], "rung-2-big")
+    assert request.overrides == ("model.n_units=32", "model.n_units=8")
+    assert request.synthetic_set == ("n_features=32", "seed=3")
+    assert (request.storage, request.name) == (str(tmp_path / "L"), "rung-2-big")
     rung = ladder.rung_preset(preset, preset.rungs[1])
     assert rung.rungs is None and rung.budgets["default"].steps == 16
 
 
 def test_ladder_runs_each_rung_skips_the_gpu_rung_and_resumes_after_an_interrupt(
         tmp_path, monkeypatch, capsys):
-    from study import run as run_mod
+    from study import cli, single
 
     calls = []
     interrupt = {"big": True}
@@ -307,41 +306,53 @@ def test_ladder_runs_each_rung_skips_the_gpu_rung_and_resumes_after_an_interrupt
         (folder / "study.yaml").write_text("name: x\n")
         return 130 if interrupt.pop(rung, False) else 0
 
-    def fake_resume(args):
-        calls.append(("resume", Path(args.experiment).name))
+    def fake_resume(request, place):
+        calls.append(("resume", Path(request.experiment).name))
         return 0
 
-    monkeypatch.setattr(run_mod, "launch", fake_launch)
-    monkeypatch.setattr(run_mod, "resume", fake_resume)
+    monkeypatch.setattr(single, "launch", fake_launch)
+    monkeypatch.setattr(single, "resume", fake_resume)
     preset = _ladder_preset()
-    assert ladder.launch(_args(tmp_path), preset) == 130
+    assert ladder.launch(_request(tmp_path), preset) == 130
     record = read_ladder(tmp_path / "L")
     assert [(r.name, r.status) for r in record.rungs] == [
         ("small", "done"), ("big", "interrupted"), ("gpu", "skipped")]
     assert "--gpus-per-trial" in record.rungs[2].note
     assert calls == [("launch", "small", "rung-1-small", 8), ("launch", "big", "rung-2-big", 16)]
-    assert record.argv[-2:] == ["--name", "L"]
+    assert StudyRequest.read(tmp_path / "L").name == "L"
     assert "resume" in capsys.readouterr().err
 
     # resume: the interrupted rung resumes, the finished one is left alone
     calls.clear()
-    resume_args = argparse.Namespace(address=None, dashboard=False, verbose=False,
-                                     no_report=True, storage_endpoint=None)
-    from analysis.storage import resolve_storage
-
-    assert ladder.resume(resume_args, run_mod.Place(resolve_storage(str(tmp_path)), "L")) == 0
+    assert cli.resume(ResumeRequest(experiment=str(tmp_path / "L"), no_report=True)) == 0
     assert calls == [("resume", "rung-2-big")]
     assert [r.status for r in read_ladder(tmp_path / "L").rungs] == ["done", "done",
                                                                      "skipped"]
+
+
+def test_a_ladder_started_before_its_request_was_stored_resumes_from_its_command_line(
+        tmp_path):
+    from analysis.storage import resolve_storage
+    from study.cli import _ladder_request
+    from study.place import Place
+
+    folder = tmp_path / "L"
+    folder.mkdir()
+    LadderRecord(name="L", preset="lad", budget="default", started="2026-11-25T18:00",
+                 argv=["grid", "--preset", "x.yaml", "--set", "model.n_units=8", "--name", "L"],
+                 rungs=[]).write(folder)
+    request = _ladder_request(Place(resolve_storage(str(tmp_path)), "L"))
+    assert (request.command, request.preset, request.name) == ("grid", "x.yaml", "L")
+    assert request.overrides == ("model.n_units=8",)
 
 
 def test_a_ladder_refuses_a_numeric_budget_and_recorded_data_with_synthetic_rungs(tmp_path):
     from trainable.errors import UserError
 
     with pytest.raises(UserError, match="rungs have their own steps"):
-        ladder.launch(_args(tmp_path, budget="100"), _ladder_preset())
+        ladder.launch(_request(tmp_path, budget="100"), _ladder_preset())
     with pytest.raises(UserError, match="generate synthetic data"):
-        ladder.launch(_args(tmp_path, data="/some/folder"), _ladder_preset())
+        ladder.launch(_request(tmp_path, data="/some/folder"), _ladder_preset())
     assert not (tmp_path / "L").exists()
 
 

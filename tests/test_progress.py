@@ -6,7 +6,9 @@ import pytest
 
 from study.progress import OutcomeLogger
 from analysis.storage import resolve_storage
-from study.run import Place, _run_config, build_parser
+from study.cli import build_parser
+from study.place import Place
+from study.runner import _run_config
 
 
 def _trial(outcome, seed, completed=1, status="RUNNING"):

@@ -137,7 +137,7 @@ def test_a_small_simulation_covers_the_planted_slopes():
 def test_a_refined_studys_record_keeps_its_new_points(tmp_path):
     from analysis.record import (AdaptiveRecord, StudyRecord, WaveRecord, WaveTrial,
                                  read_record)
-    from study.run import wave_space
+    from study.runner import wave_space
 
     points = design(eps=(0.1,), lrs=(2e-3, 5e-3))
     runs = runs_of(points[:2], lambda e, s: 3e-3, seeds=(0,))

@@ -113,12 +113,12 @@ def test_a_uri_with_one_slash_is_not_taken_for_a_folder(tmp_path, monkeypatch):
 def test_a_store_failing_after_the_check_gives_one_line_not_a_traceback():
     from trainable.errors import UserError
 
-    from analysis.storage import _s3
+    from analysis.storage import s3_filesystem
 
     storage = resolve_storage("s3://bucket/x", "http://127.0.0.1:9")
     # the study's own client retries for about two minutes (a store away for half a
     # minute costs a wait); one attempt here, the error path is the same
-    storage.fs = _s3("http://127.0.0.1:9", 1, 1.0)
+    storage.fs = s3_filesystem("http://127.0.0.1:9", 1, 1.0)
     with pytest.raises(UserError, match=r"s3://bucket/x: listing s3://bucket/x/s failed"):
         storage.exists("s")
 
@@ -363,10 +363,10 @@ def test_ray_job_submit_runs_a_study_on_the_cluster_with_s3_storage(run, s3_serv
 def test_the_patient_s3_filesystem_keeps_its_retries_through_pickling(s3_server):
     import pickle
 
-    from analysis.storage import PatientS3
+    from study.storage import PatientS3, tune_filesystem
 
     storage = resolve_storage(f"s3://{s3_server['bucket']}/p", s3_server["endpoint"])
-    filesystem = pickle.loads(pickle.dumps(storage.tune_filesystem()))
+    filesystem = pickle.loads(pickle.dumps(tune_filesystem(storage)))
     handler = filesystem.handler
     assert isinstance(handler, PatientS3) and handler.attempts >= 10
     with filesystem.open_output_stream("b2t/p/x.txt") as out:
@@ -377,7 +377,8 @@ def test_the_patient_s3_filesystem_keeps_its_retries_through_pickling(s3_server)
 def test_on_cloud_storage_tune_keeps_every_checkpoint_while_the_study_runs(tmp_path):
     from types import SimpleNamespace
 
-    from study.run import Place, _run_config
+    from study.place import Place
+    from study.runner import _run_config
 
     record = SimpleNamespace(axes={"eps": "optim.eps"})
     place = Place(resolve_storage("s3://bucket/p", "http://127.0.0.1:9"), "s")

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from study.run import main
+from study.cli import main
 from trainable.errors import UserError
 
 TINY_SET = [
@@ -216,7 +216,7 @@ def test_address_where_nothing_listens_fails_fast(tmp_path, tiny_data, capsys):
 
 def test_large_data_is_shared_as_a_memory_mapped_cache(tiny_data, tiny_config, tmp_path,
                                                        monkeypatch):
-    import study.run as run_module
+    import study.runner as run_module
     from trainable.data import Dataset, load_dataset
     from trainable.tune_adapter import tune_trainable
 
@@ -236,7 +236,7 @@ def test_large_data_on_a_multi_node_cluster_needs_a_cache_every_node_sees(
         tiny_data, tiny_config, tmp_path, monkeypatch):
     import ray
 
-    import study.run as run_module
+    import study.runner as run_module
     from analysis.storage import resolve_storage
     from trainable.data import load_dataset
 
@@ -261,7 +261,7 @@ def test_large_data_on_a_multi_node_cluster_needs_a_cache_every_node_sees(
 
 
 def test_budget_stretches_the_schedules_of_both_parameter_groups():
-    from study.run import budget_overrides
+    from study.plan import budget_overrides
     from trainable.config import load_config
 
     official = load_config("configs/train/official.yaml")
@@ -510,7 +510,7 @@ def test_ladder_runs_one_study_per_rung_and_writes_the_transfer_table(ray_sessio
 
 
 def test_the_record_names_the_generator_that_wrote_the_synthetic_data(tmp_path):
-    from study.run import synthetic_generator
+    from study.single import synthetic_generator
     from trainable.synthetic import SPEC_FILE
 
     (tmp_path / SPEC_FILE).write_text(yaml.safe_dump({"fingerprint": "x",
