@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from analysis_fixtures import (GRID, Planted, diagnosis_model, null_model,
+from support.experiments import (GRID, Planted, diagnosis_model, null_model,
                                official_failing_model, planted_trials)
 
 from analysis import claims, sequential
