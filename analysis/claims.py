@@ -10,7 +10,7 @@ on per-seed contrasts, and seeds, not runs, are the independent units. A seed co
 claim once every cell the claim compares has a full-budget run (finished, or diverged)
 with it.
 
-Every interval is a 95% anytime-valid confidence sequence (analysis.sequential: betting
+Every interval is a 95% anytime-valid confidence sequence (analysis.stats.sequential: betting
 CS of Waudby-Smith & Ramdas 2024, or the median CS by inverted sign tests), so verdicts
 may be read after every wave of added runs without inflating their error. The CS is
 hedged between an upper and a lower bettor, each a test martingale at alpha/2, so every
@@ -83,7 +83,8 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from analysis import sequential
+from analysis.stats import sequential
+from analysis.stats.alpha import ALPHA
 from analysis.load import FULL_BUDGET
 from trainable.config import CONFIG_DIR
 from trainable.contract import FLAGS, OUTCOMES
@@ -221,7 +222,7 @@ class Primary(Claim):
 
 class Defaults(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    alpha: float = Field(sequential.ALPHA, gt=0.0, lt=0.5)
+    alpha: float = Field(ALPHA, gt=0.0, lt=0.5)
 
 
 class ClaimsFile(BaseModel):
