@@ -23,7 +23,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from analysis import figures, stats
+from analysis import figures, html, stats
 from analysis.load import Experiment
 from trainable.contract import SENTINEL_PER
 
@@ -316,8 +316,6 @@ def summary_lines(experiment: Experiment, search: Search) -> list[str]:
 def render(experiment: Experiment, search: Search, saved: dict[str, tuple[Path, str]]
            ) -> str:
     """The HTML page: best configurations first, then the figures, importance, rungs."""
-    from analysis import html
-
     def fig(name: str) -> str:
         return html.embed(*saved[name]) if name in saved else ""
 

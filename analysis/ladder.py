@@ -21,6 +21,7 @@ from analysis import claims as claims_mod
 from analysis import figures, html
 from analysis.load import FULL_BUDGET, load_experiment
 from analysis.record import STUDY_FILE, LadderRecord, read_ladder
+from analysis.verdicts import judge, registered_claims
 from trainable.errors import UserError
 
 
@@ -32,20 +33,16 @@ def rung_size(train_config: dict, budget_steps: int) -> str:
 
 def judge_rung(folder: Path) -> tuple[pd.DataFrame, str, str]:
     """(claims table with `held_late`, size description, note) of one rung's study."""
-    from analysis.report import evaluation_fractions, registered_claims
-
     experiment = load_experiment(folder)
     if not experiment.trials["status"].isin(FULL_BUDGET).any():
         raise UserError("no complete run yet")
     claims, post_hoc = registered_claims(experiment, None)
-    judged = claims_mod.with_primary(claims, experiment.study.primary_hypothesis)
-    if judged is None:
+    verdicts = judge(experiment, claims)
+    if verdicts is None:
         raise UserError(f"{folder}: the rung registered no claims; a ladder compares claim "
                         "verdicts across rungs")
-    table = claims_mod.evaluate_claims(judged, experiment.trials, experiment.curves)
-    trajectory = claims_mod.claims_over_training(
-        judged, experiment.trials, experiment.curves, evaluation_fractions(experiment))
-    table["held_late"] = [claims_mod.held_late(trajectory, i)[0] for i in table["id"]]
+    table = verdicts.table
+    table["held_late"] = [verdicts.held_late[i][0] for i in table["id"]]
     study = experiment.study
     note = f"POST HOC: {post_hoc}" if post_hoc else ""
     return table, rung_size(study.train_config, study.budget_steps), note
