@@ -21,7 +21,7 @@ from analysis import claims as claims_mod
 from analysis import figures, html
 from analysis.load import FULL_BUDGET, load_experiment
 from analysis.record import STUDY_FILE, LadderRecord, read_ladder
-from analysis.verdicts import judge, registered_claims
+from analysis.verdicts import judge_claims, registered_claims
 from trainable.errors import UserError
 
 
@@ -37,7 +37,7 @@ def judge_rung(folder: Path) -> tuple[pd.DataFrame, str, str]:
     if not experiment.trials["status"].isin(FULL_BUDGET).any():
         raise UserError("no complete run yet")
     claims, post_hoc = registered_claims(experiment, None)
-    verdicts = judge(experiment, claims)
+    verdicts = judge_claims(experiment, claims)
     if verdicts is None:
         raise UserError(f"{folder}: the rung registered no claims; a ladder compares claim "
                         "verdicts across rungs")

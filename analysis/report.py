@@ -24,7 +24,7 @@ from analysis import boundary, controls, exploratory, figures, html, ladder, sta
 from analysis.load import Block, Experiment, load_experiment
 from analysis.record import read_ladder
 from analysis.scope import Scope, confirmation, first_sentence, study_scope
-from analysis.verdicts import judge, registered_claims
+from analysis.verdicts import judge_claims, registered_claims
 from trainable.errors import OneLineArgumentParser, UserError, run_cli
 
 # An R^2 below this means the surrogate's variance shares describe the forest, not the data.
@@ -112,7 +112,7 @@ def analyse(experiment: Experiment, claims: claims_mod.ClaimsFile | None,
         tests = stats.holm_secondary(tests)
         regime = regime_analysis(experiment)
         primary = study.primary_hypothesis or {}
-        verdicts = judge(experiment, claims)
+        verdicts = judge_claims(experiment, claims)
         claim_table, trajectory, held_late = None, pd.DataFrame(), {}
         if verdicts is not None:
             claim_table, trajectory = verdicts.table, verdicts.trajectory

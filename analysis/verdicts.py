@@ -1,7 +1,7 @@
 """Judging a study's claims: which claims apply (the registered ones, or a file applied
 after the runs were seen, marked post hoc), and their verdicts at the end of the budget
 and had every run stopped at each earlier evaluation. The main report and a scale
-ladder's transfer table both read verdicts from `judge`."""
+ladder's transfer table both read verdicts from `judge_claims`."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def evaluation_fractions(experiment: Experiment) -> list[float]:
     return [s / study.budget_steps for s in steps]
 
 
-def judge(experiment: Experiment, claims: claims_mod.ClaimsFile | None) -> Verdicts | None:
+def judge_claims(experiment: Experiment, claims: claims_mod.ClaimsFile | None) -> Verdicts | None:
     """The verdicts on `claims` plus the preset's claim-shaped primary hypothesis; None when
     there is nothing to judge."""
     judged = claims_mod.with_primary(claims, experiment.study.primary_hypothesis or {})

@@ -3,7 +3,7 @@
     pip install mutmut                      # 3.x
     python benchmarks/mutation.py trainer   # trainable/monitor.py, decode.py, augment.py
     python benchmarks/mutation.py gru       # trainable/gru.py, model.py (the fast CPU path)
-    python benchmarks/mutation.py analysis --sample 250   # analysis/stats/, claims.py,
+    python benchmarks/mutation.py analysis --sample 250   # analysis/stats/, claims/,
                                             # study/planner.py: a sample
 
 Copies the committed tree (git archive HEAD) to a temporary folder, writes the mutmut
@@ -35,7 +35,7 @@ GROUPS = {
                 ["tests/test_monitor.py", "tests/test_trainer.py", "tests/test_gru.py"]),
     "gru": (["trainable/gru.py", "trainable/model.py"],
             ["tests/test_gru.py", "tests/test_trainer.py"]),
-    "analysis": (["analysis/stats", "analysis/claims.py", "study/planner.py"],
+    "analysis": (["analysis/stats", "analysis/claims", "study/planner.py"],
                  ["tests/test_analysis_stats.py", "tests/test_analysis_claims.py",
                   "tests/test_adaptive.py"]),
 }
