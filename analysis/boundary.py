@@ -62,7 +62,8 @@ from scipy import stats as sps
 from scipy.special import log_ndtr
 
 from analysis.record import BoundarySpec
-from analysis.stats import ALPHA, full_budget
+from analysis.load import full_budget, same_value
+from analysis.stats.alpha import ALPHA
 
 # The regime hypothesis as a slope: along the stability boundary, d log lr / d log eps is
 # 1 where the update is momentum SGD with step lr/eps, 0 where eps does not matter.
@@ -499,8 +500,7 @@ def column_table(runs: pd.DataFrame, spec: BoundarySpec) -> pd.DataFrame:
     rows = []
     values = sorted(pd.to_numeric(complete[spec.across]).unique()) if len(complete) else []
     for value, regime in zip(values, regime_of(values, spec)):
-        in_column = complete[np.isclose(pd.to_numeric(complete[spec.across]), value,
-                                        rtol=1e-6, atol=0.0)]
+        in_column = complete[same_value(pd.to_numeric(complete[spec.across]), value)]
         dominance = (pd.to_numeric(in_column["median_eps_dominance"], errors="coerce")
                      .median() if "median_eps_dominance" in in_column else math.nan)
         expected = {"large_eps": True, "small_eps": False}.get(regime)

@@ -34,7 +34,7 @@ import pandas as pd
 from statsmodels.stats.proportion import proportion_confint
 
 from analysis import figures, html
-from analysis.load import FULL_BUDGET, Experiment, load_experiment
+from analysis.load import Experiment, full_budget, in_cell, load_experiment
 from analysis.record import LADDER_FILE, STUDY_FILE, read_record
 from analysis.stats.alpha import ALPHA
 from trainable.errors import UserError
@@ -60,7 +60,7 @@ def interval(k: int, n: int) -> tuple[float, float, float]:
 
 def flags(trials: pd.DataFrame, slow_per: float) -> pd.DataFrame:
     """One boolean column per detector for each complete run (see the module doc)."""
-    complete = trials[trials["status"].isin(FULL_BUDGET)]
+    complete = full_budget(trials)
     diverged = complete["status"].eq("diverged")
 
     def flag(column: str) -> pd.Series:
@@ -80,11 +80,7 @@ def control_runs(experiment: Experiment, cell: int) -> pd.DataFrame:
     """The runs of one control's cell (matched on every axis value of its point)."""
     point = experiment.study.points[cell]
     trials = experiment.trials
-    keep = pd.Series(True, index=trials.index)
-    for axis, value in point.items():
-        numeric = pd.to_numeric(trials[axis], errors="coerce").to_numpy(dtype=float)
-        keep &= np.isclose(numeric, float(value), rtol=1e-6, atol=0.0)
-    return trials[keep]
+    return trials[in_cell(trials, point)]
 
 
 @dataclass

@@ -23,7 +23,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
 from analysis import boundary, stats
-from analysis.load import FULL_BUDGET
+from analysis.load import is_full_budget
 from trainable.contract import OUTCOMES
 
 PALETTE = {"stable": "#2ca02c", "blank_collapse": "#9467bd", "diverged": "#d62728",
@@ -469,7 +469,7 @@ def lr_sensitivity(frame: pd.DataFrame, factors: list[stats.Factor]) -> plt.Figu
 
 def run_label(frame: pd.DataFrame, outcome_column: str = "outcome") -> pd.Series:
     """A run's final outcome if it is complete, otherwise its status."""
-    complete = frame["status"].isin(FULL_BUDGET) & frame[outcome_column].notna()
+    complete = is_full_budget(frame, outcome_column)
     return pd.Series(np.where(complete, frame[outcome_column], frame["status"].astype(str)),
                      index=frame.index)
 

@@ -19,7 +19,7 @@ import pandas as pd
 
 from analysis import claims as claims_mod
 from analysis import figures, html
-from analysis.load import FULL_BUDGET, load_experiment
+from analysis.load import is_full_budget, load_experiment
 from analysis.record import STUDY_FILE, LadderRecord, read_ladder
 from analysis.verdicts import judge_claims, registered_claims
 from trainable.errors import UserError
@@ -34,7 +34,7 @@ def rung_size(train_config: dict, budget_steps: int) -> str:
 def judge_rung(folder: Path) -> tuple[pd.DataFrame, str, str]:
     """(claims table with `held_late`, size description, note) of one rung's study."""
     experiment = load_experiment(folder)
-    if not experiment.trials["status"].isin(FULL_BUDGET).any():
+    if not is_full_budget(experiment.trials).any():
         raise UserError("no complete run yet")
     claims, post_hoc = registered_claims(experiment, None)
     verdicts = judge_claims(experiment, claims)

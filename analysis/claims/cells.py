@@ -8,7 +8,7 @@ import pandas as pd
 
 from analysis.claims.schema import (AllOf, AnyOf, Cell, ClaimsFile, RateBound, RateDifference,
                                     StepsRatio)
-from analysis.load import FULL_BUDGET
+from analysis.load import is_full_budget, same_value
 from trainable.contract import FLAGS
 
 
@@ -69,8 +69,7 @@ class Runs:
 
     def __init__(self, runs: pd.DataFrame, curves: pd.DataFrame):
         self.frame = runs
-        self.complete = (runs["status"].isin(FULL_BUDGET) & runs["outcome"].notna()
-                         ).to_numpy(dtype=bool)
+        self.complete = is_full_budget(runs).to_numpy(dtype=bool)
         self.seed = runs["seed"].to_numpy()
         self.outcome = runs["outcome"].to_numpy(dtype=object)
         self.final_per = (runs["final_val_per"].to_numpy(dtype=float)
@@ -120,7 +119,7 @@ class Runs:
             values = self.axis(axis)
             if values is None:
                 return np.zeros(0, dtype=int), f"{axis} is not an axis of this study"
-            mask &= np.isclose(values, float(value), rtol=1e-6, atol=0.0)
+            mask &= same_value(values, value)
         if not mask.any():
             return np.zeros(0, dtype=int), f"({describe(cell)}) is not in this study's design"
         rows = np.flatnonzero(mask & self.complete)

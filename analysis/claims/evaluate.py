@@ -11,7 +11,7 @@ from analysis.claims.effects import Result, interaction, rate_bound, rate_differ
 from analysis.claims.evidence import FINAL, VERDICT_WORDS, Evidence, reason_for
 from analysis.claims.schema import (AllOf, AnyOf, ClaimsFile, Interaction, RateBound,
                                     RateDifference, StepsRatio)
-from analysis.load import FULL_BUDGET
+from analysis.load import full_budget
 from analysis.stats import sequential
 from trainable.contract import FLAGS
 
@@ -118,8 +118,7 @@ def runs_at_step(runs: pd.DataFrame, curves: pd.DataFrame, fraction: float
     budget = curves["trial_id"].map(runs.set_index("trial_id")["budget_steps"])
     cut = curves[curves["step"] <= fraction * budget + 1e-9]
     last = cut.sort_values("step").groupby("trial_id").tail(1).set_index("trial_id")
-    complete = runs[runs["status"].isin(FULL_BUDGET) & runs["outcome"].notna()
-                    ].set_index("trial_id")
+    complete = full_budget(runs).set_index("trial_id")
     keep = complete.index.intersection(last.index)
     at = complete.loc[keep].copy()
     at["outcome"] = last.loc[keep, "outcome"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from analysis.load import FULL_BUDGET
+from analysis.load import full_budget
 from trainable.contract import OUTCOMES
 
 FAILURES: tuple[str, ...] = tuple(o for o in OUTCOMES if o != "stable")
@@ -24,11 +24,6 @@ ENDPOINT_TEXT = {
 # PER is compared only among runs that produced a decoder at all.
 PER_EXCLUDED: tuple[str, ...] = ("blank_collapse", "diverged")
 PER_COLUMN = "final_val_per"
-
-
-def full_budget(frame: pd.DataFrame) -> pd.DataFrame:
-    """Runs whose outcome is a complete observation (finished, or diverged)."""
-    return frame[frame["status"].isin(FULL_BUDGET) & frame["outcome"].notna()]
 
 
 def per_set(frame: pd.DataFrame) -> pd.DataFrame:
