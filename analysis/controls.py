@@ -233,10 +233,10 @@ def render(experiment: Experiment, controls: Controls, saved: dict) -> str:
     spec = controls.specificity.rename(columns={"ci_low": "95% low", "ci_high": "95% high"})
     shown_runs = controls.runs[["control", "target", "seed", "outcome", *DETECTORS]] \
         if not controls.runs.empty else controls.runs
-    answer = "".join(f"<li>{html._esc(line.strip())}</li>" for line in headline(controls))
+    answer = "".join(f"<li>{html.esc(line.strip())}</li>" for line in headline(controls))
     body = f"""
-<h1>Detector controls: {html._esc(experiment.name)}</h1>
-<p>preset <b>{html._esc(experiment.study.preset)}</b>, {len(controls.runs)} complete runs of
+<h1>Detector controls: {html.esc(experiment.name)}</h1>
+<p>preset <b>{html.esc(experiment.study.preset)}</b>, {len(controls.runs)} complete runs of
 {experiment.study.budget_steps} steps. Could each failure detector have seen its failure on
 this proxy? Each positive control is a setting that should make one detector fire; the
 official setting should make none fire.</p>
@@ -249,9 +249,9 @@ official setting should make none fire.</p>
 <h2>Every run</h2><p>True: the detector's rule fired on the run (before the outcome
 precedence diverged &gt; blank_collapse &gt; exploding &gt; slow picks one label).</p>
 {html.table(shown_runs)}
-<h2>What was run</h2>{html._what_was_run(experiment)}
+<h2>What was run</h2>{html.what_was_run(experiment)}
 <h2>Methods</h2><ul><li>Flags: the detector rules of trainable/monitor.py with this study's
-thresholds ({html._esc(figures.stable_definition(experiment.study.train_config))}).</li>
+thresholds ({html.esc(figures.stable_definition(experiment.study.train_config))}).</li>
 <li>Intervals: exact binomial (Clopper-Pearson) 95% intervals,
 statsmodels.stats.proportion.proportion_confint(method="beta").</li></ul>
 """

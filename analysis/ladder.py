@@ -198,12 +198,12 @@ def render(ladder: LadderRecord, transfer: pd.DataFrame, agree: pd.DataFrame,
                            if r.minutes is not None else "", "note": r.note}
                           for r in ladder.rungs])
     shown = transfer.drop(columns=["order", "null", "bound"]) if len(transfer) else transfer
-    notes_html = "".join(f"<li>{html._esc(n)}</li>" for n in notes) or "<li>none</li>"
+    notes_html = "".join(f"<li>{html.esc(n)}</li>" for n in notes) or "<li>none</li>"
     body = f"""
-<h1>Scale ladder: {html._esc(ladder.name)}</h1>
-<p>preset <b>{html._esc(ladder.preset)}</b>, budget {html._esc(ladder.budget)}: the same
+<h1>Scale ladder: {html.esc(ladder.name)}</h1>
+<p>preset <b>{html.esc(ladder.preset)}</b>, budget {html.esc(ladder.budget)}: the same
 cells and claims run at every rung, each rung its own study (its report is in its folder).</p>
-<h2>Answer</h2><p>{'<br>'.join(html._esc(line) for line in lines)}</p>
+<h2>Answer</h2><p>{'<br>'.join(html.esc(line) for line in lines)}</p>
 {html.table(agree, classes={"decision": lambda v: "refuted" if v == "flips" else ""})}
 {figure}
 <h2>Transfer table</h2>

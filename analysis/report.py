@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from analysis import claims as claims_mod
-from analysis import boundary, controls, exploratory, figures, html, ladder, stats
+from analysis import boundary, controls, exploratory, figures, html, ladder, stats, summary
 from analysis.load import Block, Experiment, load_experiment
 from analysis.record import read_ladder
 from analysis.scope import Scope, confirmation, first_sentence, study_scope
@@ -355,7 +355,7 @@ def build_report(experiment_dir: str | Path, out: str | Path | None = None,
             saved = make_figures(experiment, results, out / "figures")
     definition = figures.stable_definition(experiment.study.train_config)
     (out / "report.html").write_text(html.render(experiment, results, saved, definition))
-    (out / "summary.txt").write_text(html.summary_text(experiment, results, out))
+    (out / "summary.txt").write_text(summary.summary_text(experiment, results, out))
     return out
 
 
