@@ -339,7 +339,7 @@ def _answer(experiment, results, figure: str) -> str:
         parts.append(figure)
         parts.append(
             f"<p>{esc(results.claims_note)} Rules fixed before the runs, applied by "
-            "analysis/claims.py. Runs are paired by seed (seed k is replicate k in every "
+            "analysis/claims/. Runs are paired by seed (seed k is replicate k in every "
             "cell: common random numbers), so each claim is a mean over seeds of a per-seed "
             "contrast; intervals are 95% anytime-valid confidence sequences (betting CS, "
             "Waudby-Smith &amp; Ramdas 2024), valid however many waves were looked at. "

@@ -212,7 +212,7 @@ cells and claims run at every rung, each rung its own study (its report is in it
 <h2>Rungs</h2>{html.table(rungs)}<ul>{notes_html}</ul>
 <h2>How to read it</h2><ul>
 <li>Each claim is judged on each rung's own runs with the registered rules
-(analysis/claims.py): per-seed contrasts and 95% anytime-valid confidence sequences.</li>
+(analysis/claims/): per-seed contrasts and 95% anytime-valid confidence sequences.</li>
 <li>decision: "agrees" (the same verdict at every rung), "flips" (SUPPORTED at one rung,
 REFUTED or SMALLER THAN CLAIMED at another: the answer changes with scale) or "partly
 decided" (inconclusive at some rungs, often too few seeds there, or REFUTED at some and
