@@ -34,12 +34,12 @@ import pandas as pd
 from statsmodels.stats.proportion import proportion_confint
 
 from analysis import figures, html
-from analysis.load import FULL_BUDGET, Experiment, load_experiment
+from analysis.load import Experiment, full_budget, in_cell, load_experiment
 from analysis.record import LADDER_FILE, STUDY_FILE, read_record
+from analysis.stats.alpha import ALPHA
 from trainable.errors import UserError
 
 DETECTORS: tuple[str, ...] = ("blank_collapse", "diverged", "exploding", "slow")
-ALPHA = 0.05
 # What the figure shows for each detector: the rule's own signal where the curves carry it
 # (val loss ratio, PER); for collapse the blank share of validation frames (the rule reads
 # the emitted-phoneme ratio, which the reports do not keep), for explosion the window's
@@ -60,7 +60,7 @@ def interval(k: int, n: int) -> tuple[float, float, float]:
 
 def flags(trials: pd.DataFrame, slow_per: float) -> pd.DataFrame:
     """One boolean column per detector for each complete run (see the module doc)."""
-    complete = trials[trials["status"].isin(FULL_BUDGET)]
+    complete = full_budget(trials)
     diverged = complete["status"].eq("diverged")
 
     def flag(column: str) -> pd.Series:
@@ -80,11 +80,7 @@ def control_runs(experiment: Experiment, cell: int) -> pd.DataFrame:
     """The runs of one control's cell (matched on every axis value of its point)."""
     point = experiment.study.points[cell]
     trials = experiment.trials
-    keep = pd.Series(True, index=trials.index)
-    for axis, value in point.items():
-        numeric = pd.to_numeric(trials[axis], errors="coerce").to_numpy(dtype=float)
-        keep &= np.isclose(numeric, float(value), rtol=1e-6, atol=0.0)
-    return trials[keep]
+    return trials[in_cell(trials, point)]
 
 
 @dataclass
@@ -237,10 +233,10 @@ def render(experiment: Experiment, controls: Controls, saved: dict) -> str:
     spec = controls.specificity.rename(columns={"ci_low": "95% low", "ci_high": "95% high"})
     shown_runs = controls.runs[["control", "target", "seed", "outcome", *DETECTORS]] \
         if not controls.runs.empty else controls.runs
-    answer = "".join(f"<li>{html._esc(line.strip())}</li>" for line in headline(controls))
+    answer = "".join(f"<li>{html.esc(line.strip())}</li>" for line in headline(controls))
     body = f"""
-<h1>Detector controls: {html._esc(experiment.name)}</h1>
-<p>preset <b>{html._esc(experiment.study.preset)}</b>, {len(controls.runs)} complete runs of
+<h1>Detector controls: {html.esc(experiment.name)}</h1>
+<p>preset <b>{html.esc(experiment.study.preset)}</b>, {len(controls.runs)} complete runs of
 {experiment.study.budget_steps} steps. Could each failure detector have seen its failure on
 this proxy? Each positive control is a setting that should make one detector fire; the
 official setting should make none fire.</p>
@@ -253,9 +249,9 @@ official setting should make none fire.</p>
 <h2>Every run</h2><p>True: the detector's rule fired on the run (before the outcome
 precedence diverged &gt; blank_collapse &gt; exploding &gt; slow picks one label).</p>
 {html.table(shown_runs)}
-<h2>What was run</h2>{html._what_was_run(experiment)}
+<h2>What was run</h2>{html.what_was_run(experiment)}
 <h2>Methods</h2><ul><li>Flags: the detector rules of trainable/monitor.py with this study's
-thresholds ({html._esc(figures.stable_definition(experiment.study.train_config))}).</li>
+thresholds ({html.esc(figures.stable_definition(experiment.study.train_config))}).</li>
 <li>Intervals: exact binomial (Clopper-Pearson) 95% intervals,
 statsmodels.stats.proportion.proportion_confint(method="beta").</li></ul>
 """

@@ -23,7 +23,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from analysis import figures, stats
+from analysis import figures, html, stats
 from analysis.load import Experiment
 from trainable.contract import SENTINEL_PER
 
@@ -316,8 +316,6 @@ def summary_lines(experiment: Experiment, search: Search) -> list[str]:
 def render(experiment: Experiment, search: Search, saved: dict[str, tuple[Path, str]]
            ) -> str:
     """The HTML page: best configurations first, then the figures, importance, rungs."""
-    from analysis import html
-
     def fig(name: str) -> str:
         return html.embed(*saved[name]) if name in saved else ""
 
@@ -327,17 +325,17 @@ def render(experiment: Experiment, search: Search, saved: dict[str, tuple[Path, 
     shown["steps"] = [f"{int(s)}/{b}" for s, b in zip(shown["steps"], shown.pop("budget"))]
     importance = (html.table(search.importance.drop(columns=["response"]),
                              numeric=("share", "oob_r2"))
-                  + f"<p>Response: {html._esc(search.importance['response'].iloc[0])}.</p>"
+                  + f"<p>Response: {html.esc(search.importance['response'].iloc[0])}.</p>"
                   if not search.importance.empty else
                   "<p>Too few runs with a PER for a surrogate.</p>")
     rungs = (html.table(search.rungs, numeric=("share",)) if not search.rungs.empty
              else "<p>No early-stopping scheduler: every run had the full budget.</p>")
-    notes = "".join(f"<li>{html._esc(n)}</li>" for n in search.notes)
+    notes = "".join(f"<li>{html.esc(n)}</li>" for n in search.notes)
     study = experiment.study
     body = f"""
-<h1>Exploratory search: {html._esc(experiment.name)}</h1>
-<p><span class="badge exploratory">exploratory</span> preset <b>{html._esc(study.preset)}</b>
-({html._esc(study.search)} search, {html._esc(study.scheduler)} scheduler),
+<h1>Exploratory search: {html.esc(experiment.name)}</h1>
+<p><span class="badge exploratory">exploratory</span> preset <b>{html.esc(study.preset)}</b>
+({html.esc(study.search)} search, {html.esc(study.scheduler)} scheduler),
 {len(search.frame)} runs, budget {study.budget_steps} steps. The searcher chose where to
 sample and the scheduler stopped runs early, so these are leads to confirm with a grid
 study, not tests.</p>
@@ -348,7 +346,7 @@ study, not tests.</p>
 <h2>Axis importance</h2>{fig('importance')}{importance}
 <h2>ASHA rung survival</h2>{fig('rungs')}{rungs}
 <h2>Learning curves</h2>{fig('learning_curves')}
-<h2>What was run</h2>{html._what_was_run(experiment)}
+<h2>What was run</h2>{html.what_was_run(experiment)}
 <h2>Methods</h2><ul>
 <li>Best configurations: lowest last reported val PER; a run stopped early carries the PER
 at its stop (its steps column says so).</li>

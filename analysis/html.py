@@ -1,4 +1,6 @@
-"""report.html (one self-contained file, figures as data URIs) and summary.txt."""
+"""HTML for every report kind: escaping, tables, pages and figures embedded as data URIs;
+and the main report's page, report.html (one self-contained file). Its text twin,
+summary.txt, is analysis.summary's."""
 
 from __future__ import annotations
 
@@ -31,11 +33,13 @@ figure{margin:1em 0}figcaption{font-size:.88em;color:#555}
 """
 
 
-def _esc(value) -> str:
+def esc(value) -> str:
+    """Any value as HTML-escaped text."""
     return html.escape(str(value))
 
 
-def _fmt(value, digits: int = 3) -> str:
+def fmt(value, digits: int = 3) -> str:
+    """A number in `digits` significant digits; "" for a missing or non-finite one."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return ""
     if isinstance(value, (float, np.floating)):
@@ -47,7 +51,7 @@ def table(frame: pd.DataFrame, numeric: tuple[str, ...] = (), classes: dict | No
           ) -> str:
     """A plain HTML table; `classes` maps a column to a function value -> css class."""
     classes = classes or {}
-    head = "".join(f"<th>{_esc(c)}</th>" for c in frame.columns)
+    head = "".join(f"<th>{esc(c)}</th>" for c in frame.columns)
     rows = []
     for _, row in frame.iterrows():
         cells = []
@@ -59,7 +63,7 @@ def table(frame: pd.DataFrame, numeric: tuple[str, ...] = (), classes: dict | No
             if column in classes:
                 css.append(classes[column](value))
             attr = f' class="{" ".join(c for c in css if c)}"' if any(css) else ""
-            cells.append(f"<td{attr}>{_esc(_fmt(value))}</td>")
+            cells.append(f"<td{attr}>{esc(fmt(value))}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
@@ -67,14 +71,14 @@ def table(frame: pd.DataFrame, numeric: tuple[str, ...] = (), classes: dict | No
 def page(title: str, body: str) -> str:
     """A whole self-contained HTML page."""
     return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{_esc(title)}</title><style>{CSS}</style></head><body>{body}</body>"
+            f"<title>{esc(title)}</title><style>{CSS}</style></head><body>{body}</body>"
             "</html>")
 
 
 def embed(path: Path, caption: str) -> str:
     data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-    return (f'<figure><img alt="{_esc(caption)}" src="data:image/png;base64,{data}">'
-            f"<figcaption>{_esc(caption)}</figcaption></figure>")
+    return (f'<figure><img alt="{esc(caption)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{esc(caption)}</figcaption></figure>")
 
 
 def day_lr_text(study) -> str:
@@ -90,7 +94,7 @@ def day_lr_text(study) -> str:
         "follows each trial's lr_max (recorded before the choice existed)"
 
 
-def _what_was_run(experiment) -> str:
+def what_was_run(experiment) -> str:
     study = experiment.study
     axes = []
     for axis in experiment.axes:
@@ -141,8 +145,8 @@ def _waves(experiment) -> str:
     budget = ", ".join(x for x in (
         f"{adaptive.minutes:g} training minutes" if adaptive.minutes else "",
         f"{adaptive.max_trials} trials" if adaptive.max_trials else "") if x) or "none"
-    return (f"<p>Budget: {_esc(budget)}; spent {adaptive.minutes_spent:.1f} minutes on "
-            f"{adaptive.n_trials} trials. Stopped: {_esc(adaptive.stopped or 'not yet')}.</p>"
+    return (f"<p>Budget: {esc(budget)}; spent {adaptive.minutes_spent:.1f} minutes on "
+            f"{adaptive.n_trials} trials. Stopped: {esc(adaptive.stopped or 'not yet')}.</p>"
             + table(pd.DataFrame(rows), numeric=("wave", "trials")))
 
 
@@ -177,7 +181,7 @@ def _denominators(results) -> str:
         if not block.factors:
             continue
         if len(results.blocks) > 1:
-            parts.append(f"<h3>{_esc(block.label)}</h3>")
+            parts.append(f"<h3>{esc(block.label)}</h3>")
         if len(block.cells) <= MAX_CELL_ROWS:
             parts.append(_denominator_table(block.cells, block.factors))
         else:
@@ -219,7 +223,7 @@ def _tests_section(experiment, results) -> str:
         + (" In an adaptive study they use the first wave (the balanced design) only."
            if experiment.study.adaptive is not None else "") + "</p>")
     parts.append(table(shown, numeric=("statistic", "p_value", "p_holm", "partial_eta2", "n"),
-                       classes={"p_holm": lambda p: "supported" if _fmt(p) and p < stats.ALPHA
+                       classes={"p_holm": lambda p: "supported" if fmt(p) and p < stats.ALPHA
                                 else ""}))
     return "".join(parts)
 
@@ -231,7 +235,7 @@ def _fanova_section(results) -> str:
     for block in results.blocks:
         fa = block.fanova
         if len(results.blocks) > 1:
-            parts.append(f"<h3>{_esc(block.label)}</h3>")
+            parts.append(f"<h3>{esc(block.label)}</h3>")
         if fa.empty or fa["term"].eq("").all():
             parts.append("<p>No variance decomposition: no response varies.</p>")
             continue
@@ -249,7 +253,7 @@ def _regime_section(results) -> str:
     analysis = results.boundary
     spec = analysis.spec
     if spec is None:
-        return f"<p>{_esc(results.regime['note'].iloc[0])}.</p>"
+        return f"<p>{esc(results.regime['note'].iloc[0])}.</p>"
     regimes = "; ".join(f"{regime.replace('_', ' ')}: {spec.across} "
                         f"{', '.join(f'{v:g}' for v in values)}"
                         for regime, values in spec.regimes.items())
@@ -258,14 +262,14 @@ def _regime_section(results) -> str:
         "(Choi et al. 2019), so its stability boundary should run along lr/eps = const "
         f"(slope d log {spec.along} / d log {spec.across} = 1); with tiny eps it should not "
         f"depend on eps (slope 0). Regimes by design, fixed in the preset before running "
-        f"({_esc(regimes)}); each column's median eps_dominance is a check, not an "
+        f"({esc(regimes)}); each column's median eps_dominance is a check, not an "
         f"assignment (table below: a large-eps column should exceed "
         f"{boundary.EPS_DOMINANCE_THRESHOLD:g}). A run has failed when its final outcome is "
-        f"{_esc(', '.join(spec.failed))}; runs fail "
+        f"{esc(', '.join(spec.failed))}; runs fail "
         f"{'below' if spec.side == 'lower' else 'above'} the boundary. In each column and "
         "seed the failed and the fine value nearest each other bracket the boundary "
         f"(boundary.csv); refinement waves bisected the brackets in log {spec.along} to a "
-        f"factor {spec.tolerance:g} while the budget lasted. Method: {_esc(boundary.METHOD)}: "
+        f"factor {spec.tolerance:g} while the budget lasted. Method: {esc(boundary.METHOD)}: "
         f"log boundary = a + b log {spec.across} + seed offset + normal noise, each bracket "
         "an interval-censored observation; the 95% interval of the slope b is where the "
         "profile likelihood stays within the F(1, n - p)-based threshold of its maximum, "
@@ -322,10 +326,10 @@ def _verdict_table(experiment, results) -> pd.DataFrame:
 def _answer(experiment, results, figure: str) -> str:
     parts = []
     if results.post_hoc:
-        parts.append(f'<div class="note"><b>POST HOC.</b> {_esc(results.post_hoc)}. These '
+        parts.append(f'<div class="note"><b>POST HOC.</b> {esc(results.post_hoc)}. These '
                      "verdicts were not pre-registered.</div>")
     if results.claims is None:
-        parts.append(f"<p>{_esc(results.claims_note)} No claims to decide.</p>")
+        parts.append(f"<p>{esc(results.claims_note)} No claims to decide.</p>")
     else:
         if not experiment.confirmatory:
             parts.append('<div class="note">Exploratory study: these verdicts rest on the '
@@ -334,8 +338,8 @@ def _answer(experiment, results, figure: str) -> str:
                            classes={"verdict": _verdict_class}))
         parts.append(figure)
         parts.append(
-            f"<p>{_esc(results.claims_note)} Rules fixed before the runs, applied by "
-            "analysis/claims.py. Runs are paired by seed (seed k is replicate k in every "
+            f"<p>{esc(results.claims_note)} Rules fixed before the runs, applied by "
+            "analysis/claims/. Runs are paired by seed (seed k is replicate k in every "
             "cell: common random numbers), so each claim is a mean over seeds of a per-seed "
             "contrast; intervals are 95% anytime-valid confidence sequences (betting CS, "
             "Waudby-Smith &amp; Ramdas 2024), valid however many waves were looked at. "
@@ -349,15 +353,15 @@ def _answer(experiment, results, figure: str) -> str:
             "the same had every run stopped at each evaluation of that quarter.</p>")
     if results.primary_kind == "claim":
         parts.append(f'<div class="primary"><b>Pre-registered primary hypothesis</b> '
-                     f"({_esc(results.primary_text)}): the row 'primary' above.</div>")
+                     f"({esc(results.primary_text)}): the row 'primary' above.</div>")
     elif results.primary_kind == "regime":
         parts.append(f'<div class="primary"><b>Pre-registered primary hypothesis</b> '
-                     f"({_esc(results.primary_text)}): the lr/eps regime test below.</div>")
+                     f"({esc(results.primary_text)}): the lr/eps regime test below.</div>")
     adaptive = experiment.study.adaptive
     if adaptive is not None:
         parts.append(f"<p>Adaptive replication: {len(adaptive.waves)} wave(s), "
                      f"{adaptive.n_trials} trials, {adaptive.minutes_spent:.1f} training "
-                     f"minutes; stopped: {_esc(adaptive.stopped or 'not yet')}.</p>")
+                     f"minutes; stopped: {esc(adaptive.stopped or 'not yet')}.</p>")
     return "".join(parts)
 
 
@@ -372,19 +376,19 @@ def render(experiment, results, figures: dict[str, tuple[Path, str]], definition
 
     binning = sorted({note for block in results.blocks for note in block.binning})
     kind = experiment.kind
-    caveats = "".join(f"<li>{_esc(c)}</li>" for c in results.caveats) or "<li>none</li>"
+    caveats = "".join(f"<li>{esc(c)}</li>" for c in results.caveats) or "<li>none</li>"
     complete = int(results.frame["status"].isin(("finished", "diverged")).sum())
     body = f"""
-<h1>Stability study: {_esc(experiment.name)}</h1>
-<p class="scope"><b>{_esc(results.opening)}</b></p>
-<p><span class="badge {_esc(kind)}">{_esc(kind)}</span>
-preset <b>{_esc(experiment.study.preset)}</b>, {len(results.frame)} runs, {complete}
+<h1>Stability study: {esc(experiment.name)}</h1>
+<p class="scope"><b>{esc(results.opening)}</b></p>
+<p><span class="badge {esc(kind)}">{esc(kind)}</span>
+preset <b>{esc(experiment.study.preset)}</b>, {len(results.frame)} runs, {complete}
 with a complete outcome, {experiment.study.budget_steps} steps each.</p>
 <h2>Verdicts</h2>{_answer(experiment, results, fig('claims'))}
-<h2>Stable-region map</h2><p><b>Definition.</b> {_esc(definition)}</p>
+<h2>Stable-region map</h2><p><b>Definition.</b> {esc(definition)}</p>
 {figs('stable_map') or '<p>Fewer than two axes vary.</p>'}
 <h2>Outcome rates and PER by pair of axes</h2>
-<p>{_esc(' '.join(binning) or 'All axes are grid axes (no binning).')}</p>
+<p>{esc(' '.join(binning) or 'All axes are grid axes (no binning).')}</p>
 {figs('pair_')}
 <h2>Learning-rate sensitivity</h2>{figs('lr_sensitivity') or '<p>lr_max does not vary.</p>'}
 <h2>Interaction tests (secondary, exploratory)</h2>{_tests_section(experiment, results)}
@@ -392,7 +396,7 @@ with a complete outcome, {experiment.study.budget_steps} steps each.</p>
 <h2>The lr/eps regime test</h2>{fig('eps_regime')}{_regime_section(results)}
 <h2>Training curves</h2>{fig('training_curves')}
 <h2>Caveats</h2><ul>{caveats}</ul>
-<h2>What was run</h2>{_what_was_run(experiment)}
+<h2>What was run</h2>{what_was_run(experiment)}
 <h2>Waves</h2>{_waves(experiment)}
 <h2>Denominators</h2>{_denominators(results)}
 <h2>Methods and references</h2>
@@ -419,82 +423,3 @@ separated case (Manski 2003; Heinze &amp; Schemper 2002 on separation).</li>
 </ul>
 """
     return page(f"{experiment.name}: stability report", body)
-
-
-def summary_text(experiment, results, report_dir: Path) -> str:
-    """A short plain-text version of the report, answer first (the driver prints it)."""
-    frame = results.frame
-    counts = frame["status"].value_counts()
-    lines = [f"Stability study {experiment.name}: preset {experiment.study.preset}, "
-             f"{experiment.kind}", results.opening]
-    if results.post_hoc:
-        lines.append(f"POST HOC: {results.post_hoc}")
-    if results.claims is not None:
-        lines.append("Verdicts (95% anytime-valid confidence sequences, runs paired by seed):")
-        for _, row in results.claims.iterrows():
-            effect = f" {row['effect']}" if row["effect"] else ""
-            held = results.held_late.get(row["id"], "yes")
-            late = ("" if held == "yes" else
-                    f" [verdict held over the last quarter of training: {held}]")
-            when = decided_when(experiment, row["id"])
-            words = claims_mod.VERDICT_WORDS[row["verdict"]]
-            lines.append(f"  {row['id']}: {words}{effect}, {row['n']} "
-                         f"seed(s){f', decided after {when}' if when else ''} "
-                         f"({row['reason']}){late} [{results.scope.tag}]")
-            if row["id"] in results.detector_checks:
-                lines.append(f"    no failure seen; {results.detector_checks[row['id']]}")
-    else:
-        lines.append(f"Claims: {results.claims_note}")
-    if results.primary_kind == "claim":
-        lines.append(f"Primary hypothesis: {results.primary_text} (the row 'primary')")
-    elif results.primary_kind == "regime":
-        lines.append(f"Primary hypothesis: {results.primary_text} (the regime test below)")
-    adaptive = experiment.study.adaptive
-    if adaptive is not None:
-        lines.append(f"Adaptive replication: {len(adaptive.waves)} wave(s), "
-                     f"{adaptive.n_trials} trials, {adaptive.minutes_spent:.1f} training "
-                     f"minutes; stopped: {adaptive.stopped or 'not yet'}")
-    if experiment.study.day_lr is not None:
-        lines.append(f"Day-layer lr: {day_lr_text(experiment.study)}")
-    lines.append(
-        f"Runs: {len(frame)} total; finished {counts.get('finished', 0)}, diverged "
-        f"{counts.get('diverged', 0)}, stopped early {counts.get('stopped_early', 0)}, "
-        f"errored {counts.get('errored', 0)} (budget {experiment.study.budget_steps} steps)")
-    for block in results.blocks:
-        cells = block.cells
-        if not block.factors or cells.empty:
-            continue
-        full = cells[cells["n"] > 0]
-        status = full["status"]
-        where = f" of {block.label}" if len(results.blocks) > 1 else ""
-        lines.append(f"Cells{where}: {int((status == 'stable').sum())} stable, "
-                     f"{int((status == 'unstable').sum())} unstable, "
-                     f"{int((status == 'uncertain').sum())} uncertain (95% confidence "
-                     f"sequence of the stable rate vs {stats.STABLE_RATE_THRESHOLD:.0%}), "
-                     f"{len(cells) - len(full)} without a full-budget run")
-    tests = results.tests
-    if not tests.empty:
-        hits = tests[tests["p_holm"] < stats.ALPHA]
-        scope = (" (exploratory: the first wave, one run per cell)"
-                 if experiment.study.adaptive is not None else
-                 "" if experiment.confirmatory else " (exploratory)")
-        lines.append(f"Secondary interaction tests significant after Holm{scope}: " + (
-            "; ".join(f"{r['pair']} on {r['endpoint']} (p_holm={_fmt(r['p_holm'])})"
-                      for _, r in hits.iterrows()) or "none"))
-    if results.boundary.spec is not None:
-        for _, row in results.regime.iterrows():
-            slope = (f"boundary slope {row['slope']:.2f} [{row['slope_low']:.2f}, "
-                     f"{row['slope_high']:.2f}]" if np.isfinite(row["slope"]) else row["note"])
-            identified = (f"; lines through every bracket: slopes "
-                          f"[{row['identified_low']:.2f}, {row['identified_high']:.2f}]"
-                          if np.isfinite(row["identified_low"]) else "")
-            lines.append(f"Regime {row['regime']} ({results.boundary.spec.across} "
-                         f"{row['columns']}; prediction: slope {row['prediction']:g}, band "
-                         f"{row['band_low']:g} to {row['band_high']:g}): "
-                         f"{str(row['verdict']).upper()} ({slope}{identified}; separated: "
-                         f"{row['separated'] or 'n/a'}; {row['n_brackets']} brackets; "
-                         f"eps_dominance check: {row['eps_dominance_check']})")
-        lines.append(f"  method: {boundary.METHOD}")
-    lines.append(f"Caveats: {len(results.caveats)} (see report.html)")
-    lines.append(f"Report: {report_dir / 'report.html'}")
-    return "\n".join(lines) + "\n"

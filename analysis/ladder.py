@@ -19,8 +19,9 @@ import pandas as pd
 
 from analysis import claims as claims_mod
 from analysis import figures, html
-from analysis.load import FULL_BUDGET, load_experiment
+from analysis.load import is_full_budget, load_experiment
 from analysis.record import STUDY_FILE, LadderRecord, read_ladder
+from analysis.verdicts import judge_claims, registered_claims
 from trainable.errors import UserError
 
 
@@ -32,20 +33,16 @@ def rung_size(train_config: dict, budget_steps: int) -> str:
 
 def judge_rung(folder: Path) -> tuple[pd.DataFrame, str, str]:
     """(claims table with `held_late`, size description, note) of one rung's study."""
-    from analysis.report import evaluation_fractions, registered_claims
-
     experiment = load_experiment(folder)
-    if not experiment.trials["status"].isin(FULL_BUDGET).any():
+    if not is_full_budget(experiment.trials).any():
         raise UserError("no complete run yet")
     claims, post_hoc = registered_claims(experiment, None)
-    judged = claims_mod.with_primary(claims, experiment.study.primary_hypothesis)
-    if judged is None:
+    verdicts = judge_claims(experiment, claims)
+    if verdicts is None:
         raise UserError(f"{folder}: the rung registered no claims; a ladder compares claim "
                         "verdicts across rungs")
-    table = claims_mod.evaluate_claims(judged, experiment.trials, experiment.curves)
-    trajectory = claims_mod.claims_over_training(
-        judged, experiment.trials, experiment.curves, evaluation_fractions(experiment))
-    table["held_late"] = [claims_mod.held_late(trajectory, i)[0] for i in table["id"]]
+    table = verdicts.table
+    table["held_late"] = [verdicts.held_late[i][0] for i in table["id"]]
     study = experiment.study
     note = f"POST HOC: {post_hoc}" if post_hoc else ""
     return table, rung_size(study.train_config, study.budget_steps), note
@@ -201,12 +198,12 @@ def render(ladder: LadderRecord, transfer: pd.DataFrame, agree: pd.DataFrame,
                            if r.minutes is not None else "", "note": r.note}
                           for r in ladder.rungs])
     shown = transfer.drop(columns=["order", "null", "bound"]) if len(transfer) else transfer
-    notes_html = "".join(f"<li>{html._esc(n)}</li>" for n in notes) or "<li>none</li>"
+    notes_html = "".join(f"<li>{html.esc(n)}</li>" for n in notes) or "<li>none</li>"
     body = f"""
-<h1>Scale ladder: {html._esc(ladder.name)}</h1>
-<p>preset <b>{html._esc(ladder.preset)}</b>, budget {html._esc(ladder.budget)}: the same
+<h1>Scale ladder: {html.esc(ladder.name)}</h1>
+<p>preset <b>{html.esc(ladder.preset)}</b>, budget {html.esc(ladder.budget)}: the same
 cells and claims run at every rung, each rung its own study (its report is in its folder).</p>
-<h2>Answer</h2><p>{'<br>'.join(html._esc(line) for line in lines)}</p>
+<h2>Answer</h2><p>{'<br>'.join(html.esc(line) for line in lines)}</p>
 {html.table(agree, classes={"decision": lambda v: "refuted" if v == "flips" else ""})}
 {figure}
 <h2>Transfer table</h2>
@@ -215,7 +212,7 @@ cells and claims run at every rung, each rung its own study (its report is in it
 <h2>Rungs</h2>{html.table(rungs)}<ul>{notes_html}</ul>
 <h2>How to read it</h2><ul>
 <li>Each claim is judged on each rung's own runs with the registered rules
-(analysis/claims.py): per-seed contrasts and 95% anytime-valid confidence sequences.</li>
+(analysis/claims/): per-seed contrasts and 95% anytime-valid confidence sequences.</li>
 <li>decision: "agrees" (the same verdict at every rung), "flips" (SUPPORTED at one rung,
 REFUTED or SMALLER THAN CLAIMED at another: the answer changes with scale) or "partly
 decided" (inconclusive at some rungs, often too few seeds there, or REFUTED at some and

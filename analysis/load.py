@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.record import StudyRecord, read_record
+from trainable.config import get_dotted
 from trainable.contract import METRICS, REPORT_EXTRAS
 from trainable.errors import UserError
 
@@ -33,9 +34,37 @@ STATUSES: tuple[str, ...] = ("finished", "diverged", "stopped_early", "errored")
 # Runs whose outcome is a complete observation: the only ones confirmatory statistics use.
 FULL_BUDGET: tuple[str, ...] = ("finished", "diverged")
 
+# Two values of an axis name the same design point when they agree to this relative
+# tolerance (a value that went through YAML, JSON and back may differ in its last digits).
+SAME_VALUE_RTOL = 1e-6
+
 ERROR_FILES = ("error.txt", "error.pkl")
 # Tune's own per-report fields worth keeping in curves.csv.
 TUNE_FIELDS = ("training_iteration", "time_total_s", "timestamp")
+
+
+def is_full_budget(frame: pd.DataFrame, outcome_column: str = "outcome") -> pd.Series:
+    """The runs whose outcome is a complete observation (finished, or diverged)."""
+    return frame["status"].isin(FULL_BUDGET) & frame[outcome_column].notna()
+
+
+def full_budget(frame: pd.DataFrame) -> pd.DataFrame:
+    """Runs whose outcome is a complete observation (finished, or diverged)."""
+    return frame[is_full_budget(frame)]
+
+
+def same_value(values: np.ndarray, value: float) -> np.ndarray:
+    """Where an axis's values are `value` (to SAME_VALUE_RTOL)."""
+    return np.isclose(values, float(value), rtol=SAME_VALUE_RTOL, atol=0.0)
+
+
+def in_cell(trials: pd.DataFrame, cell: dict[str, float]) -> pd.Series:
+    """The runs at `cell`: every axis it names has the cell's value."""
+    keep = pd.Series(True, index=trials.index)
+    for axis, value in cell.items():
+        keep &= same_value(pd.to_numeric(trials[axis], errors="coerce").to_numpy(dtype=float),
+                           value)
+    return keep
 
 
 @dataclass(frozen=True)
@@ -84,11 +113,7 @@ class Block:
         return f"{self.name}" + (f" (at {held})" if held else "")
 
     def mask(self, trials: pd.DataFrame) -> pd.Series:
-        keep = pd.Series(True, index=trials.index)
-        for axis, value in self.fixed.items():
-            numeric = pd.to_numeric(trials[axis], errors="coerce").to_numpy(dtype=float)
-            keep &= np.isclose(numeric, value, rtol=1e-6, atol=0.0)
-        return keep
+        return in_cell(trials, self.fixed)
 
 
 @dataclass
@@ -181,15 +206,6 @@ def _as_number(value):
     return value
 
 
-def _dotted(tree: dict, key: str):
-    node = tree
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
 def _read_results(trial_dir: Path, caveats: list[str]) -> pd.DataFrame:
     """All reports of a trial, last row per step (a restored trial repeats steps)."""
     result_file = trial_dir / "result.json"
@@ -245,7 +261,7 @@ def _read_trial(trial_dir: Path, axes: list[Axis], study_budget, caveats: list[s
     for axis in axes:
         value = params.get(axis.name)
         if value is None and axis.key:
-            value = params.get(axis.key, _dotted(params, axis.key))
+            value = params.get(axis.key, get_dotted(params, axis.key))
         row[axis.name] = _as_number(value) if value is not None else np.nan
     row["seed"] = params.get("seed", np.nan)
 

@@ -20,10 +20,11 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from analysis import claims as claims_mod
-from analysis import boundary, controls, figures, html, stats
+from analysis import boundary, controls, exploratory, figures, html, ladder, stats, summary
 from analysis.load import Block, Experiment, load_experiment
-from analysis.record import ANALYSIS_VERSION, read_ladder
+from analysis.record import read_ladder
 from analysis.scope import Scope, confirmation, first_sentence, study_scope
+from analysis.verdicts import judge_claims, registered_claims
 from trainable.errors import OneLineArgumentParser, UserError, run_cli
 
 # An R^2 below this means the surrogate's variance shares describe the forest, not the data.
@@ -94,14 +95,6 @@ def _analyse_block(experiment: Experiment, block: Block) -> tuple[BlockResults, 
     return result, tests
 
 
-def evaluation_fractions(experiment: Experiment) -> list[float]:
-    """The evaluation points of the study's budget as fractions of it."""
-    study = experiment.study
-    steps = sorted({1, *range(1 + study.eval_every, study.budget_steps, study.eval_every),
-                    study.budget_steps})
-    return [s / study.budget_steps for s in steps]
-
-
 def analyse(experiment: Experiment, claims: claims_mod.ClaimsFile | None,
             post_hoc: str = "") -> Results:
     """Every statistic of the report, from the loaded tables (no files written)."""
@@ -119,18 +112,14 @@ def analyse(experiment: Experiment, claims: claims_mod.ClaimsFile | None,
         tests = stats.holm_secondary(tests)
         regime = regime_analysis(experiment)
         primary = study.primary_hypothesis or {}
-        judged = claims_mod.with_primary(claims, primary)
+        verdicts = judge_claims(experiment, claims)
         claim_table, trajectory, held_late = None, pd.DataFrame(), {}
-        if judged is not None:
-            claim_table = claims_mod.evaluate_claims(judged, experiment.trials,
-                                                     experiment.curves)
-            trajectory = claims_mod.claims_over_training(
-                judged, experiment.trials, experiment.curves, evaluation_fractions(experiment))
-            for claim_id in claim_table["id"]:
-                held, why = claims_mod.held_late(trajectory, claim_id)
+        if verdicts is not None:
+            claim_table, trajectory = verdicts.table, verdicts.trajectory
+            for claim_id, (held, why) in verdicts.held_late.items():
                 held_late[claim_id] = (held if held == "yes" else f"no: {why}"
                                        if held == "no" else f"{held} ({why})")
-            checks = detector_checks(experiment, judged, claim_table)
+            checks = detector_checks(experiment, verdicts.claims, claim_table)
         claims_note = (f"Claims from {claims.path} (sha256 {claims.sha256[:12]})."
                        if claims is not None else "The study names no claims file.")
     frame = experiment.trials.copy()
@@ -143,7 +132,7 @@ def analyse(experiment: Experiment, claims: claims_mod.ClaimsFile | None,
                       primary_kind=("regime" if claims_mod.primary_test(primary) == "regime" else
                                     "claim" if primary else ""),
                       trajectory=trajectory, held_late=held_late,
-                      detector_checks=checks if judged is not None else {})
+                      detector_checks=checks if verdicts is not None else {})
     results.caveats = caveats(experiment, results, caught)
     results.scope = study_scope(experiment.study)
     results.opening = first_sentence(results.scope, confirmation(
@@ -337,36 +326,13 @@ def write_tables(experiment: Experiment, results: Results, out: Path) -> None:
         results.trajectory.to_csv(out / "claims_over_training.csv", index=False)
 
 
-def registered_claims(experiment: Experiment, claims_path: str | Path | None
-                      ) -> tuple[claims_mod.ClaimsFile | None, str]:
-    """The claims to judge, and why they are post hoc ("" when they are the ones the study
-    registered before its first run: same content hash, same analysis version)."""
-    registered = experiment.study.claims
-    if claims_path is None and registered is None:
-        return None, ""
-    claims = (claims_mod.load_claims(claims_path) if claims_path is not None
-              else claims_mod.load_registered(registered.path, registered.sha256))
-    if registered is None:
-        return claims, (f"the study registered no claims; {claims.path} was applied after "
-                        "the runs were seen")
-    if claims.sha256 != registered.sha256:
-        return claims, (f"the rules in {claims.path} (sha256 {claims.sha256[:12]}) differ "
-                        f"from the ones the study registered (sha256 "
-                        f"{registered.sha256[:12]}) before its first run")
-    if registered.analysis_version != ANALYSIS_VERSION:
-        return claims, (f"the study registered its claims under analysis version "
-                        f"{registered.analysis_version}; this is version {ANALYSIS_VERSION}")
-    return claims, ""
-
-
 def build_report(experiment_dir: str | Path, out: str | Path | None = None,
                  claims_path: str | Path | None = None, draw: bool = True) -> Path:
     """Write the report folder; returns its path. Raises UserError for bad input.
     `draw=False` (--no-figures) writes the tables, report.html and summary.txt without the
     main report's figures: the same numbers in a fraction of the time."""
+    # A scale ladder: the transfer table across its rungs.
     if "://" not in str(experiment_dir) and read_ladder(experiment_dir) is not None:
-        from analysis import ladder  # a scale ladder: the transfer table across its rungs
-
         return ladder.build(Path(experiment_dir), out)
     experiment = load_experiment(experiment_dir)
     out = Path(out) if out is not None else experiment.path / "report"
@@ -376,8 +342,6 @@ def build_report(experiment_dir: str | Path, out: str | Path | None = None,
             and experiment.study.claims is None:
         # Random / TPE samples and no claims: the exploratory report (best configurations,
         # slices, importance, rungs); no cells to tabulate.
-        from analysis import exploratory
-
         out.mkdir(parents=True, exist_ok=True)
         return exploratory.build(experiment, out)
     claims, post_hoc = registered_claims(experiment, claims_path)
@@ -391,7 +355,7 @@ def build_report(experiment_dir: str | Path, out: str | Path | None = None,
             saved = make_figures(experiment, results, out / "figures")
     definition = figures.stable_definition(experiment.study.train_config)
     (out / "report.html").write_text(html.render(experiment, results, saved, definition))
-    (out / "summary.txt").write_text(html.summary_text(experiment, results, out))
+    (out / "summary.txt").write_text(summary.summary_text(experiment, results, out))
     return out
 
 

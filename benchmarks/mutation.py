@@ -3,8 +3,8 @@
     pip install mutmut                      # 3.x
     python benchmarks/mutation.py trainer   # trainable/monitor.py, decode.py, augment.py
     python benchmarks/mutation.py gru       # trainable/gru.py, model.py (the fast CPU path)
-    python benchmarks/mutation.py analysis --sample 250   # analysis/stats.py, claims.py,
-                                            # sequential.py, study/planner.py: a sample
+    python benchmarks/mutation.py analysis --sample 250   # analysis/stats/, claims/,
+                                            # study/planner.py: a sample
 
 Copies the committed tree (git archive HEAD) to a temporary folder, writes the mutmut
 configuration for the chosen group there (source files and the tests that pin them), runs
@@ -35,8 +35,7 @@ GROUPS = {
                 ["tests/test_monitor.py", "tests/test_trainer.py", "tests/test_gru.py"]),
     "gru": (["trainable/gru.py", "trainable/model.py"],
             ["tests/test_gru.py", "tests/test_trainer.py"]),
-    "analysis": (["analysis/stats.py", "analysis/claims.py", "analysis/sequential.py",
-                  "study/planner.py"],
+    "analysis": (["analysis/stats", "analysis/claims", "study/planner.py"],
                  ["tests/test_analysis_stats.py", "tests/test_analysis_claims.py",
                   "tests/test_adaptive.py"]),
 }

@@ -43,16 +43,9 @@ def ray_session():
 
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory):
-    from h5_fixtures import write_dataset
+    from support.h5 import write_dataset
 
     return write_dataset(tmp_path_factory.mktemp("tiny") / "data", n_features=16)
-
-
-TINY_OVERRIDES = {
-    "data.n_features": 16, "data.batch_size": 8, "data.days_per_batch": 2,
-    "model.n_units": 24, "model.n_layers": 2, "train.num_steps": 12, "train.eval_every": 4,
-    "optim.lr_warmup_steps": 2, "optim.lr_decay_steps": 12, "train.num_threads": 1,
-}
 
 
 @pytest.fixture
@@ -60,6 +53,8 @@ def tiny_config():
     from trainable.config import load_config
 
     def make(**extra):
+        from support.studies import TINY_OVERRIDES
+
         overrides = dict(TINY_OVERRIDES)
         overrides.update({k.replace("__", "."): v for k, v in extra.items()})
         return load_config(overrides=overrides)

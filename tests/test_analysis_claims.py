@@ -10,10 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from analysis_fixtures import (GRID, Planted, diagnosis_model, null_model,
+from support.experiments import (GRID, Planted, diagnosis_model, null_model,
                                official_failing_model, planted_trials)
 
-from analysis import claims, sequential
+from analysis import claims
+from analysis.stats import sequential
 from trainable.errors import UserError
 
 OFFICIAL = {"eps": 0.1, "lr_max": 0.005, "white_noise_std": 1.0, "constant_offset_std": 0.2}

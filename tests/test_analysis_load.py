@@ -6,7 +6,7 @@ import json
 import shutil
 
 import pytest
-from analysis_fixtures import GRID, Planted, write_fake_experiment
+from support.experiments import GRID, Planted, write_fake_experiment
 
 from analysis import stats
 from analysis.load import load_experiment

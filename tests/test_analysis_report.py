@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from analysis_fixtures import BASE, Planted, null_model, write_fake_experiment
+from support.experiments import BASE, Planted, null_model, write_fake_experiment
 
 from analysis import report
 from analysis.scope import parameter_count, study_scope

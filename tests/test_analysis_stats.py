@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from analysis_fixtures import planted_trials
+from support.experiments import planted_trials
 from firthmodels import FirthLogisticRegression
 
 from analysis import stats
@@ -24,7 +24,7 @@ def _logit(x: float) -> float:
 
 def additive_model(cell, rng):
     """Main effects of every axis on PER and on collapse, no interaction anywhere."""
-    from analysis_fixtures import Planted
+    from support.experiments import Planted
 
     big_eps, strong = cell["eps"] > 1e-3, cell["white_noise_std"] > 0.5
     high_lr, offset = cell["lr_max"] > 0.003, cell["constant_offset_std"] > 0.1
@@ -37,7 +37,7 @@ def additive_model(cell, rng):
 
 def interaction_model(cell, rng):
     """eps changes what augmentation does, both for PER and for collapse."""
-    from analysis_fixtures import Planted
+    from support.experiments import Planted
 
     big_eps, strong = cell["eps"] > 1e-3, cell["white_noise_std"] > 0.5
     p_collapse = (0.05 if strong else 0.8) if big_eps else 0.5
@@ -48,7 +48,7 @@ def interaction_model(cell, rng):
 
 
 def separated_model(cell, rng):
-    from analysis_fixtures import Planted
+    from support.experiments import Planted
 
     weak = cell["white_noise_std"] < 0.5
     if cell["eps"] > 1e-3 and weak:
@@ -101,7 +101,7 @@ def test_perfect_separation_is_reported_not_fatal():
 
 
 def test_constant_outcome_reports_no_variation():
-    from analysis_fixtures import null_model
+    from support.experiments import null_model
 
     frame, factors = prepared(null_model, n_seeds=2, seed=0)
     tests = stats.holm_secondary(stats.interaction_tests(frame, factors, confirmatory=True))
@@ -220,7 +220,7 @@ TWO_BY_TWO = {"eps": [1e-8, 0.1], "lr_max": [0.002, 0.005], "white_noise_std": [
 
 
 def eps_raises_per(cell, rng):
-    from analysis_fixtures import Planted
+    from support.experiments import Planted
 
     return Planted("stable", float(0.3 + 0.1 * (cell["eps"] > 1e-3) + rng.normal(0, 0.02)))
 
@@ -238,7 +238,7 @@ def test_interaction_rows_say_when_the_model_has_no_residual_degrees_of_freedom(
     assert tests.loc["collapse", "method"] == stats.FIRTH_METHOD
 
     def collapses_at_big_eps_low_lr(cell, rng):
-        from analysis_fixtures import Planted
+        from support.experiments import Planted
 
         big, low = cell["eps"] > 1e-3, cell["lr_max"] < 0.003
         return Planted("blank_collapse" if big and low else "stable", 0.3)

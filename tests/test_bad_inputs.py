@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from h5_fixtures import write_dataset
-from test_study import TINY_SET
+from support.h5 import write_dataset
+from support.runs import ROOT
+from support.studies import TINY_SET
 
-ROOT = Path(__file__).resolve().parent.parent
 GRID = ["-m", "study.run", "grid", "--storage", "{storage}", "--name", "new", "--no-report",
         *TINY_SET]
 GOOD = ["--data", "{data}/good"]

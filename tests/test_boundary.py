@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.formula.api as smf
-from analysis_fixtures import boundary_model, write_fake_experiment
+from support.experiments import boundary_model, write_fake_experiment
 
 from analysis import boundary, figures, report
 from analysis.record import BoundarySpec

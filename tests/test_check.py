@@ -78,7 +78,7 @@ def test_check_bad_input_is_one_line_and_exit_2(argv, message, capsys):
 
 
 def _tiny_set(**extra):
-    from conftest import TINY_OVERRIDES
+    from support.studies import TINY_OVERRIDES
 
     items = {**TINY_OVERRIDES, **extra}
     return [a for k, v in items.items() for a in ("--set", f"{k}={v}")]

@@ -14,7 +14,7 @@ from analysis import ladder as ladder_report
 from analysis.load import load_experiment
 from analysis.record import LadderRecord, RungRecord, read_ladder
 from analysis.report import build_report
-from analysis_fixtures import BASE, Planted, null_model, write_fake_experiment
+from support.experiments import BASE, Planted, null_model, write_fake_experiment
 from study import ladder
 from study.presets import Preset, grid_points, load_preset
 from study.request import ResumeRequest, StudyRequest
@@ -387,7 +387,7 @@ def test_synthetic_data_is_generated_once_per_feature_count(tmp_path, monkeypatc
 def write_fake_ladder(root: Path) -> Path:
     """Three rungs: the diagnosis at the proxy (failures where the claims say), no failure
     anywhere at the larger rung, and a GPU rung skipped."""
-    from analysis_fixtures import diagnosis_model
+    from support.experiments import diagnosis_model
 
     folder = root / "lad"
     folder.mkdir()

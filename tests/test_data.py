@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from h5_fixtures import write_dataset, write_trials
+from support.h5 import write_dataset, write_trials
 
 from trainable.data import Dataset, DayBatchSampler, load_dataset, validation_batches
 from trainable.errors import DataError

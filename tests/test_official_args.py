@@ -7,7 +7,7 @@ import yaml
 
 from trainable.config import load_config, read_config_tree
 from trainable.errors import ConfigError
-from official_fixtures import official_args, write
+from support.official import official_args, write
 from trainable.official_args import from_official, is_official, to_official
 
 def test_official_file_resolves_to_the_official_config(tmp_path):
@@ -118,7 +118,7 @@ def test_official_file_trains_on_its_own_dataset_dir_or_on_data(tmp_path, tiny_d
 
 def test_export_cli_writes_a_complete_rnn_args_for_the_stable_best_cell(tmp_path, tiny_data):
     from analysis.export import main
-    from analysis_fixtures import write_fake_experiment
+    from support.experiments import write_fake_experiment
 
     exp = write_fake_experiment(tmp_path, n_seeds=3)
     study = yaml.safe_load((exp / "study.yaml").read_text())

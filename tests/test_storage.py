@@ -2,7 +2,7 @@
 (moto, started by the `s3_server` fixture on 127.0.0.1), and the failures a user must see
 in one line (a store that does not answer, a missing bucket, an unknown scheme).
 
-The drivers run as subprocesses with their own local Ray (tests/test_reliability.py's
+The drivers run as subprocesses with their own local Ray (tests/support/runs.py's
 `Run`), so the trial workers inherit the AWS variables, as they would on a cluster whose
 nodes carry credentials."""
 
@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from analysis.storage import resolve_storage, split_study_uri
-from test_reliability import (EVAL_EVERY, ROOT, STEPS, Run, held, is_done, kill_all, new_rows,
-                              processes_of, tiny_grid, trial_rows, tune_state, wait_for)
-from test_study import TINY_SET, run_cli
+from support.runs import (ROOT, Run, held, is_done, kill_all, new_rows, processes_of, trial_rows,
+                          tune_state, wait_for)
+from support.studies import EVAL_EVERY, STEPS, TINY_SET, run_cli, tiny_grid
 
 
 def bucket_files(s3_server, prefix: str) -> list[str]:

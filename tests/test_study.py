@@ -9,27 +9,8 @@ import pytest
 import yaml
 
 from study.cli import main
+from support.studies import TINY_SET, adaptive_preset, run_cli, write_preset
 from trainable.errors import UserError
-
-TINY_SET = [
-    "--set", "data.n_features=16", "--set", "data.batch_size=8",
-    "--set", "data.days_per_batch=2", "--set", "model.n_units=16",
-    "--set", "model.n_layers=1",
-]
-
-
-def write_preset(path: Path, **fields) -> Path:
-    preset = {
-        "name": "tiny", "search": "grid", "scheduler": "fifo",
-        "blocks": [{"eps": {"values": [1e-8, 0.1]}, "lr_max": {"values": [0.002, 0.005]}}],
-        "seeds": 2,
-        "budgets": {"default": {"steps": 8, "eval_every": 2}},
-        "primary_hypothesis": None, "claims": None,
-    }
-    preset.update(fields)
-    path.write_text(yaml.safe_dump(preset))
-    return path
-
 
 def read_trials(exp: Path) -> list[dict]:
     trials = []
@@ -57,10 +38,6 @@ def tensorboard_tags(trial_dir: Path) -> set[str]:
             tags |= {v.tag for v in event.summary.value}
             i += 12 + n + 4
     return tags
-
-
-def run_cli(*argv) -> int:
-    return main([str(a) for a in argv])
 
 
 @pytest.mark.ray
@@ -282,23 +259,6 @@ def test_budget_stretches_the_schedules_of_both_parameter_groups():
         "train.num_steps=400", "train.eval_every=50"]
 
 
-def write_claims(path: Path) -> Path:
-    """One claim the tiny studies cannot decide in a few seeds: 14 divergence-free seeds of
-    one cell are needed to support it."""
-    path.write_text(yaml.safe_dump({"claims": [{
-        "id": "fast_cell_stable", "text": "eps 0.1, lr 0.005 does not diverge",
-        "test": "rate_bound", "outcomes": ["diverged"],
-        "cell": {"eps": 0.1, "lr_max": 0.005}, "max_rate": 0.3}]}))
-    return path
-
-
-def adaptive_preset(tmp_path: Path, steps: int = 8, eval_every: int = 2) -> Path:
-    return write_preset(tmp_path / "adaptive.yaml", name="adaptive", seeds=1,
-                        claims=str(write_claims(tmp_path / "claims.yaml")),
-                        adaptive={"max_trials": 8, "wave_trials": 4},
-                        budgets={"default": {"steps": steps, "eval_every": eval_every}})
-
-
 @pytest.mark.ray
 def test_adaptive_study_adds_seeds_to_the_cells_of_undecided_claims(ray_session, tiny_data,
                                                                       tmp_path):
@@ -407,7 +367,7 @@ def test_day_lr_is_left_alone_without_an_lr_max_axis():
 
 @pytest.mark.ray
 def test_study_runs_from_an_official_rnn_args_file(ray_session, tiny_data, tmp_path):
-    from official_fixtures import official_args, write
+    from support.official import official_args, write
 
     sessions = sorted(p.name for p in Path(tiny_data).iterdir() if p.is_dir())
     args = write(tmp_path / "rnn_args.yaml", official_args(

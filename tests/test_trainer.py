@@ -147,7 +147,7 @@ def test_reported_val_per_is_the_micro_average_over_every_sentence_of_every_day(
     other average differ: micro 16/26 = 0.62; mean of the per-day PERs (2 + 0.5)/2 = 1.25;
     mean of the per-sentence PERs (2 + 0.5 + 0 + 0.67)/4 = 0.79; mean over the validation
     batches of two, (2 + 4/12 + 8/12)/3 = 1.0."""
-    from h5_fixtures import write_trials
+    from support.h5 import write_trials
 
     emitted = [1, 2, 3, 4]
     train = [(80, [7, 8, 9, 10])] * 2
@@ -325,7 +325,7 @@ def test_nonfinite_loss_stops_cleanly_as_diverged(tiny_data, tiny_config):
 
 
 def test_nan_in_data_with_drop_policy_trains(tmp_path, tiny_config):
-    from h5_fixtures import write_dataset
+    from support.h5 import write_dataset
 
     root = write_dataset(tmp_path / "d", n_features=16, defect="nan")
     reports = _run(tiny_config(data__nonfinite_features="drop"), root)

@@ -31,7 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-ALPHA = 0.05
+from analysis.stats.alpha import ALPHA
+
 TRUNCATION = 0.75  # c in Waudby-Smith & Ramdas: bets at most c/m and c/(1 - m)
 GRID = np.linspace(0.0, 1.0, 1001)  # candidate means; thresholds are added exactly
 

@@ -1,54 +1,6 @@
-"""The stability boundary of a map and the lr/eps regime test, valid when the data separate.
-
-The question (Choi et al. 2019, arXiv 1910.05446): with eps >> sqrt(v_hat) Adam is momentum
-SGD with step lr/eps, so the boundary between the lr values that train and those that fail
-runs along lr/eps = const in the (log lr, log eps) plane, slope d log lr / d log eps = 1;
-with tiny eps, eps does not enter the update, slope 0. Which columns (eps values) belong to
-which regime is fixed by the preset before running (BoundarySpec.regimes); each column's
-measured eps_dominance is reported beside it as a check and assigns nothing.
-
-Data. In each column and seed the runs at the lr values tried bracket that seed's boundary
-B. With side `lower` (runs fail below B): B lies in (L, U], L the highest failed lr and U
-the lowest fine one. A column-seed whose outcomes are not monotone in lr (a failure above
-a fine run) gets the widened bracket (lowest fine, highest failed] and is counted; one
-where every lr failed (or none did) is censored, (L, inf) or (0, U].
-
-Why not a logistic fit of failure on log lr and log eps: when a line separates the failed
-runs from the fine ones, the maximum-likelihood slope is infinite, and a Wald or Fieller
-interval on penalised (Firth) estimates narrows as the same pattern is replicated until it
-excludes slopes that no run contradicts. The brackets are what the data say; the model
-below is about them.
-
-Model (interval-censored boundary regression, seed as block):
-    log B_es = a + b (log eps_e - centre) + c_s + e_es,   e_es ~ N(0, sigma^2),
-c_s fixed seed offsets summing to zero: replicate s trains with seed s in every column
-(common random numbers), and a seed whose boundary sits higher in every column shifts all
-its brackets; the block absorbs that and leaves the slope. A bracket's likelihood is
-Phi((log U - mu) / sigma) - Phi((log L - mu) / sigma). In the parameters (mean / sigma,
-1 / sigma) the log-likelihood is concave (Pratt 1981, Burridge 1981), and fixing a linear
-function of the mean parameters (the slope, or the line's height at one eps) is a linear
-constraint there, so every profile point is a concave maximisation with one optimum, and
-the profile likelihood's confidence set is an interval.
-
-Separation. When some line (one per seed, common slope) passes through every bracket, the
-likelihood's supremum is 1, reached as sigma -> 0 anywhere in the identified set of slopes
-{b : a line of slope b passes through every bracket}. The profile interval then contains
-the whole identified set, so replicating a pattern cannot shrink it below what the lr grid
-resolves; only narrower brackets (refinement) can. The identified set is computed exactly
-(a linear programme), joined to the interval and reported, and separation is flagged.
-sigma is held at or above half the regime's median bracket width (RESOLUTION_SHARE): the
-data cannot tell a boundary that sharp from a sharper one, and a fit that took sigma -> 0
-would claim the boundary lies anywhere in the brackets with certainty.
-
-Calibration. The interval is {b : 2 (l_max - l_p(b)) <= c} with c = n log(1 + F/(n - p)),
-F the 1 - alpha quantile of F(1, n - p), n brackets and p mean parameters: the
-likelihood-ratio form of the exact t interval for uncensored Gaussian data. The chi-square
-quantile (3.84) under-covers with the few columns a regime has. Coverage by simulation:
-benchmarks/sim_boundary.py (study/boundary_sim.py).
-
-Verdict per regime: supported when the slope's interval lies within the regime's band,
-refuted when it misses the band, inconclusive otherwise.
-"""
+"""The interval-censored boundary regression with seed as block, its profile-likelihood
+interval on the slope, the identified set when the data separate, and the verdict per
+regime (see the package docstring, 'Model', 'Separation', 'Calibration')."""
 
 from __future__ import annotations
 
@@ -61,8 +13,8 @@ from scipy import optimize
 from scipy import stats as sps
 from scipy.special import log_ndtr
 
-from analysis.record import BoundarySpec
-from analysis.stats import ALPHA, full_budget
+from analysis.stats.alpha import ALPHA
+
 
 # The regime hypothesis as a slope: along the stability boundary, d log lr / d log eps is
 # 1 where the update is momentum SGD with step lr/eps, 0 where eps does not matter.
@@ -73,9 +25,6 @@ REGIME_PREDICTION = {"large_eps": 1.0, "small_eps": 0.0}
 REGIME_BANDS = {"large_eps": (0.5, 2.0), "small_eps": (-0.5, 0.5)}
 REGIME_TEXT = {"large_eps": "large eps (Adam ~ momentum SGD with step lr/eps)",
                "small_eps": "small eps (Adam proper)"}
-# The check on the design's regimes: a large-eps column should have most Adam coordinates
-# with sqrt(v_hat) < eps (median eps_dominance above this), a small-eps column should not.
-EPS_DOMINANCE_THRESHOLD = 0.5
 # The noise scale of the boundary (log lr units) is held at or above 1% ...
 SIGMA_FLOOR = 0.01
 # ... and at or above this share of the regime's median bracket (log width): a boundary
@@ -84,76 +33,10 @@ SIGMA_FLOOR = 0.01
 # assume it sharper than the brackets resolve (coverage when the data separated by chance:
 # benchmarks/sim_boundary.py).
 RESOLUTION_SHARE = 0.5
-METHOD = ("interval-censored boundary regression (log boundary lr on log eps, seed as "
-          "block), profile-likelihood interval with the t-exact threshold")
 # A profile interval end beyond this distance from the estimate is reported as infinite.
 FAR = 50.0
 
 
-# --------------------------------------------------------------------------- brackets
-def failed(runs: pd.DataFrame, spec: BoundarySpec) -> pd.Series:
-    """A run has failed when its final outcome is one the preset names."""
-    return runs["outcome"].isin(spec.failed)
-
-
-def regime_of(values, spec: BoundarySpec) -> list[str | None]:
-    """The regime each column value belongs to by design (None: in no regime)."""
-    out = []
-    for value in values:
-        found = None
-        for regime, columns in spec.regimes.items():
-            if any(math.isclose(float(value), c, rel_tol=1e-6) for c in columns):
-                found = regime
-        out.append(found)
-    return out
-
-
-def bracket(values: np.ndarray, failures: np.ndarray, side: str) -> tuple[float, float, bool]:
-    """(low, high, monotone): the interval (low, high] that holds one column-seed's boundary,
-    from the `along` values tried and whether each run failed. 0 and inf mark censoring."""
-    below = values[failures] if side == "lower" else values[~failures]
-    above = values[~failures] if side == "lower" else values[failures]
-    if len(above) == 0:
-        return float(below.max()), math.inf, True
-    if len(below) == 0:
-        return 0.0, float(above.min()), True
-    if below.max() < above.min():
-        return float(below.max()), float(above.min()), True
-    # Not monotone: the boundary is somewhere in the stretch where both outcomes occur.
-    return float(above.min()), float(below.max()), False
-
-
-def brackets(runs: pd.DataFrame, spec: BoundarySpec) -> pd.DataFrame:
-    """One row per (column, seed) with a full-budget run: the bracket of its boundary.
-
-    Columns: the `across` value, seed, low, high, ratio (high / low; inf when censored),
-    censored ('below': the boundary lies below every value tried, 'above', or ''),
-    monotone, n_runs, n_failed, tried (the values, ascending), regime (by design).
-    """
-    columns = [spec.across, "seed", "low", "high", "ratio", "censored", "monotone",
-               "n_runs", "n_failed", "tried", "regime"]
-    complete = full_budget(runs)
-    if complete.empty or not {spec.across, spec.along} <= set(complete.columns):
-        return pd.DataFrame(columns=columns)
-    complete = complete.assign(_failed=failed(complete, spec).to_numpy(),
-                               _along=pd.to_numeric(complete[spec.along]),
-                               _across=pd.to_numeric(complete[spec.across]))
-    rows = []
-    for (column, seed), group in complete.groupby(["_across", "seed"], sort=True):
-        values = group["_along"].to_numpy(dtype=float)
-        failures = group["_failed"].to_numpy(dtype=bool)
-        low, high, monotone = bracket(values, failures, spec.side)
-        rows.append({spec.across: float(column), "seed": int(seed), "low": low, "high": high,
-                     "ratio": high / low if low > 0 else math.inf,
-                     "censored": "below" if low == 0 else "above" if math.isinf(high) else "",
-                     "monotone": monotone, "n_runs": len(group),
-                     "n_failed": int(failures.sum()), "tried": sorted(set(values.tolist()))})
-    table = pd.DataFrame(rows, columns=columns[:-1])
-    table["regime"] = regime_of(table[spec.across], spec)
-    return table
-
-
-# --------------------------------------------------------------------------- the model
 def _log_mass(upper: np.ndarray, lower: np.ndarray) -> np.ndarray:
     """log(Phi(upper) - Phi(lower)) for upper > lower, accurate in both tails."""
     flip = lower > 0  # both in the upper tail: Phi(-lower) - Phi(-upper) is the same mass
@@ -456,140 +339,3 @@ def verdict(regime: str, low: float, high: float) -> str:
     if low > band_high or high < band_low:
         return "refuted"
     return "inconclusive"
-
-
-# --------------------------------------------------------------------------- the test
-REGIME_COLUMNS = ["regime", "prediction", "band_low", "band_high", "columns", "n_seeds",
-                  "n_brackets", "n_censored", "n_not_monotone", "slope", "slope_low",
-                  "slope_high", "identified_low", "identified_high", "separated",
-                  "p_linearity", "eps_dominance_check", "verdict", "method", "note"]
-
-
-@dataclass
-class BoundaryAnalysis:
-    """The regime test's results: one row per regime (`table`), the brackets per column
-    and seed, the columns with their measured eps_dominance, and the fitted lines."""
-
-    table: pd.DataFrame
-    brackets: pd.DataFrame
-    columns: pd.DataFrame
-    fits: dict[str, RegimeFit] = field(default_factory=dict)
-    spec: BoundarySpec | None = None
-
-
-def not_run(note: str) -> BoundaryAnalysis:
-    rows = [_empty_row(regime, note) for regime in REGIME_PREDICTION]
-    return BoundaryAnalysis(table=pd.DataFrame(rows, columns=REGIME_COLUMNS),
-                            brackets=pd.DataFrame(), columns=pd.DataFrame())
-
-
-def _empty_row(regime: str, note: str) -> dict:
-    row = dict.fromkeys(REGIME_COLUMNS, math.nan)
-    row.update(regime=regime, prediction=REGIME_PREDICTION[regime],
-               band_low=REGIME_BANDS[regime][0], band_high=REGIME_BANDS[regime][1],
-               columns="", separated="", eps_dominance_check="", verdict="inconclusive",
-               method=METHOD, note=note)
-    return row
-
-
-def column_table(runs: pd.DataFrame, spec: BoundarySpec) -> pd.DataFrame:
-    """Each column's regime (by design) and its runs' median eps_dominance, as a check: a
-    large-eps column should exceed EPS_DOMINANCE_THRESHOLD, a small-eps one should not."""
-    complete = full_budget(runs)
-    rows = []
-    values = sorted(pd.to_numeric(complete[spec.across]).unique()) if len(complete) else []
-    for value, regime in zip(values, regime_of(values, spec)):
-        in_column = complete[np.isclose(pd.to_numeric(complete[spec.across]), value,
-                                        rtol=1e-6, atol=0.0)]
-        dominance = (pd.to_numeric(in_column["median_eps_dominance"], errors="coerce")
-                     .median() if "median_eps_dominance" in in_column else math.nan)
-        expected = {"large_eps": True, "small_eps": False}.get(regime)
-        agrees = ("" if expected is None or not np.isfinite(dominance) else
-                  "yes" if (dominance > EPS_DOMINANCE_THRESHOLD) == expected else "no")
-        rows.append({spec.across: float(value), "regime": regime or "",
-                     "n_runs": len(in_column), "median_eps_dominance": dominance,
-                     "dominance_agrees": agrees})
-    return pd.DataFrame(rows, columns=[spec.across, "regime", "n_runs",
-                                       "median_eps_dominance", "dominance_agrees"])
-
-
-def _dominance_check(columns: pd.DataFrame, regime: str, across: str) -> str:
-    mine = columns[columns["regime"] == regime]
-    measured = mine[mine["dominance_agrees"] != ""]
-    if measured.empty:
-        return "no eps_dominance measured"
-    off = measured[measured["dominance_agrees"] == "no"]
-    text = f"{len(measured) - len(off)}/{len(measured)} columns agree"
-    if len(off):
-        text += "; not: " + ", ".join(f"{across} {r[across]:g} ({r['median_eps_dominance']:.2f})"
-                                      for _, r in off.iterrows())
-    return text
-
-
-def regime_test(runs: pd.DataFrame, spec: BoundarySpec, alpha: float = ALPHA
-                ) -> BoundaryAnalysis:
-    """The boundary slope of each regime the preset names, with its verdict.
-
-    `runs` are the runs of the block that varies `spec.along` and `spec.across` (every
-    wave: refinement points included); full-budget runs only enter the brackets.
-    """
-    if not {spec.along, spec.across} <= set(runs.columns):
-        return not_run(f"not testable: {spec.along} and {spec.across} are not both axes")
-    table = brackets(runs, spec)
-    columns = column_table(runs, spec)
-    rows, fits = [], {}
-    for regime, values in spec.regimes.items():
-        mine = table[table["regime"] == regime]
-        row = _empty_row(regime, "")
-        row.update(columns=", ".join(f"{v:g}" for v in values),
-                   n_seeds=mine["seed"].nunique(), n_brackets=len(mine),
-                   n_censored=int((mine["censored"] != "").sum()),
-                   n_not_monotone=int((~mine["monotone"].astype(bool)).sum()),
-                   eps_dominance_check=_dominance_check(columns, regime, spec.across))
-        if mine.empty:
-            row["note"] = "no full-budget runs in this regime's columns"
-            rows.append(row)
-            continue
-        fit = fit_regime(mine, regime, spec.across, alpha)
-        if isinstance(fit, str):
-            row["note"] = fit
-            rows.append(row)
-            continue
-        fits[regime] = fit
-        identified = fit.identified
-        two_sided = bool((mine["censored"] == "").any())
-        separated = identified is not None and bool(mine["monotone"].all()) and two_sided
-        lack = 2 * (fit.problem.fit_columns() - fit.loglik)
-        n_columns = mine[spec.across].nunique()
-        row.update(slope=fit.slope, slope_low=fit.slope_low, slope_high=fit.slope_high,
-                   identified_low=identified[0] if identified else math.nan,
-                   identified_high=identified[1] if identified else math.nan,
-                   separated="yes" if separated else "no" if two_sided else "n/a",
-                   p_linearity=float(sps.chi2.sf(max(lack, 0.0), n_columns - 2))
-                   if n_columns > 2 else math.nan,
-                   verdict=verdict(regime, fit.slope_low, fit.slope_high))
-        notes = []
-        if separated:
-            notes.append("separated: a line per seed passes through every bracket, so the "
-                         "noise scale's estimate is 0 and a Wald interval would be invalid; "
-                         "the interval contains the identified set")
-        if not two_sided:
-            notes.append(f"every bracket is censored: no {spec.along} tried lies on both "
-                         "sides of the boundary")
-        elif row["n_censored"]:
-            notes.append(f"{row['n_censored']} censored bracket(s)")
-        if row["n_not_monotone"]:
-            notes.append(f"{row['n_not_monotone']} column-seed(s) not monotone in "
-                         f"{spec.along} (widened brackets)")
-        if not (np.isfinite(fit.slope_low) and np.isfinite(fit.slope_high)):
-            notes.append("the brackets do not bound the slope")
-        row["note"] = "; ".join(notes)
-        rows.append(row)
-    return BoundaryAnalysis(table=pd.DataFrame(rows, columns=REGIME_COLUMNS),
-                            brackets=table, columns=columns, fits=fits, spec=spec)
-
-
-def boundary_block(blocks: list, spec: BoundarySpec):
-    """The block of the design (analysis.load.Block) that varies both spec.along and
-    spec.across; None when no block does."""
-    return next((b for b in blocks if {spec.along, spec.across} <= set(b.axes)), None)
