@@ -744,3 +744,32 @@ def test_an_empty_interval_gives_no_verdict():
     assert evidence.verdict == "inconclusive"
     assert claims.reason_for(evidence, cs, 0.0, 0.25, "increase").startswith(
         "the interval is empty")
+
+
+def _per_pairs(differences, base: float = 0.3) -> pd.DataFrame:
+    """Two cells of one factor f, one finished run each per seed, final PER `base` at f=0
+    and base + difference at f=1."""
+    rows = []
+    for seed, d in enumerate(differences):
+        for level, per in ((0, base), (1, base + d)):
+            rows.append({"f": level, "seed": seed, "trial_id": f"t{level}_{seed}",
+                         "status": "finished", "outcome": "stable", "final_val_per": per})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("difference, verdict", [
+    (+0.2, "supported"), (-0.2, "supported"), (0.0, "refuted"), (+0.02, "smaller_than_claimed"),
+])
+def test_per_difference_reads_cell_minus_reference_and_decides_at_seven_seeds(difference,
+                                                                              verdict):
+    rule = custom({"id": "c", "text": "x", "test": "per_difference", "cell": {"f": 1},
+                   "reference": {"f": 0}, "direction": "either", "margin": 0.05})
+    six = verdicts(rule, _per_pairs([difference] * 6)).loc["c"]
+    seven = verdicts(rule, _per_pairs([difference] * 7)).loc["c"]
+    assert six["verdict"] == "inconclusive" and seven["verdict"] == verdict
+    assert seven["estimate"] == pytest.approx(difference)
+    increase = custom({"id": "c", "text": "x", "test": "per_difference", "cell": {"f": 1},
+                       "reference": {"f": 0}, "direction": "increase", "margin": 0.05})
+    expected = "supported" if difference > 0.05 else "refuted"
+    assert verdicts(increase, _per_pairs([difference] * 7)).loc["c"]["verdict"] == (
+        expected if difference != 0.02 else "smaller_than_claimed")

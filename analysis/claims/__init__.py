@@ -56,6 +56,9 @@ Tests:
                    Seeds where either run collapsed or diverged are skipped (no speed to
                    compare). CS of the median ratio by inverted sign
                    tests; null 1, claimed size `min_ratio` (direction increase).
+  per_difference   per seed: final val PER at `cell` minus at `reference`; CS of the
+                   median by inverted sign tests (a seed whose PER is missing is
+                   skipped; a diverged run's PER is the sentinel 1.0).
   interaction      per seed: [y(base + change) - y(base)] minus
                    [y(base + moderator + change) - y(base + moderator)]; `endpoint`
                    failure_rate: y = 1[event] (in [-2, 2], CS of the mean), final_per:
@@ -71,31 +74,34 @@ Tests:
 
 Modules: schema (the rules, a claim, the file), loader (reading a file, the registered
 one by hash), cells (the runs a claim reads), evidence (a confidence sequence -> verdict,
-reason, seeds to decide), effects (the four single tests), evaluate (composites, one row
+reason, seeds to decide), effects (the five single tests), evaluate (composites, one row
 per claim, verdicts over training). The names callers use are re-exported here.
 """
 
 from analysis.claims.cells import Runs, cells_of, describe, failure_outcomes, unseen_failures
 from analysis.claims.effects import (NO_DECODER, Result, interaction, paired_step_ratios,
-                                     rate_bound, rate_difference, ratio_text, steps_ratio,
-                                     steps_to_reach)
+                                     per_difference, rate_bound, rate_difference, ratio_text,
+                                     steps_ratio, steps_to_reach)
 from analysis.claims.evaluate import (COLUMNS, LATE_FROM, TOO_FEW, claims_over_training,
                                       evaluate_claims, evaluate_rule, held_late, runs_at_step)
 from analysis.claims.evidence import (FINAL, VERDICT_WORDS, VERDICTS, Evidence, claimed_size,
                                       judge, reason_for, seeds_to_decide)
 from analysis.claims.loader import (DEFAULT_CLAIMS, content_hash, load_claims, load_registered,
                                     resolve_claims_path)
-from analysis.claims.schema import (RULE_TESTS, AllOf, AnyOf, Cell, Claim, ClaimsFile, Interaction,
-                                    Primary, RateBound, RateDifference, RegimeTest, StepsRatio,
-                                    primary_claim, primary_test, with_primary)
+from analysis.claims.schema import (RULE_TESTS, AllOf, AnyOf, Cell, Claim, ClaimsFile,
+                                    Interaction, PerDifference, Primary, RateBound,
+                                    RateDifference, RegimeTest, StepsRatio, primary_claim,
+                                    primary_test, with_primary)
 
 __all__ = [
     "COLUMNS", "DEFAULT_CLAIMS", "FINAL", "LATE_FROM", "NO_DECODER", "RULE_TESTS", "TOO_FEW",
     "VERDICTS", "VERDICT_WORDS", "AllOf", "AnyOf", "Cell", "Claim", "ClaimsFile", "Evidence",
-    "Interaction", "Primary", "RateBound", "RateDifference", "RegimeTest", "Result", "Runs",
+    "Interaction", "PerDifference", "Primary", "RateBound", "RateDifference", "RegimeTest",
+    "Result", "Runs",
     "StepsRatio", "cells_of", "claimed_size", "claims_over_training", "content_hash",
     "describe", "evaluate_claims", "evaluate_rule", "failure_outcomes", "held_late",
     "interaction", "judge", "load_claims", "load_registered", "paired_step_ratios",
+    "per_difference",
     "primary_claim", "primary_test", "rate_bound", "rate_difference", "ratio_text",
     "reason_for", "resolve_claims_path", "runs_at_step", "seeds_to_decide", "steps_ratio",
     "steps_to_reach", "unseen_failures", "with_primary",

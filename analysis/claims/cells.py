@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis.claims.schema import (AllOf, AnyOf, Cell, ClaimsFile, RateBound, RateDifference,
-                                    StepsRatio)
+from analysis.claims.schema import (AllOf, AnyOf, Cell, ClaimsFile, PerDifference, RateBound,
+                                    RateDifference, StepsRatio)
 from analysis.load import is_full_budget, same_value
 from trainable.contract import FLAGS
 
@@ -19,7 +19,7 @@ def cells_of(rule) -> list[Cell]:
         for part in rule.parts:
             cells += [c for c in cells_of(part) if c not in cells]
         return cells
-    if isinstance(rule, (RateDifference, StepsRatio)):
+    if isinstance(rule, (RateDifference, StepsRatio, PerDifference)):
         return [rule.cell, rule.reference]
     if isinstance(rule, RateBound):
         return [rule.cell]

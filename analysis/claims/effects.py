@@ -1,4 +1,4 @@
-"""The four tests of a single rule: each computes its per-seed effect, the effect's
+"""The five tests of a single rule: each computes its per-seed effect, the effect's
 confidence sequence and the verdict (see the package docstring for each test's effect)."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import numpy as np
 from analysis.claims.cells import Runs, describe
 from analysis.claims.evidence import (FINAL, Evidence, claimed_size, judge, reason_for,
                                       seeds_to_decide)
-from analysis.claims.schema import Interaction, RateBound, RateDifference, StepsRatio
+from analysis.claims.schema import (Interaction, PerDifference, RateBound, RateDifference,
+                                    StepsRatio)
 from analysis.stats import sequential
 
 
@@ -76,6 +77,29 @@ def rate_difference(rule: RateDifference, runs: Runs, alpha: float) -> Result:
                      f"({x1}/{cs.n} vs {x2}/{cs.n} seeds)")
     if result.verdict not in FINAL:
         result.to_decide = seeds_to_decide(diff, -1.0, 1.0, 0.0, size, rule.direction, alpha)
+    return result
+
+
+def per_difference(rule: PerDifference, runs: Runs, alpha: float) -> Result:
+    result = Result(f"final val PER (median): ({describe(rule.cell)}) minus "
+                    f"({describe(rule.reference)}), paired by seed")
+    rows, problem = runs.paired([rule.cell, rule.reference])
+    if problem:
+        result.reason = problem
+        return result
+    diff = runs.final_per[rows[0]] - runs.final_per[rows[1]]
+    skipped = int((~np.isfinite(diff)).sum())
+    diff = diff[np.isfinite(diff)]
+    size = claimed_size(0.0, rule.margin, rule.direction)
+    cs = sequential.median_cs(diff, alpha, (0.0, size, -size))
+    result.settle(cs, judge(cs, 0.0, size, rule.direction), 0.0, size, rule.direction)
+    if skipped:
+        result.note = f"; {skipped} seed(s) without a final PER skipped"
+        result.reason += result.note
+    result.effect = f"{cs.estimate:+.3f} [{cs.low:+.3f}, {cs.high:+.3f}] (n={cs.n})"
+    if result.verdict not in FINAL:
+        result.to_decide = seeds_to_decide(diff, -1.0, 1.0, 0.0, size, rule.direction, alpha,
+                                           median=True)
     return result
 
 

@@ -7,10 +7,11 @@ import numpy as np
 import pandas as pd
 
 from analysis.claims.cells import Runs
-from analysis.claims.effects import Result, interaction, rate_bound, rate_difference, steps_ratio
+from analysis.claims.effects import (Result, interaction, per_difference, rate_bound,
+                                     rate_difference, steps_ratio)
 from analysis.claims.evidence import FINAL, VERDICT_WORDS, Evidence, reason_for
-from analysis.claims.schema import (AllOf, AnyOf, ClaimsFile, Interaction, RateBound,
-                                    RateDifference, StepsRatio)
+from analysis.claims.schema import (AllOf, AnyOf, ClaimsFile, Interaction, PerDifference,
+                                    RateBound, RateDifference, StepsRatio)
 from analysis.load import full_budget
 from analysis.stats import sequential
 from trainable.contract import FLAGS
@@ -77,7 +78,8 @@ def _composite(rule, runs: Runs, alpha: float) -> Result:
 
 
 TESTS = {RateDifference: rate_difference, RateBound: rate_bound, StepsRatio: steps_ratio,
-         Interaction: interaction, AnyOf: _composite, AllOf: _composite}
+         PerDifference: per_difference, Interaction: interaction, AnyOf: _composite,
+         AllOf: _composite}
 
 
 def evaluate_rule(rule, runs: Runs, alpha: float) -> Result:

@@ -65,6 +65,16 @@ class StepsRatio(_Rule):
     min_ratio: float = Field(gt=1.0)
 
 
+class PerDifference(_Rule):
+    """Per seed: final val PER at `cell` minus at `reference` (a diff study's PER claim)."""
+
+    test: Literal["per_difference"]
+    cell: Cell
+    reference: Cell
+    direction: Direction
+    margin: float = Field(gt=0.0, le=1.0)
+
+
 class Interaction(_Events):
     test: Literal["interaction"]
     endpoint: Literal["failure_rate", "final_per"] = "failure_rate"
@@ -78,7 +88,7 @@ class Interaction(_Events):
         return self.endpoint == "failure_rate"
 
 
-Simple = Annotated[RateDifference | RateBound | StepsRatio | Interaction,
+Simple = Annotated[RateDifference | RateBound | StepsRatio | PerDifference | Interaction,
                    Field(discriminator="test")]
 
 
@@ -92,10 +102,10 @@ class AllOf(_Rule):
     parts: list[Simple] = Field(min_length=2)
 
 
-RULE_TESTS = ("rate_difference", "rate_bound", "steps_ratio", "interaction", "any_of",
-              "all_of")
-Rule = Annotated[RateDifference | RateBound | StepsRatio | Interaction | AnyOf | AllOf,
-                 Field(discriminator="test")]
+RULE_TESTS = ("rate_difference", "rate_bound", "steps_ratio", "per_difference",
+              "interaction", "any_of", "all_of")
+Rule = Annotated[RateDifference | RateBound | StepsRatio | PerDifference | Interaction | AnyOf
+                 | AllOf, Field(discriminator="test")]
 
 
 class Claim(BaseModel):
