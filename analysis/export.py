@@ -75,7 +75,7 @@ def build(study_dir: str | Path, cell: str = "stable-best", base: str | None = N
     else:
         chosen = parse_cell(cell, axes)
     tree = study.train_config if base is None else read_config_tree(base)[0]
-    cfg = resolve_trial_config(chosen, tree, study.axis_keys)
+    cfg = resolve_trial_config(chosen, tree, study.axis_keys, study.axis_levels)
     root = Path(study.data.path)
     sessions = list(cfg.data.sessions) if cfg.data.sessions else sorted(
         p.name for p in root.iterdir() if (p / "data_train.hdf5").exists()) \

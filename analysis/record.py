@@ -37,6 +37,8 @@ class AxisRecord(_Record):
     low: float | None = None
     high: float | None = None
     linked_to: str | None = None  # moves with another axis (grid values zipped)
+    # A factor (a diff study): `values` index these config values (study/presets.py).
+    levels: list[Any] | None = None
 
 
 class BlockRecord(_Record):
@@ -206,6 +208,12 @@ class StudyRecord(_Record):
     @property
     def axis_keys(self) -> dict[str, str]:
         return {name: axis.key for name, axis in self.axes.items()}
+
+    @property
+    def axis_levels(self) -> dict[str, list[Any]]:
+        """Axis name -> its levels, for the factors whose values index config values."""
+        return {name: axis.levels for name, axis in self.axes.items()
+                if axis.levels is not None}
 
     def write(self, folder: Path) -> None:
         _write_yaml(self, Path(folder) / STUDY_FILE)

@@ -20,7 +20,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from analysis import claims as claims_mod
-from analysis import boundary, controls, exploratory, figures, html, ladder, stats, summary
+from analysis import (boundary, controls, diffs, exploratory, figures, html, ladder, stats,
+                      summary)
 from analysis.load import Block, Experiment, load_experiment
 from analysis.record import read_ladder
 from analysis.scope import Scope, confirmation, first_sentence, study_scope
@@ -345,6 +346,9 @@ def build_report(experiment_dir: str | Path, out: str | Path | None = None,
         out.mkdir(parents=True, exist_ok=True)
         return exploratory.build(experiment, out)
     claims, post_hoc = registered_claims(experiment, claims_path)
+    if diffs.is_diff_study(experiment) and claims is not None:
+        # A diff study: its differences ranked, not a factorial's maps.
+        return diffs.build(experiment, out, claims, post_hoc)
     out.mkdir(parents=True, exist_ok=True)
     results = analyse(experiment, claims, post_hoc)
     write_tables(experiment, results, out)

@@ -10,13 +10,13 @@ import math
 import sys
 
 from analysis.record import LADDER_FILE, read_ladder
-from study import ladder, single
+from study import diff, ladder, single
 from study.place import Place
 from study.presets import load_preset
 from study.request import RayOptions, ResumeRequest, StudyRequest
-from trainable.errors import OneLineArgumentParser, run_cli
+from trainable.errors import OneLineArgumentParser, UserError, run_cli
 
-COMMANDS = ("grid", "map", "asha", "optuna")
+COMMANDS = ("grid", "map", "asha", "optuna", "diff")
 _RAY_FLAGS = ("storage_endpoint", "address", "dashboard", "verbose")
 
 
@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
         "map": "dense 2-D stable-region maps (eps x lr_max; noise x offset) with seeds",
         "asha": "exploratory random search over the continuous box with ASHA",
         "optuna": "exploratory TPE search (OptunaSearch) with ASHA",
+        "diff": "which difference between two training configs changes failures or PER: "
+                "each applied alone and removed alone, claims decided adaptively",
     }
     for name in COMMANDS:
         p = sub.add_parser(name, help=helps[name], description=helps[name])
@@ -80,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
         _add_cluster_flags(p)
         p.add_argument("--no-report", action="store_true",
                        help="skip the analysis report at the end")
+        if name == "diff":
+            _add_diff_flags(p)
     p = sub.add_parser("resume", help="continue an interrupted study",
                        description="Continue an interrupted study: unfinished trials resume "
                                    "from their last checkpoint, errored ones are retried, "
@@ -89,6 +93,39 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ray_flags(p)  # trials keep the resources and concurrency the study started with
     p.add_argument("--no-report", action="store_true", help="skip the analysis report")
     return parser
+
+
+def _add_diff_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--from", dest="diff_from", default=None, metavar="YAML",
+                   help="the configuration that trains well (this project's format or an "
+                        "official rnn_args.yaml; default: the preset's)")
+    p.add_argument("--to", dest="diff_to", default=None, metavar="YAML",
+                   help="the configuration that fails (either format; default: the "
+                        "preset's)")
+    p.add_argument("--keys", type=_key_list, default=None, metavar="K1,K2",
+                   help="study only these dotted config keys (default: every key that "
+                        "differs and sets the training)")
+    p.add_argument("--margin-rate", type=_fraction, default=None,
+                   help="claimed change in failure rate (default: the preset's, 0.25)")
+    p.add_argument("--margin-per", type=_fraction, default=None,
+                   help="claimed change in final val PER (default: the preset's, 0.05)")
+
+
+def _key_list(text: str) -> tuple[str, ...]:
+    keys = tuple(k.strip() for k in text.split(",") if k.strip())
+    bad = [k for k in keys if "." not in k]
+    if not keys or bad:
+        raise argparse.ArgumentTypeError(
+            f"expected dotted config keys separated by commas (optim.eps,loss.normalisation)"
+            f", got {text!r}")
+    return keys
+
+
+def _fraction(text: str) -> float:
+    value = _positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}")
+    return value
 
 
 def _add_ray_flags(p: argparse.ArgumentParser) -> None:
@@ -170,6 +207,11 @@ def resume_request(args: argparse.Namespace) -> ResumeRequest:
 
 def launch(request: StudyRequest) -> int:
     preset = load_preset(request.preset or request.command)
+    if request.command == "diff":
+        preset, request = diff.prepare(request, preset)
+    elif preset.diff is not None:
+        raise UserError(f"preset {preset.name!r} is a diff study; run it with 'python -m "
+                        f"study.run diff --preset {request.preset}'")
     if preset.rungs is not None:
         return ladder.launch(request, preset)
     return single.launch(request, preset)

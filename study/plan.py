@@ -12,8 +12,8 @@ from analysis import claims as claims_mod
 from analysis.record import (AdaptiveRecord, ClaimsRecord, StudyRecord, WaveRecord,
                              WaveTrial)
 from study import planner
-from study.presets import (Preset, apply_day_lr, check_axes_exist, config_value,
-                           control_axis, design_blocks, grid_points)
+from study.presets import (Preset, apply_day_lr, axis_levels, check_axes_exist, config_value,
+                           control_axis, design_blocks, grid_points, stored_preset)
 from study.request import StudyRequest
 from trainable.config import CONFIG_DIR, Config, load_config, read_config_tree
 from trainable.errors import ConfigError, UserError
@@ -77,7 +77,7 @@ def validate_cells(preset: Preset, cfg: Config, seeds: int) -> int:
         return 0
     points = grid_points(preset, cfg)
     for point in points:
-        resolve_trial_config({**point, "seed": 0}, base, keys)
+        resolve_trial_config({**point, "seed": 0}, base, keys, axis_levels(preset))
     return len(points) * seeds
 
 
@@ -213,4 +213,4 @@ def study_record(plan: StudyPlan, request: StudyRequest, name: str, rung: str | 
         resources={"cpus_per_trial": request.cpus_per_trial,
                    "gpus_per_trial": request.gpus_per_trial},
         versions=versions, cli=cli, started=started,
-        preset_config=preset.model_dump(mode="json"))
+        preset_config=stored_preset(preset))

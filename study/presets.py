@@ -301,6 +301,30 @@ class Preset(_Strict):
         return keys
 
 
+def stored_preset(preset: Preset) -> dict:
+    """The preset as a study record keeps it, valid input for Preset again: a controls
+    preset without the blocks its controls build (rebuilt the same way), a diff preset as
+    the grid it built, its blocks without `diff` (the two config files may change or be
+    gone when the study is resumed; the record keeps the factors' keys and levels)."""
+    exclude = {"blocks"} if preset.controls is not None else {"diff"} \
+        if preset.diff is not None else None
+    return preset.model_dump(mode="json", exclude=exclude)
+
+
+def with_diff(preset: Preset, from_config: str, to_config: str, keys: list[str] | None,
+              margin_rate: float, margin_per: float, claims: str | None) -> Preset:
+    """`preset` (a diff preset) for another pair of configs, keys, margins and claims."""
+    tree = preset.model_dump(mode="json", exclude={"blocks", "diff"})
+    tree["diff"] = {"from": from_config, "to": to_config, "keys": keys,
+                    "margin_rate": margin_rate, "margin_per": margin_per}
+    tree["claims"] = claims
+    try:
+        return Preset.model_validate(tree)
+    except ValidationError as err:
+        raise ConfigError(validation_line(err, f"preset {preset.name!r}", model=Preset)
+                          ) from None
+
+
 def axis_levels(preset: Preset) -> dict[str, list[Any]]:
     """Axis name -> its levels, for the axes whose values index levels."""
     return {n: a.levels for n, a in preset.axis_specs().items() if a.levels is not None}

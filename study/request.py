@@ -34,7 +34,7 @@ class RayOptions(_Request):
 class StudyRequest(_Request):
     """`python -m study.run grid|map|asha|optuna ...`: one study, or a ladder of them."""
 
-    command: Literal["grid", "map", "asha", "optuna"]
+    command: Literal["grid", "map", "asha", "optuna", "diff"]
     preset: str | None = None
     data: str | None = None
     train_config: str | None = None
@@ -56,6 +56,12 @@ class StudyRequest(_Request):
     autoscaler_wait: NonNegativeFloat = 0.0
     no_report: bool = False
     ray: RayOptions = RayOptions()
+    # diff: the two training configs and what to study (None: the preset's)
+    diff_from: str | None = None
+    diff_to: str | None = None
+    keys: tuple[str, ...] | None = None
+    margin_rate: float | None = None
+    margin_per: float | None = None
 
     def write(self, folder: Path) -> None:
         (folder / REQUEST_FILE).write_text(

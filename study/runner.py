@@ -209,7 +209,8 @@ def make_trainable(record: StudyRecord, dataset, storage: Storage):
 
     fn = tune.with_parameters(tune_trainable, base_config=record.train_config,
                               dataset=_shared_dataset(dataset, *_data_cache(storage)),
-                              axes=record.axis_keys, checkpoint_every=CHECKPOINT_EVERY)
+                              axes=record.axis_keys, levels=record.axis_levels,
+                              checkpoint_every=CHECKPOINT_EVERY)
     return tune.with_resources(fn, _resources(record.resources["cpus_per_trial"],
                                               record.resources["gpus_per_trial"]))
 

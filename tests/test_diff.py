@@ -133,3 +133,17 @@ def test_the_shipped_diff_preset_is_the_registered_practitioner_study(tmp_path):
     with pytest.raises(ConfigError, match="registered claims are not"):
         check_registered(spec.from_config, spec.to_config, spec.keys, spec.margin_rate,
                          0.02, claims)
+
+
+@pytest.mark.parametrize("name", ["grid", "map", "controls", "diff", "ladder", "boundary",
+                                  "width", "edges"])
+def test_a_recorded_preset_validates_again_as_the_same_design(name):
+    """A study record keeps the preset (resume and the report rebuild it from there)."""
+    from study.presets import Preset, grid_points, load_preset, stored_preset
+
+    preset = load_preset(name)
+    again = Preset.model_validate(stored_preset(preset))
+    cfg = load_config()
+    assert again.blocks == preset.blocks
+    if preset.search == "grid":
+        assert grid_points(again, cfg) == grid_points(preset, cfg)
