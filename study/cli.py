@@ -10,7 +10,7 @@ import math
 import sys
 
 from analysis.record import LADDER_FILE, read_ladder
-from study import diff, ladder, single
+from study import diff_plan, ladder, single
 from study.place import Place
 from study.presets import load_preset
 from study.request import RayOptions, ResumeRequest, StudyRequest
@@ -208,7 +208,7 @@ def resume_request(args: argparse.Namespace) -> ResumeRequest:
 def launch(request: StudyRequest) -> int:
     preset = load_preset(request.preset or request.command)
     if request.command == "diff":
-        preset, request = diff.prepare(request, preset)
+        preset, request = diff_plan.prepare(request, preset)
     elif preset.diff is not None:
         raise UserError(f"preset {preset.name!r} is a diff study; run it with 'python -m "
                         f"study.run diff --preset {request.preset}'")

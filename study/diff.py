@@ -231,7 +231,12 @@ def claims_yaml(tree: dict, header: str = "") -> str:
 def config_path(name: str) -> Path:
     """A config named relative to configs/ (as presets name them), else a path."""
     path = Path(name)
-    return path if path.is_file() or path.is_absolute() else CONFIG_DIR / name
+    if path.is_file():
+        return path
+    if not path.is_absolute() and (CONFIG_DIR / name).is_file():
+        return CONFIG_DIR / name
+    raise ConfigError(f"{name}: config file not found (looked from the current folder and "
+                      "in configs/); give the path of a training config")
 
 
 def load_pair(from_config: str, to_config: str, keys: list[str] | None = None
@@ -265,51 +270,3 @@ def check_registered(from_config: str, to_config: str, keys: list[str] | None,
                           f"{margin_per:g}); register the pair's claims anew (study/diff.py "
                           "claims_tree) or restore the configs")
 
-
-def prepare(request, preset):
-    """(preset, request) for `python -m study.run diff`: the preset's pair of configs, or
-    --from / --to / --keys / margins in their place. The registered claims are the
-    preset's file when the pair is the preset's (checked to be exactly that pair's), else
-    generated for the new pair and written beside the study folder before any run. Prints
-    every differing key, then the design."""
-    import datetime as dt
-    import sys
-
-    from analysis.storage import resolve_storage
-    from study.presets import with_diff
-
-    spec = preset.diff
-    if spec is None:
-        raise ConfigError(f"preset {preset.name!r} has no diff section; run 'python -m "
-                          "study.run diff' (preset diff) or give a preset with one")
-    if request.train_config:
-        raise ConfigError("--train-config: a diff study trains the --from and --to configs; "
-                          "drop --train-config")
-    chosen = (request.diff_from or spec.from_config, request.diff_to or spec.to_config,
-              list(request.keys) if request.keys else spec.keys,
-              request.margin_rate or spec.margin_rate, request.margin_per or spec.margin_per)
-    shipped = (spec.from_config, spec.to_config, spec.keys, spec.margin_rate, spec.margin_per)
-    diffs = load_pair(*chosen[:3])
-    name = request.name or f"{preset.name}-{dt.datetime.now():%Y%m%d-%H%M%S}"
-    if chosen == shipped and preset.claims is not None:
-        check_registered(*chosen, CONFIG_DIR / preset.claims)
-    else:
-        storage = resolve_storage(request.storage, request.ray.storage_endpoint)
-        claims = storage.local_root / f"{name}-claims.yaml"
-        claims.parent.mkdir(parents=True, exist_ok=True)
-        claims.write_text(claims_yaml(
-            claims_tree(factors_of(diffs), chosen[3], chosen[4]),
-            f"# Registered by python -m study.run diff before the first run of {name}:\n"
-            f"# {chosen[0]} -> {chosen[1]}\n"))
-        preset = with_diff(preset, *chosen, claims=str(claims.resolve()))
-    print(f"{chosen[0]} -> {chosen[1]}: {len(diffs)} key(s) differ", file=sys.stderr)
-    for d in diffs:
-        print(f"  {d.line()}", file=sys.stderr)
-    k = len(factors_of(diffs))
-    print(f"design: {len(preset.blocks)} cells over {k} factor(s) (endpoints, each "
-          f"difference applied alone and removed alone"
-          + (", full factorial" if k <= FULL_FACTORIAL_MAX else
-             ", 16-run fractional factorial" if k <= FRACTIONAL_MAX else "") + ")",
-          file=sys.stderr)
-    return preset, request.model_copy(update={
-        "name": name, "train_config": str(config_path(chosen[0]))})

@@ -2,6 +2,8 @@
 
 import itertools
 
+import yaml
+
 import numpy as np
 import pytest
 
@@ -147,3 +149,75 @@ def test_a_recorded_preset_validates_again_as_the_same_design(name):
     assert again.blocks == preset.blocks
     if preset.search == "grid":
         assert grid_points(again, cfg) == grid_points(preset, cfg)
+
+
+def _diff_preset(path, **fields):
+    preset = {"name": "tinydiff", "search": "grid", "scheduler": "fifo",
+              "diff": {"from": "train/proxy.yaml", "to": "train/practitioner_proxy.yaml"},
+              "seeds": 2, "schedule": "real", "claims": None,
+              "adaptive": {"max_trials": 48, "wave_trials": 8},
+              "budgets": {"default": {"steps": 100, "eval_every": 10}}}
+    preset.update(fields)
+    path.write_text(yaml.safe_dump(preset))
+    return path
+
+
+def _configs(tmp_path, **changes):
+    base = yaml.safe_load((CONFIG_DIR / "train" / "proxy.yaml").read_text())
+    base["optim"]["lr_min"] = 1e-6  # below every lr_max of the tests
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(base))
+    for dotted, value in changes.items():
+        section, key = dotted.split("__")
+        base.setdefault(section, {})[key] = value
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(base))
+    return good, bad
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--from", "nothere.yaml"], "nothere.yaml: config file not found"),
+    (["--train-config", "train/proxy.yaml"], "--train-config: a diff study trains"),
+    (["--to", "train/proxy.yaml"], "differ in no key that sets the training"),
+    (["--keys", "optim.eps"], "optim.eps has the same value in both configs"),
+    (["--preset", "grid"], "preset 'grid' has no diff section"),
+])
+def test_diff_command_refuses_what_it_cannot_compare_in_one_line(flags, message, tmp_path,
+                                                                  capsys):
+    from support.studies import run_cli
+
+    rc = run_cli("diff", *flags, "--storage", tmp_path / "r")
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and err.count("\n") == 1
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
+
+
+def test_a_diff_preset_is_refused_by_the_other_commands(tmp_path, capsys):
+    from support.studies import run_cli
+
+    rc = run_cli("grid", "--preset", "diff", "--storage", tmp_path)
+    assert rc == 2 and "run it with 'python -m study.run diff" in capsys.readouterr().err
+
+
+@pytest.mark.ray
+@pytest.mark.slow(seconds=120)
+def test_a_diff_study_names_the_planted_key_and_refutes_the_inert_one(ray_session, tiny_data,
+                                                                      tmp_path):
+    """lr_max 100x too low (the planted cause) and an explosion alarm no run can reach (an
+    inert difference: the same training, the same labels)."""
+    import pandas as pd
+    from support.studies import TINY_SET, run_cli
+
+    good, bad = _configs(tmp_path, optim__lr_max=5e-5, monitor__explode_norm=1e9)
+    rc = run_cli("diff", "--preset", _diff_preset(tmp_path / "p.yaml"), "--from", good,
+                 "--to", bad, "--data", tiny_data, "--storage", tmp_path / "r", "--name", "d",
+                 *TINY_SET)
+    assert rc == 0
+    report = tmp_path / "r" / "d" / "report"
+    verdicts = pd.read_csv(report / "claims.csv").set_index("id")["verdict"]
+    ranking = pd.read_csv(report / "ranking.csv")
+    assert ranking["factor"].tolist() == ["lr_max", "explode_norm"]
+    assert "supported" in (verdicts["lr_max_changes_failure_rate"],
+                           verdicts["lr_max_changes_final_per"])
+    assert verdicts["explode_norm_changes_final_per"] == "refuted"
+    assert (tmp_path / "r" / "d-claims.yaml").is_file()  # registered before the runs

@@ -7,17 +7,18 @@ value raises ConfigError naming the key, the value and what was expected.
 from __future__ import annotations
 
 import copy
-import re
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from trainable.errors import ConfigError, validation_line
+from trainable.official_args import from_official, is_official
+# The config-tree helpers, re-exported: callers import them from here.
+from trainable.tree import get_dotted, parse_override, read_yaml, set_dotted
 
-_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+__all__ = ["get_dotted", "parse_override", "read_yaml", "set_dotted"]
 
 
 def _config_dir() -> Path:
@@ -199,66 +200,10 @@ class Config(_Section):
         return self
 
 
-def parse_override(text: str) -> tuple[str, Any]:
-    """'optim.eps=1e-8' -> ('optim.eps', 1e-8); values are read as YAML scalars."""
-    key, sep, raw = text.partition("=")
-    key = key.strip()
-    if not sep or not key or any(not part for part in key.split(".")):
-        raise ConfigError(f"--set {text!r}: expected key=value, e.g. optim.eps=1e-8")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    # YAML 1.1 reads '1e-8' as a string; accept plain numbers written that way.
-    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
-        value = float(value)
-    return key, value
-
-
-def set_dotted(tree: dict, key: str, value: Any) -> None:
-    node = tree
-    parts = key.split(".")
-    for part in parts[:-1]:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"--set {key}: {part!r} is a value, not a section")
-        node = child
-    node[parts[-1]] = value
-
-
-def get_dotted(tree: dict, key: str) -> Any:
-    """The value at 'section.key' in a nested dict, or None where a part is missing."""
-    node: Any = tree
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
-def read_yaml(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
-    try:
-        tree = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise ConfigError(f"{path}: not valid YAML{where}; fix the syntax") from None
-    if tree is None:
-        return {}
-    if not isinstance(tree, dict):
-        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
-    return tree
-
-
 def read_config_tree(path: str | Path) -> tuple[dict, list[str] | None]:
     """A config file as this project's tree: the project's own format as is, an official
     rnn_args.yaml mapped key by key (trainable.official_args; the lines say how). Returns
     (tree, mapping lines or None for the project's own format)."""
-    from trainable.official_args import from_official, is_official
-
     tree = read_yaml(path)
     if is_official(tree):
         return from_official(tree, source=str(path))

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from trainable.errors import ConfigError
+from trainable.tree import read_yaml, set_dotted
 
 # official key -> this project's key. Keys under dataset.data_transforms map to augment.*.
 MAPPED = {
@@ -129,14 +130,6 @@ def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _set(tree: dict, dotted: str, value: Any) -> None:
-    node = tree
-    *parents, last = dotted.split(".")
-    for part in parents:
-        node = node.setdefault(part, {})
-    node[last] = value
-
-
 def from_official(tree: dict, source: str = "rnn_args.yaml") -> tuple[dict, list[str]]:
     """(this project's config tree, one explanation line per official key). Unknown keys
     and unsupported values raise ConfigError naming the key."""
@@ -154,7 +147,7 @@ def from_official(tree: dict, source: str = "rnn_args.yaml") -> tuple[dict, list
             if key == "grad_norm_clip_value" and not value:
                 raise ConfigError(f"{source}: grad_norm_clip_value={value!r}: training "
                                   "without clipping is not supported; give a positive value")
-            _set(ours, target, value)
+            set_dotted(ours, target, value)
             lines.append(f"{key} = {value!r} -> {target}")
         elif key in REQUIRED:
             wanted, advice = REQUIRED[key]
@@ -172,9 +165,9 @@ def from_official(tree: dict, source: str = "rnn_args.yaml") -> tuple[dict, list
             raise ConfigError(f"{source}: unknown official key {key!r}; remove it or check "
                               "the spelling against the official rnn_args.yaml")
     # The official run compiles the model and uses autocast on CUDA; CPU runs use neither.
-    _set(ours, "train.compile", True)
-    _set(ours, "train.device", "auto")
-    _set(ours, "train.prefetch_batches", 2)
+    set_dotted(ours, "train.compile", True)
+    set_dotted(ours, "train.device", "auto")
+    set_dotted(ours, "train.prefetch_batches", 2)
     lines.append("(not in rnn_args.yaml) -> train.compile: true, train.device: auto, "
                  "train.prefetch_batches: 2, as the official trainer (compile and bf16 "
                  "autocast apply on CUDA only; its loader workers build batches ahead)")
@@ -185,7 +178,6 @@ def official_data_dir(config_path: str | Path | None) -> str | None:
     """dataset.dataset_dir of an official rnn_args.yaml, relative to the file's folder (the
     official trainer runs from model_training/, next to the file); None for the project's
     own format or when the key is absent."""
-    from trainable.config import read_yaml
 
     if config_path is None:
         return None
