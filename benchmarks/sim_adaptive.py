@@ -28,8 +28,8 @@ from study import simulate
 
 def _one(job: tuple[str, int, int, int]) -> pd.DataFrame:
     name, reps, max_trials, seed = job
-    claims = simulate.main_job_claims()
-    return simulate.operating_characteristics(claims, simulate.SCENARIOS[name], reps,
+    scenario = simulate.SCENARIOS[name]
+    return simulate.operating_characteristics(simulate.claims_for(scenario), scenario, reps,
                                               seed=seed, max_trials=max_trials
                                               ).assign(chunk_seed=seed, max_trials=max_trials)
 

@@ -34,6 +34,7 @@ from scipy.special import ndtr
 
 from analysis import claims as claims_mod
 from study import planner
+from study.diff import Difference, claims_tree, design
 
 # The main job's design: eps x lr_max x augmentation (both strengths moved together).
 STRONG = {"white_noise_std": 1.0, "constant_offset_std": 0.2}
@@ -77,6 +78,9 @@ class Scenario:
     # (an effect well past its size: SUPPORTED is power), "true" (the claim holds with
     # room: REFUTED would be false).
     truths: dict[str, str] = field(default_factory=dict)
+    # The design and claims simulated: "main" (the main job's factorial and claims) or
+    # "diff" (a diff study of three differences a, b, c: DIFF_POINTS, diff_claims()).
+    family: str = "main"
 
 
 def _is(point: dict, eps=None, lr=None, weak=None) -> bool:
@@ -251,13 +255,57 @@ SCENARIOS = {
         {**NULL_TRUTHS, "low_lr_slow_or_collapse": "effect",
          "augmentation_interacts_on_per": "-"}),
 }
+# A diff study of three differences (study/diff.py): the full 2^3 factorial holds both
+# endpoints and each difference applied alone and removed alone.
+DIFF_FACTORS = ("a", "b", "c")
+DIFF_POINTS = [dict(zip(DIFF_FACTORS, point, strict=True)) for point in design(3)]
+
+
+def _diff_planted(point: dict) -> CellTruth:
+    """a is the cause (collapse 90% and PER +0.3 when applied), b is inert, c moves the PER
+    by half its claimed size and changes no failure."""
+    if point["a"]:
+        return CellTruth(blank_collapse=0.9, per_mean=0.55, per_sd=0.03)
+    return CellTruth(blank_collapse=0.05, per_mean=0.25 + 0.025 * point["c"], per_sd=0.03)
+
+
+def _diff_margin(point: dict) -> CellTruth:
+    """a raises the failure rate by exactly 0.25 (PER of the runs that train unchanged); c
+    raises the PER by exactly 0.05 and no failure; b is inert."""
+    return CellTruth(blank_collapse=0.05 + 0.25 * point["a"],
+                     per_mean=0.25 + 0.05 * point["c"], per_sd=0.03)
+
+
+DIFF_SCENARIOS = {
+    "diff_null": Scenario(
+        "diff_null", "a diff study where no difference matters (collapse 10% everywhere, "
+        "PER 0.25 +- 0.03)", lambda point: CellTruth(blank_collapse=0.1, per_mean=0.25,
+                                                     per_sd=0.03),
+        {f"{f}_changes_{e}": "null" for f in DIFF_FACTORS
+         for e in ("failure_rate", "final_per")}, family="diff"),
+    "diff_planted": Scenario(
+        "diff_planted", "a causes collapse (+0.85) and +0.3 PER, b is inert, c moves PER by "
+        "+0.025 (half its size)", _diff_planted,
+        {"a_changes_failure_rate": "effect", "a_changes_final_per": "effect",
+         "b_changes_failure_rate": "null", "b_changes_final_per": "null",
+         "c_changes_failure_rate": "null", "c_changes_final_per": "between"}, family="diff"),
+    "diff_margin": Scenario(
+        "diff_margin", "a raises the failure rate by exactly 0.25, c the PER by exactly 0.05; "
+        "b is inert", _diff_margin,
+        {"a_changes_failure_rate": "margin", "c_changes_final_per": "margin",
+         "b_changes_failure_rate": "null", "b_changes_final_per": "null",
+         "c_changes_failure_rate": "null"}, family="diff"),
+}
+SCENARIOS.update(DIFF_SCENARIOS)
 OUTCOME_ORDER = ("blank_collapse", "diverged", "exploding", "stuck", "explode_then_collapse")
 
 
 def draw_runs(truths: list[CellTruth], trials: list[tuple[int, int]], latents: np.ndarray,
-              rng: np.random.Generator, rho: float, start: int
-              ) -> tuple[list[dict], list[dict]]:
-    """Runs and their (three-point) curves for the given (cell, seed) trials."""
+              rng: np.random.Generator, rho: float, start: int,
+              points: list[dict] | None = None) -> tuple[list[dict], list[dict]]:
+    """Runs and their (three-point) curves for the given (cell, seed) trials of `points`
+    (default: the main job's design)."""
+    points = POINTS if points is None else points
     runs, curves = [], []
     for i, (cell, seed) in enumerate(trials):
         truth = truths[cell]
@@ -284,7 +332,7 @@ def draw_runs(truths: list[CellTruth], trials: list[tuple[int, int]], latents: n
             rho * z[2] + math.sqrt(1 - rho**2) * rng.standard_normal()))
         steps = float(min(max(steps, 2.0), BUDGET))
         trial_id = f"t{start + i:06d}"
-        runs.append({**POINTS[cell], "seed": seed, "trial_id": trial_id,
+        runs.append({**points[cell], "seed": seed, "trial_id": trial_id,
                      "status": "errored" if errored else
                      "diverged" if outcome == "diverged" else "finished",
                      "outcome": None if errored else outcome,
@@ -297,11 +345,12 @@ def draw_runs(truths: list[CellTruth], trials: list[tuple[int, int]], latents: n
 
 def simulate_study(claims: claims_mod.ClaimsFile, truths: list[CellTruth], seed: int,
                    first_seeds: int = 2, max_trials: int = 120, wave_trials: int = 12,
-                   rho: float = 0.5) -> dict:
+                   rho: float = 0.5, points: list[dict] | None = None) -> dict:
     """One adaptive study on the planted truth; returns its final verdicts and cost."""
     rng = np.random.default_rng(seed)
     latents = rng.standard_normal((10_000, 3))
-    plan = planner.first_wave(len(POINTS), first_seeds)
+    points = POINTS if points is None else points
+    plan = planner.first_wave(len(points), first_seeds)
     runs: list[dict] = []
     curves: list[dict] = []
     done: set[tuple[int, int]] = set()
@@ -309,7 +358,8 @@ def simulate_study(claims: claims_mod.ClaimsFile, truths: list[CellTruth], seed:
     open_claims = claims
     while plan.trials:
         waves += 1
-        new_runs, new_curves = draw_runs(truths, plan.trials, latents, rng, rho, len(runs))
+        new_runs, new_curves = draw_runs(truths, plan.trials, latents, rng, rho, len(runs),
+                                         points)
         runs += new_runs
         curves += new_curves
         done |= set(plan.trials)
@@ -318,7 +368,7 @@ def simulate_study(claims: claims_mod.ClaimsFile, truths: list[CellTruth], seed:
         # planner serves undecided claims only, so the decided ones need no evaluation
         # until the end: the same plans as evaluating every claim after every wave.
         verdicts, plan = planner.after_wave(open_claims, pd.DataFrame(runs),
-                                            pd.DataFrame(curves), POINTS, done, capacity)
+                                            pd.DataFrame(curves), points, done, capacity)
         undecided = list(verdicts.loc[verdicts["verdict"] == "inconclusive", "id"])
         if not undecided:
             break
@@ -327,6 +377,18 @@ def simulate_study(claims: claims_mod.ClaimsFile, truths: list[CellTruth], seed:
     return {"verdicts": verdicts.set_index("id")["verdict"].to_dict(),
             "n": verdicts.set_index("id")["n"].to_dict(), "trials": len(runs),
             "waves": waves, "stopped": plan.reason}
+
+
+def claims_for(scenario: Scenario) -> claims_mod.ClaimsFile:
+    """The claims a scenario's family decides."""
+    return diff_claims() if scenario.family == "diff" else main_job_claims()
+
+
+def diff_claims() -> claims_mod.ClaimsFile:
+    """A diff study's claims over three differences a, b, c (study/diff.py, margins 0.25
+    and 0.05, as the shipped diff preset)."""
+    factors = [Difference(f"k.{name}", 0, 1, name) for name in DIFF_FACTORS]
+    return claims_mod.ClaimsFile.model_validate(claims_tree(factors, 0.25, 0.05))
 
 
 def main_job_claims() -> claims_mod.ClaimsFile:
@@ -341,8 +403,9 @@ def main_job_claims() -> claims_mod.ClaimsFile:
 def operating_characteristics(claims: claims_mod.ClaimsFile, scenario: Scenario, reps: int,
                               seed: int = 0, **kwargs) -> pd.DataFrame:
     """Verdict rates per claim over `reps` simulated studies of one scenario."""
-    truths = [scenario.truth(p) for p in POINTS]
-    results = [simulate_study(claims, truths, seed * 1_000_003 + r, **kwargs)
+    points = DIFF_POINTS if scenario.family == "diff" else POINTS
+    truths = [scenario.truth(p) for p in points]
+    results = [simulate_study(claims, truths, seed * 1_000_003 + r, points=points, **kwargs)
                for r in range(reps)]
     rows = []
     for claim in claims.claims:

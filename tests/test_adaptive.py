@@ -178,3 +178,17 @@ def test_a_trend_projecting_millions_of_seeds_is_costed_at_the_cap(monkeypatch):
         = ["inconclusive", 2, 3e7]
     plan = planner.next_wave(CLAIMS, table, POINTS, set(planner.first_wave(8, 2).trials), 8)
     assert plan.trials and max(asked) == planner.MAX_PROJECTED
+
+
+def test_diff_claims_name_the_planted_cause_and_refute_the_inert_difference():
+    """The diff study's claim family under the adaptive procedure (benchmarks/
+    sim_adaptive.py --scenarios diff_null diff_planted diff_margin has the full table):
+    the cause is supported in every study, an inert difference never is."""
+    scenario = simulate.SCENARIOS["diff_planted"]
+    table = simulate.operating_characteristics(simulate.claims_for(scenario), scenario, 20,
+                                               max_trials=400).set_index("claim")
+    assert table.loc["a_changes_failure_rate", "supported"] == 20
+    assert table.loc["a_changes_final_per", "supported"] == 20
+    for claim in ("b_changes_failure_rate", "b_changes_final_per"):
+        assert table.loc[claim, "supported"] == 0
+        assert table.loc[claim, "refuted"] >= 18
