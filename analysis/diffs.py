@@ -35,6 +35,8 @@ from analysis.verdicts import judge_claims
 
 ENDPOINTS = ("failure_rate", "final_per")
 CONTEXTS = ("applied", "removed")  # applied alone to `from`; removed alone from `to`
+EFFECT_COLUMNS = ["factor", "key", "from", "to", "endpoint", "context", "estimate", "ci_low",
+                  "ci_high", "n", "margin"]
 ENDPOINT_WORDS = {"failure_rate": "failure rate", "final_per": "final val PER"}
 
 
@@ -75,8 +77,7 @@ def effects(experiment: Experiment, claims: claims_mod.ClaimsFile, alpha: float 
                              "estimate": result.estimate, "ci_low": result.ci_low,
                              "ci_high": result.ci_high, "n": result.n,
                              "margin": part.margin})
-    return pd.DataFrame(rows, columns=["factor", "key", "from", "to", "endpoint", "context",
-                                       "estimate", "ci_low", "ci_high", "n", "margin"])
+    return pd.DataFrame(rows, columns=EFFECT_COLUMNS)
 
 
 def shown_distance(low: float, high: float, margin: float) -> float:
@@ -154,13 +155,14 @@ def headline(rank: pd.DataFrame, scope_tag: str) -> list[str]:
     return [f"Which difference changes the outcome ({scope_tag}):", *lines]
 
 
-def build(experiment: Experiment, out: Path, claims: claims_mod.ClaimsFile,
+def build(experiment: Experiment, out: Path, claims: claims_mod.ClaimsFile | None,
           post_hoc: str = "") -> Path:
     """report.html, summary.txt, ranking.csv, effects.csv, claims.csv and the figure."""
     out.mkdir(parents=True, exist_ok=True)
     verdicts = judge_claims(experiment, claims)
     table = verdicts.table if verdicts is not None else pd.DataFrame(columns=["id", "verdict"])
-    effect_table = effects(experiment, claims)
+    effect_table = effects(experiment, claims) if claims is not None else pd.DataFrame(
+        columns=EFFECT_COLUMNS)
     rank = ranking(effect_table, table)
     scope = study_scope(experiment.study)
     experiment.trials.to_csv(out / "trials.csv", index=False)

@@ -346,7 +346,7 @@ def build_report(experiment_dir: str | Path, out: str | Path | None = None,
         out.mkdir(parents=True, exist_ok=True)
         return exploratory.build(experiment, out)
     claims, post_hoc = registered_claims(experiment, claims_path)
-    if diffs.is_diff_study(experiment) and claims is not None:
+    if diffs.is_diff_study(experiment):
         # A diff study: its differences ranked, not a factorial's maps.
         return diffs.build(experiment, out, claims, post_hoc)
     out.mkdir(parents=True, exist_ok=True)

@@ -106,9 +106,12 @@ def start_ray(address: str | None, storage: Path, dashboard: bool, num_cpus: int
     if ray.is_initialized():  # a notebook or test session already holds Ray: use it
         return {"address": None, "dashboard_url": None, "owned": False}
     if address:
-        # Workers of an existing cluster import the driver's copy of the project.
+        # Workers of an existing cluster import the driver's copy of the project: the
+        # trainable, and study/analysis for the store's filesystem (study.storage.PatientS3
+        # travels pickled with every trial's storage context).
         ctx = ray.init(address=address, log_to_driver=True,
-                       runtime_env={"py_modules": [str(Path(project) / "trainable")],
+                       runtime_env={"py_modules": [str(Path(project) / package) for package
+                                                   in ("trainable", "study", "analysis")],
                                     "env_vars": {"RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS": "0"}})
         owned = False
     else:
