@@ -127,6 +127,20 @@ class StudyPlan:
     claims: claims_mod.ClaimsFile | None
 
 
+def check_device(cfg: Config, gpus_per_trial: float) -> None:
+    """`train.device: auto` on a machine with a GPU while no GPU is requested would send
+    every trial to cuda:0 outside Ray's GPU accounting (the official config says auto)."""
+    if cfg.train.device != "auto" or gpus_per_trial > 0:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        raise UserError("train.device is auto and this machine has a GPU, but no GPU is "
+                        "requested: every trial would use cuda:0 unaccounted; give "
+                        "--gpus-per-trial (a fraction to share a GPU) or --set "
+                        "train.device=cpu")
+
+
 def plan_study(request: StudyRequest, preset: Preset) -> StudyPlan:
     """Check the request against the preset and build the training config and cells."""
     budget = resolve_budget(preset, request.budget)
@@ -152,7 +166,10 @@ def plan_study(request: StudyRequest, preset: Preset) -> StudyPlan:
     overrides.append(f"train.num_threads={threads}")
     if request.gpus_per_trial > 0:
         overrides.append("train.device=cuda")
+        if request.gpus_per_trial < 1:  # trials share a GPU: each keeps to its share
+            overrides.append(f"train.gpu_memory_fraction={request.gpus_per_trial}")
     cfg = apply_day_lr(preset, load_config(cfg_path, overrides))
+    check_device(cfg, request.gpus_per_trial)
     check_axes_exist(preset, cfg)
     n_cells = validate_cells(preset, cfg, seeds)
     claims_path = claims_mod.resolve_claims_path(preset.claims)

@@ -150,6 +150,10 @@ class TrainConfig(_Section):
     # memory on CUDA, so the copy overlaps compute; the official loader has 4 workers).
     # 0: built on demand. The batches and their order are the same either way.
     prefetch_batches: int = Field(0, ge=0)
+    # CUDA only: the share of the GPU's memory this process may allocate (torch's
+    # set_per_process_memory_fraction), so trials sharing a GPU cannot starve each other:
+    # a study sets it to --gpus-per-trial when that is a fraction. None: no cap.
+    gpu_memory_fraction: float | None = Field(None, gt=0.0, le=1.0)
 
 
 class LossConfig(_Section):

@@ -40,6 +40,7 @@ METRICS: tuple[str, ...] = (
     "unique_phonemes",
     "eps_dominance",
     "steps_per_s",
+    "gpu_peak_mb",  # peak GPU memory allocated by the run so far (0 on the CPU)
     "collapsed",
     "diverged",
     "exploded",

@@ -66,6 +66,10 @@ class TrainingRun:
         if self.device.type == "cuda":  # the official run's numerics settings
             torch.backends.cudnn.deterministic = True
             torch.set_float32_matmul_precision("high")
+            if cfg.train.gpu_memory_fraction is not None:
+                torch.cuda.set_per_process_memory_fraction(cfg.train.gpu_memory_fraction,
+                                                           self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
         if cfg.train.num_threads:
             torch.set_num_threads(cfg.train.num_threads)
         seed_everything(cfg.train.seed)
@@ -250,6 +254,8 @@ class TrainingRun:
             "unique_phonemes": ev["unique_phonemes"],
             "eps_dominance": eps_dominance(self.optimizer),
             "steps_per_s": len(norms) / self.window_time if self.window_time > 0 else 0.0,
+            "gpu_peak_mb": (torch.cuda.max_memory_allocated(self.device) / 2**20
+                            if self.device.type == "cuda" else 0.0),
             "collapsed": int(collapsed),
             "diverged": int(self.diverged),
             "exploded": int(self.ever_exploded),

@@ -58,7 +58,7 @@ Tests:
                    tests; null 1, claimed size `min_ratio` (direction increase).
   per_difference   per seed: final val PER at `cell` minus at `reference`; CS of the
                    median by inverted sign tests (a seed whose PER is missing is
-                   skipped; a diverged run's PER is the sentinel 1.0).
+                   skipped; a diverged run has the sentinel PER 10, trainable.contract).
   interaction      per seed: [y(base + change) - y(base)] minus
                    [y(base + moderator + change) - y(base + moderator)]; `endpoint`
                    failure_rate: y = 1[event] (in [-2, 2], CS of the mean), final_per:
