@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "preset's)")
         p.add_argument("--max-trials", type=_positive_int, default=None,
                        help="adaptive studies: trials over all waves (default: the preset's)")
+        p.add_argument("--allow-short-budget", action="store_true",
+                       help="run an official-size model for fewer steps than its own "
+                            "warm-up (refused otherwise: such a run says nothing about it)")
         p.add_argument("--no-adaptive", action="store_true",
                        help="run only the preset's fixed design (no claim-directed waves)")
         _add_cluster_flags(p)

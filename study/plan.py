@@ -29,10 +29,15 @@ def resolve_budget(preset: Preset, budget: str | None) -> dict:
     if name.isdigit() and int(name) > 0:
         steps = int(name)
         base = preset.budgets[preset.default_budget]
-        # As many evaluations as the preset's default budget has.
+        # As many evaluations as the preset's default budget has, and adaptive minutes
+        # that scale with the steps: a trial of 120,000 steps takes 300x one of 400, so the
+        # default budget's minutes would end the study after its first wave.
+        minutes = base.minutes or (preset.adaptive.minutes if preset.adaptive else None)
         return {"name": f"{steps} steps", "steps": steps,
                 "eval_every": max(1, round(steps * base.eval_every / base.steps)),
-                "seeds": None, "samples": None, "minutes": None, "max_trials": None}
+                "seeds": None, "samples": None,
+                "minutes": minutes * steps / base.steps if minutes else None,
+                "max_trials": None}
     raise UserError(f"--budget {budget}: expected one of {', '.join(preset.budgets)} or a "
                     "positive number of steps")
 
@@ -127,6 +132,36 @@ class StudyPlan:
     claims: claims_mod.ClaimsFile | None
 
 
+# The official run: 120,000 batches in about 3.5 h on one RTX 4090 (official README).
+OFFICIAL_SECONDS_PER_STEP = 3.5 * 3600 / 120_000
+
+
+def is_official_size(cfg: Config) -> bool:
+    return (cfg.data.n_features, cfg.model.n_units, cfg.model.n_layers) == (512, 768, 5)
+
+
+def check_official_budget(cfg: Config, own_warmup: int, allow_short: bool) -> None:
+    """A budget shorter than the official model's own warm-up cannot say anything about
+    it (the stretched schedule would squeeze the 1,000-step warm-up into a few steps)."""
+    if is_official_size(cfg) and cfg.train.num_steps < own_warmup and not allow_short:
+        raise UserError(f"--budget: {cfg.train.num_steps:,} steps is shorter than the "
+                        f"official model's own warm-up ({own_warmup:,} steps; the real run "
+                        "trains 120,000): such a run says nothing about it; give a budget "
+                        "in real steps (e.g. --budget 4000) or --allow-short-budget")
+
+
+def projection(cfg: Config, first_wave: int, max_trials: int | None, cells: int) -> str:
+    """One line before an official-size study starts: what it will cost in GPU-hours at
+    the official run's step time, and the seeds per cell that buys."""
+    hours = cfg.train.num_steps * OFFICIAL_SECONDS_PER_STEP / 3600
+    most = max_trials or first_wave
+    return (f"projected: {first_wave} trial(s) in the first wave, at most {most}, of "
+            f"{cfg.train.num_steps:,} steps at ~{OFFICIAL_SECONDS_PER_STEP:.3f} s/step (the "
+            f"official run on one RTX 4090): {first_wave * hours:,.1f} GPU-hours for the "
+            f"first wave, {most * hours:,.1f} at most; about {most / max(cells, 1):.1f} "
+            "seeds per cell at that cost")
+
+
 def check_device(cfg: Config, gpus_per_trial: float) -> None:
     """`train.device: auto` on a machine with a GPU while no GPU is requested would send
     every trial to cuda:0 outside Ray's GPU accounting (the official config says auto)."""
@@ -170,6 +205,8 @@ def plan_study(request: StudyRequest, preset: Preset) -> StudyPlan:
             overrides.append(f"train.gpu_memory_fraction={request.gpus_per_trial}")
     cfg = apply_day_lr(preset, load_config(cfg_path, overrides))
     check_device(cfg, request.gpus_per_trial)
+    check_official_budget(cfg, int(tree.get("optim", {}).get("lr_warmup_steps", 1000)),
+                          request.allow_short_budget)
     check_axes_exist(preset, cfg)
     n_cells = validate_cells(preset, cfg, seeds)
     claims_path = claims_mod.resolve_claims_path(preset.claims)

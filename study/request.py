@@ -55,6 +55,7 @@ class StudyRequest(_Request):
     max_concurrent: PositiveInt | None = None
     autoscaler_wait: NonNegativeFloat = 0.0
     no_report: bool = False
+    allow_short_budget: bool = False
     ray: RayOptions = RayOptions()
     # diff: the two training configs and what to study (None: the preset's)
     diff_from: str | None = None

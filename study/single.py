@@ -38,6 +38,11 @@ def launch(request: StudyRequest, preset: Preset, rung: str | None = None) -> in
     """Start the study `request` asks for, with `preset` (a ladder gives each rung's own
     preset and name)."""
     plan = plan_mod.plan_study(request, preset)
+    if plan_mod.is_official_size(plan.cfg) and plan.n_cells:
+        most = request.max_trials or plan.budget["max_trials"] or (
+            preset.adaptive.max_trials if plan.adaptive else None)
+        print(plan_mod.projection(plan.cfg, plan.n_cells, most, plan.n_cells // plan.seeds),
+              file=sys.stderr)
     storage = resolve_storage(request.storage, request.ray.storage_endpoint)
     storage.check()  # a store that does not answer fails now, in one line
     name = request.name or f"{preset.name}-{dt.datetime.now():%Y%m%d-%H%M%S}"

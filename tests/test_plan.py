@@ -28,3 +28,28 @@ def test_trials_sharing_a_gpu_keep_to_their_share_of_its_memory(gpus, device, fr
     plan = plan_study(StudyRequest(command="grid", gpus_per_trial=gpus), load_preset("grid"))
     assert plan.cfg.train.device == device
     assert plan.cfg.train.gpu_memory_fraction == fraction
+
+
+def test_an_official_size_budget_inside_its_warm_up_is_refused_unless_allowed():
+    official = "configs/train/official.yaml"
+    request = StudyRequest(command="grid", train_config=official, budget="400",
+                           overrides=("train.device=cpu",))
+    with pytest.raises(UserError, match="shorter than the official model's own warm-up"):
+        plan_study(request, load_preset("grid"))
+    allowed = request.model_copy(update={"allow_short_budget": True})
+    assert plan_study(allowed, load_preset("grid")).cfg.train.num_steps == 400
+    real = request.model_copy(update={"budget": "4000"})
+    assert plan_study(real, load_preset("grid")).cfg.train.num_steps == 4000
+
+
+def test_numeric_budgets_scale_the_adaptive_minutes_and_official_studies_are_projected():
+    from study.plan import projection, resolve_budget
+
+    grid = load_preset("grid")  # 34 adaptive minutes at its default 400 steps
+    assert resolve_budget(grid, "4000")["minutes"] == pytest.approx(340.0)
+    assert resolve_budget(grid, "default")["minutes"] is None  # the preset's own
+    cfg = load_config("configs/train/official.yaml", overrides={"train.num_steps": 4000})
+    line = projection(cfg, 16, 200, 16)
+    assert "16 trial(s) in the first wave, at most 200" in line
+    assert "1.9 GPU-hours for the first wave" in line  # 16 x 4,000 x 0.105 s
+    assert "about 12.5 seeds per cell" in line
