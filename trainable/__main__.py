@@ -8,9 +8,9 @@ import json
 import sys
 import time
 
-from trainable.source import add_config_flags
 from trainable.errors import OneLineArgumentParser, run_cli
 from trainable.official_args import official_data_dir
+from trainable.source import add_config_flags
 
 
 def format_report(r: dict) -> str:
@@ -24,7 +24,6 @@ def format_report(r: dict) -> str:
 def explain(config: str | None) -> int:
     from trainable.config import read_config_tree
     from trainable.errors import ConfigError
-
     from trainable.variants import explain_lines
 
     if config is None:

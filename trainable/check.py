@@ -22,8 +22,8 @@ import time
 
 import numpy as np
 
-from trainable.source import add_config_flags
 from trainable.errors import ConfigError, OneLineArgumentParser, run_cli
+from trainable.source import add_config_flags
 
 
 def judge(losses: list[float], grad_norms: list[float], finite: bool, warmup: int,

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from trainable.errors import ConfigError, validation_line
 from trainable.official_args import from_official, is_official
+
 # The config-tree helpers, re-exported: callers import them from here.
 from trainable.tree import get_dotted, parse_override, read_yaml, set_dotted
 

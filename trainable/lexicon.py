@@ -123,3 +123,12 @@ def read_sentence_file(path: str | Path) -> tuple[tuple[str, ...], str]:
 
 def longest_label(sentences: tuple[str, ...]) -> int:
     return max(len(sentence_to_ids(s)) for s in sentences)
+
+
+def words_digest(sentences: str | None, vocabulary_size: int, frequency_exponent: float
+                 ) -> str:
+    """What decides a generator-2 dataset's sentence draws besides its knobs: the
+    sentence file's contents, or the frequency-weighted word list."""
+    if sentences is not None:
+        return "file:" + read_sentence_file(sentences)[1]
+    return "words:" + frequent_words(vocabulary_size, frequency_exponent).digest()

@@ -35,12 +35,33 @@ import numpy as np
 
 from trainable.articulatory import articulatory_targets
 from trainable.errors import ConfigError
-from trainable.lexicon import (Lexicon, frequent_words, longest_label, read_sentence_file,
-                               sample_sentence)
-from trainable.synthetic import (_STREAM_SESSION, _STREAM_TRIAL, _STREAM_WORLD, CLIP_MAX,
-                                 SPLITS, VOWELS, SessionData, SyntheticSpec,
-                                 _latent, _rng, _session_schedule, _Slot, _timeline, _Trial,
-                                 _World, session_names)
+from trainable.lexicon import (
+    Lexicon,
+    frequent_words,
+    longest_label,
+    read_sentence_file,
+    sample_sentence,
+)
+from trainable.synthetic_spec import (
+    _STREAM_SESSION,
+    _STREAM_TRIAL,
+    _STREAM_WORLD,
+    CLIP_MAX,
+    SPLITS,
+    VOWELS,
+    SyntheticSpec,
+)
+from trainable.synthetic_world import (
+    SessionData,
+    _latent,
+    _rng,
+    _session_schedule,
+    _Slot,
+    _timeline,
+    _Trial,
+    _World,
+    session_names,
+)
 from trainable.vocab import N_CLASSES, PHONEME_TO_ID, sentence_to_ids, word_phonemes
 
 # Session-level streams that depend on trial counts get their own keys, so the draws that
@@ -48,14 +69,6 @@ from trainable.vocab import N_CLASSES, PHONEME_TO_ID, sentence_to_ids, word_phon
 _SUB_BLOCKS, _SUB_WALK = 1, 2
 # Order of the four arrays in each half of the features (official feature table, S1).
 ARRAYS = ("v6v", "area 4", "55b", "d6v")
-
-
-def words_digest(spec: SyntheticSpec) -> str:
-    """What decides the sentence draws besides the knobs: the sentence file's contents,
-    or the frequency-weighted word list."""
-    if spec.sentences is not None:
-        return "file:" + read_sentence_file(spec.sentences)[1]
-    return "words:" + frequent_words(spec.vocabulary_size, spec.frequency_exponent).digest()
 
 
 def session_days(spec: SyntheticSpec) -> np.ndarray:
