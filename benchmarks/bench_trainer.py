@@ -26,8 +26,9 @@ import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from trainable.augment import transform
+from trainable.batches import DayBatchSampler
 from trainable.config import load_config
-from trainable.data import DayBatchSampler, load_dataset
+from trainable.data import load_dataset
 from trainable.decode import ctc_loss_per_utterance
 from trainable.loop import TrainingRun
 from trainable.model import GRUDecoder

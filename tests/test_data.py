@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from support.h5 import write_dataset, write_trials
 
-from trainable.data import Dataset, DayBatchSampler, load_dataset, validation_batches
+from trainable.batches import DayBatchSampler, validation_batches
+from trainable.data import Dataset, load_dataset
 from trainable.errors import DataError
 
 

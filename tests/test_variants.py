@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import torch
 
+from trainable.batches import ShuffleBatchSampler, feature_moments
 from trainable.config import CONFIG_DIR, MonitorConfig, load_config
-from trainable.data import ShuffleBatchSampler, feature_moments, load_dataset
+from trainable.data import load_dataset
 from trainable.decode import ctc_loss_per_utterance
 from trainable.errors import ConfigError
 from trainable.loop import TrainingRun

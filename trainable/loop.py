@@ -23,14 +23,9 @@ import torch
 
 from trainable import contract, monitor
 from trainable.augment import smoothing_kernel, transform
+from trainable.batches import Batches, batch_sampler, feature_moments, validation_batches
 from trainable.config import Config
-from trainable.data import (
-    Batches,
-    Dataset,
-    batch_sampler,
-    feature_moments,
-    validation_batches,
-)
+from trainable.data import Dataset
 from trainable.decode import (
     ctc_loss_per_utterance,
     edit_distances,
