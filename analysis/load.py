@@ -27,7 +27,7 @@ import pandas as pd
 
 from analysis.record import StudyRecord, read_record
 from trainable.config import get_dotted
-from trainable.contract import METRICS, REPORT_EXTRAS
+from trainable.contract import DAY_PER_PREFIX, METRICS, REPORT_EXTRAS
 from trainable.errors import UserError
 
 STATUSES: tuple[str, ...] = ("finished", "diverged", "stopped_early", "errored")
@@ -229,7 +229,9 @@ def _read_results(trial_dir: Path, caveats: list[str]) -> pd.DataFrame:
         frame = pd.DataFrame()
     if frame.empty or "step" not in frame:
         return pd.DataFrame(columns=["step"])
+    days = [c for c in frame.columns if str(c).startswith(DAY_PER_PREFIX)]
     keep = [c for c in (*METRICS, *REPORT_EXTRAS, *TUNE_FIELDS, "trial_id") if c in frame]
+    keep += days
     frame = frame[keep].copy()
     for column in keep:
         if column not in ("outcome", "trial_id"):
@@ -300,6 +302,9 @@ def _read_trial(trial_dir: Path, axes: list[Axis], study_budget, caveats: list[s
 
     for name in METRICS:
         if name != "step" and name in last:
+            row[f"final_{name}"] = last[name]
+    for name in last.index:
+        if str(name).startswith(DAY_PER_PREFIX):  # each day's PER at the last evaluation
             row[f"final_{name}"] = last[name]
     for name in ("best_val_per", "initial_val_per", "initial_val_loss"):
         if name in last:

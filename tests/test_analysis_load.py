@@ -112,3 +112,24 @@ def test_not_an_experiment_folder(tmp_path):
         shutil.rmtree(trial)
     with pytest.raises(UserError, match="no trial folders"):
         load_experiment(path)
+
+
+def test_each_days_per_at_the_last_evaluation_reaches_the_trials_table(tmp_path):
+    """The per-day PER a run reports (trainable.tune_adapter.flat_report) becomes one
+    final_val_per_day/<session> column per day, as the official trainer logs each day."""
+    from analysis.load import _read_trial
+    from trainable.tune_adapter import flat_report
+
+    reports = [{"step": s, "val_per": per, "outcome": "stable", "completed": int(s == 20),
+                "budget_steps": 20, "val_per_by_day": {"t15.a": per + 0.1, "t15.b": per - 0.1}}
+               for s, per in ((1, 0.9), (20, 0.3))]
+    folder = tmp_path / "trial_0"
+    folder.mkdir()
+    (folder / "params.json").write_text(json.dumps({"seed": 0}))
+    (folder / "result.json").write_text("".join(
+        json.dumps({**flat_report(r), "trial_id": "t0", "training_iteration": i}) + "\n"
+        for i, r in enumerate(reports, start=1)))
+    row, curves = _read_trial(folder, [], 20, [])
+    assert row["final_val_per_day/t15.a"] == pytest.approx(0.4)
+    assert row["final_val_per_day/t15.b"] == pytest.approx(0.2)
+    assert list(curves["val_per_day/t15.a"]) == pytest.approx([1.0, 0.4])

@@ -66,6 +66,10 @@ REPORT_EXTRAS: tuple[str, ...] = (
     "initial_val_per",
 )
 
+# Per-day validation PER: one report key per session, this prefix + the session's name
+# (e.g. val_per_day/t15.2023.08.11), as the official trainer logs each day's PER.
+DAY_PER_PREFIX = "val_per_day/"
+
 # Finite sentinels reported in place of non-finite values once a run has diverged.
 # A loss of 1e6 is far above any CTC loss of a real utterance at initialisation (the
 # official run starts near 715); PER is capped at its step-0 value by the analysis, but

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from trainable.config import build_config, set_dotted
-from trainable.contract import AXES
+from trainable.contract import AXES, DAY_PER_PREFIX
 from trainable.data import Dataset
 from trainable.errors import ConfigError
 
@@ -59,6 +59,15 @@ def resolve_trial_config(sample: dict, base_config: dict, axes: dict[str, str] |
     return build_config(tree, source="trial config")
 
 
+def flat_report(report: dict) -> dict:
+    """A report as Tune stores it: every value a number or a label, the per-day PER as one
+    key per session (contract.DAY_PER_PREFIX)."""
+    flat = {k: v for k, v in report.items() if k != "val_per_by_day"}
+    flat.update({f"{DAY_PER_PREFIX}{day}": per
+                 for day, per in report.get("val_per_by_day", {}).items()})
+    return flat
+
+
 def tune_trainable(config: dict, *, base_config: dict, dataset: Dataset | str,
                    axes: dict[str, str] | None = None, checkpoint_every: int = 2,
                    levels: dict[str, list] | None = None) -> None:
@@ -84,7 +93,7 @@ def tune_trainable(config: dict, *, base_config: dict, dataset: Dataset | str,
     if run.finished:  # restored from the final checkpoint: nothing left to do
         return
     for n_eval, report in enumerate(run, start=1):
-        report = {k: v for k, v in report.items() if k != "val_per_by_day"}
+        report = flat_report(report)
         if report["completed"] or n_eval % checkpoint_every == 0:
             with tempfile.TemporaryDirectory() as tmp:
                 run.save(Path(tmp) / CHECKPOINT_FILE)
