@@ -21,7 +21,7 @@ One claim per factor and endpoint is registered before the first run: "this diff
 alone changes the failure rate by at least `margin_rate`" (either direction) and the
 same for the final val PER (`margin_per`). Each is an any_of over the two contexts
 (applied to --from, removed from --to), judged with the project's anytime-valid
-sequences (analysis/claims.py), so the adaptive waves add seeds until each is decided.
+sequences (analysis/claims/), so the adaptive waves add seeds until each is decided.
 Nothing here knows the Brain-to-Text keys.
 """
 
@@ -185,7 +185,7 @@ def claim_id(factor: str, endpoint: str) -> str:
 
 def claims_tree(factors: list[Difference], margin_rate: float = 0.25,
                 margin_per: float = 0.02) -> dict:
-    """The claims file of a diff study (analysis/claims.py schema): per factor, "this
+    """The claims file of a diff study (analysis/claims/ schema): per factor, "this
     difference alone changes the failure rate by >= margin_rate" and "... the final val
     PER by >= margin_per", either way, in either context."""
     names = [f.factor for f in factors]
