@@ -10,7 +10,9 @@ runs); `official` is the study's base training config with no axis changed; `AXI
 sets the named axes. The base values come from the study's training config, or from
 `--base CONFIG` (for example the official rnn_args.yaml: the proxy's setting carried onto
 the official model). `--format rnn_args` writes a complete official rnn_args.yaml (every key
-the official train_model.py reads); `yaml` writes this project's format.
+the official train_model.py reads); `yaml` writes this project's format. `--checkpoint`
+writes the cell's best run as the official trainer leaves it: <out>/checkpoint/
+best_checkpoint (the weights of its lowest-val-PER evaluation) and checkpoint/args.yaml.
 """
 
 from __future__ import annotations
@@ -84,6 +86,44 @@ def build(study_dir: str | Path, cell: str = "stable-best", base: str | None = N
     return cfg, chosen, sessions, val, str(root)
 
 
+def best_run(trials, chosen: dict):
+    """The complete run of the chosen cell with the lowest best val PER."""
+    from analysis.load import full_budget, in_cell
+
+    runs = full_budget(trials)
+    runs = runs[in_cell(runs, chosen)] if chosen else runs
+    if runs.empty:
+        raise UserError("no full-budget run in the chosen cell has a checkpoint to export; "
+                        "pick another --cell")
+    return runs.sort_values("best_val_per", kind="stable").iloc[0]
+
+
+def export_checkpoint(study_dir: Path, run, official_args: dict, out: Path) -> Path:
+    """<out>/checkpoint/best_checkpoint and <out>/checkpoint/args.yaml, the layout the
+    official evaluate_model.py loads (model_state_dict under the official GRUDecoder's
+    parameter names; the best evaluation's val PER and loss beside it)."""
+    import torch
+
+    folders = [d for d in Path(study_dir).rglob(str(run["folder"])) if d.is_dir()]
+    states = sorted((f for d in folders for f in d.glob("checkpoint_*/state.pt")),
+                    key=lambda f: f.parent.name)
+    if not states:
+        raise UserError(f"{study_dir}: trial {run['trial_id']} kept no checkpoint (pruned, or "
+                        "the study ran on remote storage not pulled); re-run that cell")
+    state = torch.load(states[-1], map_location="cpu", weights_only=False)
+    if state.get("best_model") is None:
+        raise UserError(f"{states[-1]}: written before checkpoints kept the best weights; "
+                        "re-run the cell to export its best checkpoint")
+    folder = out / "checkpoint"
+    folder.mkdir(parents=True, exist_ok=True)
+    best = state["best_eval"]
+    torch.save({"model_state_dict": state["best_model"], "val_PER": best["val_per"],
+                "val_loss": best["val_loss"], "batch": best["step"]},
+               folder / "best_checkpoint")
+    (folder / "args.yaml").write_text(yaml.safe_dump(official_args, sort_keys=False))
+    return folder
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = OneLineArgumentParser(prog="python -m analysis.export",
                                    description=__doc__.splitlines()[0])
@@ -94,13 +134,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base", default=None,
                         help="take the other values from this config (the project's format "
                              "or an official rnn_args.yaml) instead of the study's")
-    parser.add_argument("--out", required=True, help="the file to write")
+    parser.add_argument("--checkpoint", action="store_true",
+                        help="write the best run of the cell as the official trainer does: "
+                             "--out is a folder that gets checkpoint/best_checkpoint and "
+                             "checkpoint/args.yaml (for evaluate_model.py)")
+    parser.add_argument("--out", required=True, help="the file (or, with --checkpoint, the "
+                                                     "folder) to write")
     args = parser.parse_args(argv)
 
     def body() -> int:
         from trainable.official_args import to_official
 
         cfg, chosen, sessions, val, root = build(args.study, args.cell, args.base)
+        if args.checkpoint:
+            from analysis.load import load_experiment
+
+            if not sessions:
+                raise UserError(f"{root}: the study's data folder is gone, so args.yaml's "
+                                "session list is unknown; restore it")
+            run = best_run(load_experiment(args.study).trials, chosen)
+            folder = export_checkpoint(Path(args.study), run,
+                                       to_official(cfg, sessions, val, dataset_dir=root),
+                                       Path(args.out))
+            print(f"wrote {folder} (trial {run['trial_id']}, best val PER "
+                  f"{run['best_val_per']:.3f})")
+            return 0
         if args.format == "rnn_args":
             if not sessions:
                 raise UserError(f"{root}: the study's data folder is gone, so the session "

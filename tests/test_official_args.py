@@ -155,3 +155,39 @@ def test_stable_best_is_the_lowest_median_per_among_all_stable_settings():
     assert stable_best(trials[trials.eps != 1.0], ["eps"]) == {"eps": 1e-4}
     with pytest.raises(UserError, match="no setting had every full-budget run stable"):
         stable_best(trials[trials.eps == 1e-8], ["eps"])
+
+
+def test_export_checkpoint_writes_the_best_weights_in_the_official_layout(tmp_path, tiny_data,
+                                                                        tiny_config):
+    import torch
+    from support.experiments import write_fake_experiment
+
+    from analysis.export import main
+    from analysis.load import load_experiment
+    from trainable.data import load_dataset
+    from trainable.loop import TrainingRun
+
+    exp = write_fake_experiment(tmp_path, n_seeds=3)
+    study = yaml.safe_load((exp / "study.yaml").read_text())
+    study["data"]["path"] = str(tiny_data)
+    (exp / "study.yaml").write_text(yaml.safe_dump(study, sort_keys=False))
+    cell = {"eps": 1e-8, "lr_max": 0.002}
+    trials = load_experiment(exp).trials
+    mine = trials[(trials["eps"] == 1e-8) & (trials["lr_max"] == 0.002)
+                  & trials["status"].isin(["finished", "diverged"])]
+    best = mine.sort_values("best_val_per", kind="stable").iloc[0]
+    # A real training state in that trial's checkpoint: the best evaluation's weights.
+    cfg = tiny_config()
+    run = TrainingRun(cfg, load_dataset(tiny_data, cfg))
+    reports = list(run)
+    folder = next(d for d in exp.rglob(best["folder"]) if d.is_dir())
+    (folder / "checkpoint_000000").mkdir(exist_ok=True)
+    run.save(folder / "checkpoint_000000" / "state.pt")
+    out = tmp_path / "export"
+    assert main([str(exp), "--cell", "eps=1e-8,lr_max=0.002", "--checkpoint",
+                 "--out", str(out)]) == 0
+    saved = torch.load(out / "checkpoint" / "best_checkpoint", weights_only=False)
+    assert saved["val_PER"] == min(r["val_per"] for r in reports)
+    assert set(saved["model_state_dict"]) == set(run.model.state_dict())
+    args = yaml.safe_load((out / "checkpoint" / "args.yaml").read_text())
+    assert args["epsilon"] == cell["eps"] and args["lr_max"] == cell["lr_max"]

@@ -102,6 +102,10 @@ class TrainingRun:
         self.nonfinite_steps = 0
         self.diverged = False
         self.ever_exploded = False
+        # The weights of the best evaluation (lowest val PER, ties to the lower val loss,
+        # as the official trainer's best_checkpoint), on the CPU, for export.
+        self.best_model: dict | None = None
+        self.best_eval: dict | None = None
         self._reset_window()
 
     # ---------------------------------------------------------------- training
@@ -232,6 +236,12 @@ class TrainingRun:
             self.ever_exploded = True
         collapsed = monitor.is_collapsed(ev["emit_ratio"], self.step, budget, cfg.monitor)
         best = min([h["val_per"] for h in self.history] + [ev["val_per"]])
+        if not self.diverged and (self.best_eval is None or (ev["val_per"], ev["val_loss"]) < (
+                self.best_eval["val_per"], self.best_eval["val_loss"])):
+            self.best_eval = {"step": self.step, "val_per": ev["val_per"],
+                              "val_loss": ev["val_loss"]}
+            self.best_model = {k: v.detach().to("cpu", copy=True)
+                               for k, v in self.model.state_dict().items()}
         done = done or self.diverged
         report = {
             "step": self.step,
@@ -309,6 +319,8 @@ class TrainingRun:
             "nonfinite_steps": self.nonfinite_steps,
             "diverged": self.diverged,
             "ever_exploded": self.ever_exploded,
+            "best_model": self.best_model,
+            "best_eval": self.best_eval,
             "config": self.cfg.model_dump(mode="json"),
         }
 
@@ -329,6 +341,8 @@ class TrainingRun:
         self.nonfinite_steps = state["nonfinite_steps"]
         self.diverged = state["diverged"]
         self.ever_exploded = state["ever_exploded"]
+        self.best_model = state.get("best_model")  # absent from older checkpoints
+        self.best_eval = state.get("best_eval")
         self._reset_window()
 
     def save(self, path: str | Path) -> None:
