@@ -77,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
                             "preset's)")
         p.add_argument("--max-trials", type=_positive_int, default=None,
                        help="adaptive studies: trials over all waves (default: the preset's)")
+        p.add_argument("--wandb", default=None, metavar="PROJECT",
+                       help="also log every trial to this Weights & Biases project (Tune's "
+                            "WandbLoggerCallback; needs the wandb package)")
+        p.add_argument("--mlflow", default=None, metavar="TRACKING_URI",
+                       help="also log every trial to this MLflow tracking server or folder "
+                            "(Tune's MLflowLoggerCallback; needs the mlflow package)")
         p.add_argument("--allow-short-budget", action="store_true",
                        help="run an official-size model for fewer steps than its own "
                             "warm-up (refused otherwise: such a run says nothing about it)")

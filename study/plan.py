@@ -162,6 +162,17 @@ def projection(cfg: Config, first_wave: int, max_trials: int | None, cells: int)
             "seeds per cell at that cost")
 
 
+def check_loggers(request: StudyRequest) -> None:
+    """--wandb / --mlflow need their packages on the driver (Tune's own callbacks log from
+    there); say so before anything starts."""
+    import importlib.util
+
+    for flag, package in (("wandb", "wandb"), ("mlflow", "mlflow")):
+        if getattr(request, flag) and importlib.util.find_spec(package) is None:
+            raise UserError(f"--{flag}: the {package} package is not installed; pip install "
+                            f"{package}, or drop --{flag}")
+
+
 def check_device(cfg: Config, gpus_per_trial: float) -> None:
     """`train.device: auto` on a machine with a GPU while no GPU is requested would send
     every trial to cuda:0 outside Ray's GPU accounting (the official config says auto)."""
@@ -205,6 +216,7 @@ def plan_study(request: StudyRequest, preset: Preset) -> StudyPlan:
             overrides.append(f"train.gpu_memory_fraction={request.gpus_per_trial}")
     cfg = apply_day_lr(preset, load_config(cfg_path, overrides))
     check_device(cfg, request.gpus_per_trial)
+    check_loggers(request)
     check_official_budget(cfg, int(tree.get("optim", {}).get("lr_warmup_steps", 1000)),
                           request.allow_short_budget)
     check_axes_exist(preset, cfg)
@@ -265,6 +277,7 @@ def study_record(plan: StudyPlan, request: StudyRequest, name: str, rung: str | 
         day_lr=preset.day_lr if "optim.lr_max" in preset.axis_keys().values() else None,
         controls=controls, boundary=preset.boundary, rung=rung, data=data,
         resources={"cpus_per_trial": request.cpus_per_trial,
-                   "gpus_per_trial": request.gpus_per_trial},
+                   "gpus_per_trial": request.gpus_per_trial,
+                   "wandb": request.wandb, "mlflow": request.mlflow},
         versions=versions, cli=cli, started=started,
         preset_config=stored_preset(preset))

@@ -50,6 +50,20 @@ class OutcomeLogger(Callback):
         eta = f", ETA {rate * left / 60:.1f} min" if left else ""
         return f"{counts} | {elapsed / 60:.1f} min{eta}"
 
+    # Trials of at least this many steps also get a line per evaluation: a run of the
+    # official 120,000 steps takes hours, and silence for that long looks like a hang.
+    LONG_TRIAL_STEPS = 2000
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        budget = result.get("budget_steps") or 0
+        step = result.get("step") or 0
+        if budget < self.LONG_TRIAL_STEPS or result.get("completed") or step <= 1:
+            return
+        per_step = result.get("time_total_s", 0.0) / step
+        print(f"{self.label}  {self._axes(trial)}: step {step:,}/{budget:,}, val PER "
+              f"{result.get('val_per', float('nan')):.3f}, ETA "
+              f"{per_step * (budget - step) / 60:.1f} min", file=sys.stderr, flush=True)
+
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.done += 1
         r = trial.last_result or {}

@@ -56,6 +56,8 @@ class StudyRequest(_Request):
     autoscaler_wait: NonNegativeFloat = 0.0
     no_report: bool = False
     allow_short_budget: bool = False
+    wandb: str | None = None  # W&B project: Tune's WandbLoggerCallback
+    mlflow: str | None = None  # MLflow tracking URI: Tune's MLflowLoggerCallback
     ray: RayOptions = RayOptions()
     # diff: the two training configs and what to study (None: the preset's)
     diff_from: str | None = None

@@ -112,7 +112,25 @@ def _run_config(place: Place, rel: str, record: StudyRecord, n_trials: int, labe
         verbose=1 if verbose else 0,
         checkpoint_config=tune.CheckpointConfig(num_to_keep=keep),
         failure_config=tune.FailureConfig(max_failures=2),
-        callbacks=[OutcomeLogger(list(record.axes), n_trials, label)])
+        callbacks=[OutcomeLogger(list(record.axes), n_trials, label),
+                   *logger_callbacks(record)])
+
+
+def logger_callbacks(record: StudyRecord) -> list:
+    """Tune's own W&B / MLflow callbacks, as the study was started with (--wandb,
+    --mlflow): one run per trial, grouped under the study's name."""
+    callbacks = []
+    if record.resources.get("wandb"):
+        from ray.air.integrations.wandb import WandbLoggerCallback
+
+        callbacks.append(WandbLoggerCallback(project=record.resources["wandb"],
+                                             group=record.name))
+    if record.resources.get("mlflow"):
+        from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+        callbacks.append(MLflowLoggerCallback(tracking_uri=record.resources["mlflow"],
+                                              experiment_name=record.name))
+    return callbacks
 
 
 def can_restore(place: Place, rel: str = "") -> bool:

@@ -53,3 +53,35 @@ def test_numeric_budgets_scale_the_adaptive_minutes_and_official_studies_are_pro
     assert "16 trial(s) in the first wave, at most 200" in line
     assert "1.9 GPU-hours for the first wave" in line  # 16 x 4,000 x 0.105 s
     assert "about 12.5 seeds per cell" in line
+
+
+def test_a_logger_whose_package_is_missing_is_refused_before_anything_starts(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name in ("wandb", "mlflow") else real(name, *a))
+    for flag in ("wandb", "mlflow"):
+        request = StudyRequest(command="grid", **{flag: "somewhere"})
+        with pytest.raises(UserError, match=f"--{flag}: the {flag} package is not installed"):
+            plan_study(request, load_preset("grid"))
+
+
+def test_loggers_the_study_was_started_with_are_tunes_own_callbacks(monkeypatch):
+    from types import SimpleNamespace
+
+    import ray.air.integrations.mlflow as mlflow_integration
+    import ray.air.integrations.wandb as wandb_integration
+
+    from study.runner import logger_callbacks
+
+    # The real classes need their packages; record what they are built with instead.
+    monkeypatch.setattr(wandb_integration, "WandbLoggerCallback",
+                        lambda **kw: ("wandb", kw))
+    monkeypatch.setattr(mlflow_integration, "MLflowLoggerCallback",
+                        lambda **kw: ("mlflow", kw))
+    record = SimpleNamespace(name="s", resources={"wandb": "proj", "mlflow": "file:/tmp/m"})
+    assert logger_callbacks(record) == [
+        ("wandb", {"project": "proj", "group": "s"}),
+        ("mlflow", {"tracking_uri": "file:/tmp/m", "experiment_name": "s"})]
+    assert logger_callbacks(SimpleNamespace(name="s", resources={})) == []

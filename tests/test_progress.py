@@ -61,3 +61,20 @@ def test_tune_tables_only_with_verbose(argv, verbose, tmp_path):
     assert config.verbose == verbose
     assert (config.storage_path, config.name) == (str(tmp_path), "s")
     assert config.checkpoint_config.num_to_keep == 2  # local storage: Tune rotates them
+
+
+def test_long_trials_print_a_line_per_evaluation_with_an_eta(capsys):
+    from types import SimpleNamespace
+
+    from study.progress import OutcomeLogger
+
+    logger = OutcomeLogger(["eps"], n_trials=1)
+    trial = SimpleNamespace(config={"eps": 0.1, "seed": 0})
+    logger.on_trial_result(0, [trial], trial, {"budget_steps": 120_000, "step": 2_001,
+                                               "val_per": 0.25, "time_total_s": 200.0})
+    line = capsys.readouterr().err
+    assert "eps=0.1 seed=0: step 2,001/120,000, val PER 0.250" in line
+    assert "ETA 196.6 min" in line  # 0.1 s/step x 117,999 steps left
+    logger.on_trial_result(0, [trial], trial, {"budget_steps": 400, "step": 201,
+                                               "val_per": 0.3, "time_total_s": 20.0})
+    assert capsys.readouterr().err == ""  # a proxy trial: one line when it ends, as before
