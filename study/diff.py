@@ -93,6 +93,23 @@ def _flat(tree: dict, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+DAY_KEYS = ("lr_max_day", "lr_min_day", "lr_warmup_steps_day", "lr_decay_steps_day")
+
+
+def _effective(cfg: Config, other: Config) -> dict[str, Any]:
+    """A config's keys with the values training uses, for comparing with `other`: a
+    day-layer schedule key left unset follows the main schedule, so an rnn_args.yaml that
+    repeats the main values under lr_max_day etc. does not differ from a config that leaves
+    them unset. Unset in both, a day key follows each config's main key and is no
+    difference of its own."""
+    flat = _flat(cfg.model_dump(mode="json"))
+    effective = dict(zip(DAY_KEYS, cfg.optim.day_schedule(), strict=True))
+    for key in DAY_KEYS:
+        if getattr(cfg.optim, key) is not None or getattr(other.optim, key) is not None:
+            flat[f"optim.{key}"] = effective[key]
+    return flat
+
+
 def _factor_names(keys: list[str]) -> dict[str, str]:
     """Axis names: a key's last part, the full key (dots as underscores) where two
     factors share a last part."""
@@ -105,7 +122,7 @@ def differences(before: Config, after: Config, keys: list[str] | None = None
                 ) -> list[Difference]:
     """Every resolved key whose value differs, in config order; `keys` restricts the
     factors (a key named there that does not differ, or does not exist, is an error)."""
-    a, b = _flat(before.model_dump(mode="json")), _flat(after.model_dump(mode="json"))
+    a, b = _effective(before, after), _effective(after, before)
     if keys is not None:
         unknown = [k for k in keys if k not in a]
         if unknown:

@@ -221,3 +221,24 @@ def test_a_diff_study_names_the_planted_key_and_refutes_the_inert_one(ray_sessio
                            verdicts["lr_max_changes_final_per"])
     assert verdicts["explode_norm_changes_final_per"] == "refuted"
     assert (tmp_path / "r" / "d-claims.yaml").is_file()  # registered before the runs
+
+
+def test_two_official_rnn_args_files_are_compared_key_by_key(tmp_path):
+    """The practitioner's situation in the official format: their rnn_args.yaml (lr_max
+    0.002, a 2,000-step warm-up, batch 48, weak augmentation) against the official one."""
+    from support.official import official_args, write
+
+    from study.diff import load_pair
+
+    official = write(tmp_path / "official.yaml", official_args())
+    theirs = write(tmp_path / "theirs.yaml", official_args(
+        lr_max=0.002, lr_warmup_steps=2000, dataset__batch_size=48,
+        dataset__data_transforms__white_noise_std=0.25))
+    diffs = load_pair(str(official), str(theirs))
+    assert [(d.key, d.before, d.after) for d in factors_of(diffs)] == [
+        ("data.batch_size", 64, 48), ("augment.white_noise_std", 1.0, 0.25),
+        ("optim.lr_max", 0.005, 0.002), ("optim.lr_warmup_steps", 1000, 2000)]
+    # The official file against the project's copy of it: the day-layer keys it repeats
+    # train as the unset ones that follow the main schedule, so nothing differs.
+    with pytest.raises(ConfigError, match="differ in no key that sets the training"):
+        load_pair(str(official), "train/official.yaml")
