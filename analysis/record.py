@@ -200,6 +200,9 @@ class StudyRecord(_Record):
     rung: str | None = None  # the rung of a scale ladder this study is (study/ladder.py)
     data: DataRecord
     resources: dict[str, float]
+    # Tune's own logger callbacks the study was started with: wandb -> project,
+    # mlflow -> tracking URI (--wandb / --mlflow); none by default.
+    loggers: dict[str, str] = Field(default_factory=dict)
     versions: dict[str, str | None]
     cli: str
     started: str

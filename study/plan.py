@@ -277,7 +277,8 @@ def study_record(plan: StudyPlan, request: StudyRequest, name: str, rung: str | 
         day_lr=preset.day_lr if "optim.lr_max" in preset.axis_keys().values() else None,
         controls=controls, boundary=preset.boundary, rung=rung, data=data,
         resources={"cpus_per_trial": request.cpus_per_trial,
-                   "gpus_per_trial": request.gpus_per_trial,
-                   "wandb": request.wandb, "mlflow": request.mlflow},
+                   "gpus_per_trial": request.gpus_per_trial},
+        loggers={name: value for name, value in (("wandb", request.wandb),
+                                                  ("mlflow", request.mlflow)) if value},
         versions=versions, cli=cli, started=started,
         preset_config=stored_preset(preset))

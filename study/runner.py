@@ -120,15 +120,15 @@ def logger_callbacks(record: StudyRecord) -> list:
     """Tune's own W&B / MLflow callbacks, as the study was started with (--wandb,
     --mlflow): one run per trial, grouped under the study's name."""
     callbacks = []
-    if record.resources.get("wandb"):
+    if record.loggers.get("wandb"):
         from ray.air.integrations.wandb import WandbLoggerCallback
 
-        callbacks.append(WandbLoggerCallback(project=record.resources["wandb"],
+        callbacks.append(WandbLoggerCallback(project=record.loggers["wandb"],
                                              group=record.name))
-    if record.resources.get("mlflow"):
+    if record.loggers.get("mlflow"):
         from ray.air.integrations.mlflow import MLflowLoggerCallback
 
-        callbacks.append(MLflowLoggerCallback(tracking_uri=record.resources["mlflow"],
+        callbacks.append(MLflowLoggerCallback(tracking_uri=record.loggers["mlflow"],
                                               experiment_name=record.name))
     return callbacks
 

@@ -80,8 +80,8 @@ def test_loggers_the_study_was_started_with_are_tunes_own_callbacks(monkeypatch)
                         lambda **kw: ("wandb", kw))
     monkeypatch.setattr(mlflow_integration, "MLflowLoggerCallback",
                         lambda **kw: ("mlflow", kw))
-    record = SimpleNamespace(name="s", resources={"wandb": "proj", "mlflow": "file:/tmp/m"})
+    record = SimpleNamespace(name="s", loggers={"wandb": "proj", "mlflow": "file:/tmp/m"})
     assert logger_callbacks(record) == [
         ("wandb", {"project": "proj", "group": "s"}),
         ("mlflow", {"tracking_uri": "file:/tmp/m", "experiment_name": "s"})]
-    assert logger_callbacks(SimpleNamespace(name="s", resources={})) == []
+    assert logger_callbacks(SimpleNamespace(name="s", loggers={})) == []

@@ -55,7 +55,7 @@ def test_a_resumed_study_counts_what_finished_before_but_times_only_this_run(cap
 @pytest.mark.parametrize("argv, verbose", [([], 0), (["-v"], 1), (["--verbose"], 1)])
 def test_tune_tables_only_with_verbose(argv, verbose, tmp_path):
     args = build_parser().parse_args(["grid", *argv])
-    record = SimpleNamespace(axes={"eps": "optim.eps"}, name="s", resources={})
+    record = SimpleNamespace(axes={"eps": "optim.eps"}, name="s", loggers={})
     place = Place(resolve_storage(str(tmp_path)), "s")
     config = _run_config(place, "", record, 4, verbose=args.verbose)
     assert config.verbose == verbose

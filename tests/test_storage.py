@@ -380,7 +380,7 @@ def test_on_cloud_storage_tune_keeps_every_checkpoint_while_the_study_runs(tmp_p
     from study.place import Place
     from study.runner import _run_config
 
-    record = SimpleNamespace(axes={"eps": "optim.eps"}, name="s", resources={})
+    record = SimpleNamespace(axes={"eps": "optim.eps"}, name="s", loggers={})
     place = Place(resolve_storage("s3://bucket/p", "http://127.0.0.1:9"), "s")
     config = _run_config(place, "wave-02", record, 4)
     assert (config.storage_path, config.name) == ("bucket/p/s", "wave-02")
