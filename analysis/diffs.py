@@ -12,7 +12,8 @@ from the failing config (or the reverse) interacts with the other differences.
 
 The ranking orders the factors by how far their effect is shown to lie from none, in
 units of the claimed size (the interval's end nearest zero over the margin, 0 when the
-interval contains zero), failure rate before PER.
+interval contains zero), failure rate before PER; among equals (often every factor early
+in a study) by the largest point estimate in claimed sizes, again failure rate first.
 """
 
 from __future__ import annotations
@@ -105,6 +106,9 @@ def ranking(effect_table: pd.DataFrame, verdicts: pd.DataFrame) -> pd.DataFrame:
                          for r in part.itertuples()]
             row[f"{endpoint}_shown"] = max(distances, default=0.0)
             ends = part[["ci_low", "ci_high"]].to_numpy(dtype=float)
+            row[f"{endpoint}_largest"] = max(
+                (abs(r.estimate) / r.margin for r in part.itertuples()
+                 if math.isfinite(r.estimate)), default=0.0)
             row[f"{endpoint}_context_dependent"] = bool(
                 len(ends) == 2 and np.isfinite(ends).all()
                 and (ends[0, 0] > ends[1, 1] or ends[1, 0] > ends[0, 1]))
@@ -112,7 +116,9 @@ def ranking(effect_table: pd.DataFrame, verdicts: pd.DataFrame) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     if table.empty:
         return table
-    return table.sort_values(["failure_rate_shown", "final_per_shown"], ascending=False,
+    # Shown distances first; among equals (often all 0 early on) the point estimates.
+    return table.sort_values(["failure_rate_shown", "final_per_shown", "failure_rate_largest",
+                              "final_per_largest"], ascending=False,
                              kind="stable").reset_index(drop=True)
 
 
@@ -198,7 +204,8 @@ def build(experiment: Experiment, out: Path, claims: claims_mod.ClaimsFile | Non
         "in claimed sizes (0: an interval that contains zero). Context-dependent: the "
         "effect applied alone and removed alone do not overlap, so the key acts together "
         "with other differences.</p>",
-        html.table(rank, numeric=("failure_rate_shown", "final_per_shown"),
+        html.table(rank, numeric=("failure_rate_shown", "final_per_shown",
+                                  "failure_rate_largest", "final_per_largest"),
                    classes=verdict_css),
         *(html.embed(path, caption) for path, caption in saved.values()),
         "<h2>Effects per context</h2>",

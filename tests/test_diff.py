@@ -242,3 +242,25 @@ def test_two_official_rnn_args_files_are_compared_key_by_key(tmp_path):
     # train as the unset ones that follow the main schedule, so nothing differs.
     with pytest.raises(ConfigError, match="differ in no key that sets the training"):
         load_pair(str(official), "train/official.yaml")
+
+
+def test_ranking_puts_shown_effects_first_then_the_largest_estimates():
+    import pandas as pd
+
+    from analysis.diffs import ranking
+
+    def rows(factor, rate, per, low=-1.0, high=1.0):
+        return [{"factor": factor, "key": f"k.{factor}", "from": "0", "to": "1",
+                 "endpoint": endpoint, "context": context, "estimate": value,
+                 "ci_low": low if endpoint == "failure_rate" else -9,
+                 "ci_high": high if endpoint == "failure_rate" else 9, "n": 5,
+                 "margin": 0.25 if endpoint == "failure_rate" else 0.05}
+                for endpoint, value in (("failure_rate", rate), ("final_per", per))
+                for context in ("applied", "removed")]
+
+    effects = pd.DataFrame(rows("inert", 0.0, 0.0) + rows("big", 1.0, 0.7)
+                           + rows("shown", 0.5, 0.0, low=0.3, high=0.7)
+                           + rows("per_only", 0.0, 0.4))
+    rank = ranking(effects, pd.DataFrame(columns=["id", "verdict"]))
+    assert rank["factor"].tolist() == ["shown", "big", "per_only", "inert"]
+    assert rank.loc[0, "failure_rate_shown"] == pytest.approx(0.3 / 0.25)
