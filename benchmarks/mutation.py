@@ -32,7 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 GROUPS = {
     "trainer": (["trainable/monitor.py", "trainable/decode.py", "trainable/augment.py"],
-                ["tests/test_monitor.py", "tests/test_trainer.py", "tests/test_gru.py"]),
+                ["tests/test_monitor.py", "tests/test_trainer.py", "tests/test_gru.py",
+                 "tests/test_variants.py"]),
     "gru": (["trainable/gru.py", "trainable/model.py"],
             ["tests/test_gru.py", "tests/test_trainer.py"]),
     "analysis": (["analysis/stats", "analysis/claims", "study/planner.py"],

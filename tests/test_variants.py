@@ -150,6 +150,7 @@ def test_absolute_explosion_alarm_fires_on_a_healthy_norm_only_when_set():
     assert not is_exploded(29.0, 29.0, MonitorConfig())
     assert is_exploded(29.0, 29.0, MonitorConfig(explode_norm=20.0))
     assert not is_exploded(19.0, 29.0, MonitorConfig(explode_norm=20.0))
+    assert not is_exploded(20.0, 29.0, MonitorConfig(explode_norm=20.0))  # above, not at
 
 
 def test_exporting_a_trainer_difference_to_rnn_args_is_refused():
