@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from analysis.stats import sequential
 from analysis.stats.alpha import ALPHA
 from analysis.stats.endpoints import PER_COLUMN, full_budget, per_set
+from analysis.stats.sequential import mean_cs
 from trainable.contract import OUTCOMES
 
 # A cell is called stable when at least this share of its runs are; cells whose 95%
@@ -69,7 +69,7 @@ def cell_summary(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
         row["n"] = n
         for outcome in OUTCOMES:
             hits = (complete["outcome"] == outcome).to_numpy(dtype=float)
-            cs = sequential.mean_cs(hits, 0.0, 1.0, ALPHA, (STABLE_RATE_THRESHOLD,))
+            cs = mean_cs(hits, 0.0, 1.0, ALPHA, (STABLE_RATE_THRESHOLD,))
             row[f"count_{outcome}"] = int(hits.sum())
             row[f"rate_{outcome}"] = cs.estimate
             row[f"lo_{outcome}"], row[f"hi_{outcome}"] = ((cs.low, cs.high) if n else
