@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 import torch
 
+from support.training import interrupted
+
 from trainable import contract
 from trainable.augment import constant_offset, gauss_smooth, random_cut, smoothing_kernel, transform
 from trainable.config import AugmentConfig, ModelConfig, MonitorConfig, OptimConfig
@@ -217,18 +219,6 @@ def test_same_seed_same_numbers(tiny_data, tiny_config):
     assert [r["val_loss"] for r in a] != [r["val_loss"] for r in c]
 
 
-def _interrupted(cfg, ds, path, after: int, resume=TrainingRun.load) -> list[dict]:
-    """Reports of a run stopped after `after` reports, saved to `path` and continued by a
-    fresh TrainingRun that `resume(run, path)` loads."""
-    first = TrainingRun(cfg, ds)
-    it = iter(first)
-    head = [next(it) for _ in range(after)]
-    first.save(path)
-    resumed = TrainingRun(cfg, ds)
-    resume(resumed, path)
-    return head + list(resumed)
-
-
 def _untimed(reports: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "steps_per_s"} for r in reports]
 
@@ -237,7 +227,7 @@ def test_resume_from_checkpoint_matches_uninterrupted_run(tiny_data, tiny_config
     cfg = tiny_config()
     ds = load_dataset(tiny_data, cfg)
     full = list(TrainingRun(cfg, ds))
-    assert _untimed(_interrupted(cfg, ds, tmp_path / "state.pt", 2)) == _untimed(full)
+    assert _untimed(interrupted(cfg, ds, tmp_path / "state.pt", 2)) == _untimed(full)
 
 
 def test_resume_keeps_the_gradient_norms_the_explosion_rule_is_judged_against(
@@ -255,7 +245,7 @@ def test_resume_keeps_the_gradient_norms_the_explosion_rule_is_judged_against(
     assert first["step"] > checkpoint_step  # nothing latched in the checkpoint
     since_checkpoint = run.grad_norms[checkpoint_step : first["step"]]
     assert first["grad_norm_max"] <= factor * np.median(since_checkpoint)
-    assert _untimed(_interrupted(cfg, ds, tmp_path / "state.pt", 2)) == _untimed(full)
+    assert _untimed(interrupted(cfg, ds, tmp_path / "state.pt", 2)) == _untimed(full)
 
 
 def test_resume_keeps_a_latched_explosion(tiny_data, tiny_config, tmp_path):
@@ -269,7 +259,7 @@ def test_resume_keeps_a_latched_explosion(tiny_data, tiny_config, tmp_path):
     assert full[3]["exploded"] == 1 and full[-1]["outcome"] == "exploding"
     for r in full[4:]:  # the later windows alone
         assert r["grad_norm_max"] <= factor * np.median(run.grad_norms[: r["step"]])
-    assert _untimed(_interrupted(cfg, ds, tmp_path / "state.pt", 4)) == _untimed(full)
+    assert _untimed(interrupted(cfg, ds, tmp_path / "state.pt", 4)) == _untimed(full)
 
 
 def test_resume_reads_the_checkpoint_to_the_cpu_whatever_the_training_device(
@@ -297,7 +287,7 @@ def test_resume_reads_the_checkpoint_to_the_cpu_whatever_the_training_device(
         run.device = torch.device("cpu")
 
     monkeypatch.setattr(torch, "load", load_rng_states_where_mapped)
-    resumed = _interrupted(cfg, ds, tmp_path / "state.pt", 2, resume=load_as_on_a_gpu)
+    resumed = interrupted(cfg, ds, tmp_path / "state.pt", 2, resume=load_as_on_a_gpu)
     assert _untimed(resumed) == _untimed(full)
 
 
@@ -483,4 +473,4 @@ def test_a_run_building_batches_ahead_resumes_where_training_was(tiny_data, tiny
     cfg = tiny_config(train__prefetch_batches=3)
     ds = load_dataset(tiny_data, cfg)
     full = list(TrainingRun(cfg, ds))
-    assert _untimed(_interrupted(cfg, ds, tmp_path / "state.pt", 2)) == _untimed(full)
+    assert _untimed(interrupted(cfg, ds, tmp_path / "state.pt", 2)) == _untimed(full)

@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 import torch
 
+from support.training import interrupted
+
 from trainable.batches import ShuffleBatchSampler, feature_moments
 from trainable.config import CONFIG_DIR, MonitorConfig, load_config
 from trainable.data import load_dataset
@@ -92,13 +94,8 @@ def test_shuffled_training_resumes_bit_for_bit(tiny_data, tiny_config, tmp_path)
     cfg = tiny_config(data__sampling="shuffle")
     ds = load_dataset(tiny_data, cfg)
     full = [r["train_loss"] for r in TrainingRun(cfg, ds)]
-    first = TrainingRun(cfg, ds)
-    it = iter(first)
-    head = [next(it)["train_loss"] for _ in range(2)]
-    first.save(tmp_path / "state.pt")
-    resumed = TrainingRun(cfg, ds)
-    resumed.load(tmp_path / "state.pt")
-    assert head + [r["train_loss"] for r in resumed] == full
+    resumed = interrupted(cfg, ds, tmp_path / "state.pt", 2)
+    assert [r["train_loss"] for r in resumed] == full
 
 
 def test_global_normalisation_zscores_real_frames_and_keeps_padding_zero(tiny_data,
