@@ -16,13 +16,14 @@ from trainable.loop import TrainingRun
 from trainable.monitor import is_exploded
 from trainable.official_args import to_official
 from trainable.optim import build_optimizer
-from trainable.variants import VARIANTS, training_differences, value_at
+from trainable.tree import get_dotted
+from trainable.variants import VARIANTS, training_differences
 
 
 def test_every_variant_defaults_to_the_official_value():
     official = load_config(CONFIG_DIR / "train" / "official.yaml")
     for variant in VARIANTS:
-        assert value_at(official, variant.key) == variant.official, variant.key
+        assert get_dotted(official.model_dump(), variant.key) == variant.official, variant.key
         assert variant.alternative != variant.official
 
 

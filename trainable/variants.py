@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from trainable.tree import get_dotted
+
 
 @dataclass(frozen=True)
 class Variant:
@@ -47,20 +49,13 @@ VARIANTS: tuple[Variant, ...] = (
 )
 
 
-def value_at(cfg, key: str) -> Any:
-    """A config's value at a dotted key (cfg: trainable.config.Config)."""
-    node: Any = cfg
-    for part in key.split("."):
-        node = getattr(node, part)
-    return node
-
-
 def training_differences(cfg) -> dict[str, Any]:
     """The variants `cfg` sets away from the official behaviour that change training and
     that no rnn_args.yaml key can express (the monitor's alarm changes only labels)."""
-    return {v.key: value_at(cfg, v.key) for v in VARIANTS
+    tree = cfg.model_dump()
+    return {v.key: get_dotted(tree, v.key) for v in VARIANTS
             if not v.official_key and not v.key.startswith("monitor.")
-            and value_at(cfg, v.key) != v.official}
+            and get_dotted(tree, v.key) != v.official}
 
 
 def explain_lines() -> list[str]:
