@@ -178,16 +178,17 @@ def train_metrics(run, reports: list[dict]) -> dict:
 
 
 def train_one(spec_path: str, model: tuple[int, int], seed: int, steps: int, eval_every: int,
-              overrides: list[str]) -> dict:
+              overrides: list[str], spec_overrides: list[str]) -> dict:
     import torch
 
     from trainable.data import load_dataset
     from trainable.loop import TrainingRun
     from trainable.source import resolve_data_root
 
-    root, desc = resolve_data_root(None, synthetic_spec=spec_path)
+    root, desc = resolve_data_root(None, synthetic_spec=spec_path,
+                                   synthetic_overrides=spec_overrides)
     cuda = torch.cuda.is_available()
-    n_features = SyntheticSpec.load(spec_path).n_features
+    n_features = SyntheticSpec.load(spec_path, spec_overrides).n_features
     cfg = load_config(CONFIG_DIR / "train" / "official.yaml", [
         "data.sessions=null", f"data.n_features={n_features}",
         f"model.n_layers={model[0]}", f"model.n_units={model[1]}",
@@ -289,6 +290,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="batches between validations (they time the blank phase)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="override a training config value")
+    parser.add_argument("--synthetic-set", dest="spec_overrides", action="append", default=[],
+                        metavar="KEY=VALUE",
+                        help="override a knob of --spec for the training data (e.g. "
+                             "train_trials=100 for more trials per session)")
     parser.add_argument("--no-data", action="store_true", help="skip the data targets")
     args = parser.parse_args(argv)
 
@@ -301,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"(data targets measured in {time.perf_counter() - start:.0f} s)\n")
         if args.train:
             results = [train_one(args.spec, model, 10 + i, args.steps, args.eval_every,
-                                 args.overrides) for i in range(args.seeds)]
+                                 args.overrides, args.spec_overrides)
+                       for i in range(args.seeds)]
             rows, per_step = train_table(results)
             print(f"training: official schedule truncated after {args.steps} steps, model "
                   f"{model[0]}x{model[1]}, {args.seeds} seed(s); values per seed, verdict on "

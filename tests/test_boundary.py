@@ -263,3 +263,56 @@ def test_map_report_reads_the_boundary_from_every_wave_and_the_cells_from_the_de
            "SUPPORTED" in summary
     assert boundary.METHOD in summary
     assert "interval-censored" in (out / "report.html").read_text()
+
+
+# --------------------------------------------------------------------------- width
+
+
+def _width_runs(slope: float, seeds=(0, 1, 2), slow_low_lr: bool = False) -> pd.DataFrame:
+    """Runs of a width ladder whose seed-s boundary is 0.015 * (fan-in / 896)**slope *
+    1.1**s: above it a run diverges, below it trains to PER 0.10 (0.12 at the top fine lr);
+    optionally the lowest lr is slow (PER 0.5, below the best lr: not the upper flank)."""
+    from analysis.boundary.width import OFFICIAL_FANIN
+
+    lrs = np.geomspace(1e-3, 0.5, 16)
+    rows = []
+    for fan in (896, 1792, 3584, OFFICIAL_FANIN):
+        for seed in seeds:
+            boundary_lr = 0.015 * (fan / 896) ** slope * 1.1 ** seed
+            for k, lr in enumerate(lrs):
+                fine = lr <= boundary_lr
+                per = 0.10 if fine else 0.9
+                if slow_low_lr and k == 0:
+                    per = 0.5
+                rows.append({"fan_in": fan, "lr_max": lr, "seed": seed,
+                             "outcome": "stable" if fine else "diverged",
+                             "final_val_per": per})
+    return pd.DataFrame(rows)
+
+
+def test_width_slope_recovers_a_planted_slope_and_places_the_official_boundary():
+    from analysis.boundary.width import OFFICIAL_LR, analyse, summary_lines
+
+    result = analyse(_width_runs(-1.0, slow_low_lr=True))
+    fit = result.fit
+    assert fit.slope_low <= -1.0 <= fit.slope_high
+    assert fit.slope_high < -0.5  # a flat boundary (slope 0) is excluded
+    # The slow lowest lr sits below the best lr: not on the upper flank, so every bracket
+    # stays monotone.
+    assert result.brackets["monotone"].all() and (result.brackets["censored"] == "").all()
+    # Boundary at 7,168 about 0.015 / 8 * 1.1: below the official 0.005.
+    assert result.official["high"] < OFFICIAL_LR
+    assert "below the official lr_max" in "\n".join(summary_lines(result))
+    flat = analyse(_width_runs(0.0)).fit
+    assert flat.slope_low <= 0.0 <= flat.slope_high and flat.slope_low > -0.5
+
+
+def test_width_counts_a_run_far_from_the_best_per_as_failed():
+    """A stable run whose final PER is >= 1.5 x the rung's best fails (the issue's rule)."""
+    from analysis.boundary.width import mark_failures
+
+    runs = pd.DataFrame({"fan_in": 896, "seed": 0, "lr_max": [0.005, 0.01, 0.02, 0.05],
+                         "outcome": ["stable"] * 4,
+                         "final_val_per": [0.10, 0.14, 0.16, 0.9]})
+    marked = mark_failures(runs)
+    assert marked["failed"].tolist() == [False, False, True, True]
