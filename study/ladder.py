@@ -39,7 +39,9 @@ def rung_preset(preset: Preset, rung: Rung) -> Preset:
     """The preset one rung runs: the ladder's design with the rung's budgets and config."""
     return preset.model_copy(update={
         "rungs": None, "budgets": rung.budgets,
-        "train_config": rung.train_config or preset.train_config})
+        "train_config": rung.train_config or preset.train_config,
+        "synthetic_spec": rung.synthetic_spec or preset.synthetic_spec,
+        "schedule": rung.schedule or preset.schedule})
 
 
 def _settings(values: dict) -> list[str]:

@@ -139,6 +139,10 @@ class Rung(_Strict):
     synthetic: dict[str, Any] = Field(default_factory=dict)  # synthetic-data knob overrides
     budgets: dict[str, Budget]  # the ladder's budget names -> this rung's steps and seeds
     gpu: bool = False  # runs only with --gpus-per-trial > 0
+    # This rung's built-in data spec and schedule (None: the ladder preset's), so a rung
+    # can move to the calibrated data and the official schedule in real step units.
+    synthetic_spec: str | None = None
+    schedule: Literal["stretched", "real"] | None = None
 
 
 class Preset(_Strict):

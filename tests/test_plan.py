@@ -85,3 +85,30 @@ def test_loggers_the_study_was_started_with_are_tunes_own_callbacks(monkeypatch)
         ("wandb", {"project": "proj", "group": "s"}),
         ("mlflow", {"tracking_uri": "file:/tmp/m", "experiment_name": "s"})]
     assert logger_callbacks(SimpleNamespace(name="s", loggers={})) == []
+
+
+def test_the_confirmation_preset_keeps_the_official_schedule_in_real_steps_on_calibrated_data():
+    """configs/studies/confirm.yaml: the official trainer at the official size, warm-up
+    1,000 and decay 120,000 left as they are, truncated at the 2,000-step budget, on the
+    calibrated (generator 2) data; the ladder's calibrated rung is the same world."""
+    from study.ladder import rung_preset
+    from study.plan import data_source
+    from trainable.synthetic import SyntheticSpec
+
+    request = StudyRequest(command="grid", overrides=("train.device=cpu",))
+    plan = plan_study(request, load_preset("confirm"))
+    optim = plan.cfg.optim
+    assert (plan.cfg.train.num_steps, optim.lr_warmup_steps, optim.lr_decay_steps) == (
+        2000, 1000, 120000)
+    assert (plan.cfg.model.n_layers, plan.cfg.model.n_units, plan.cfg.data.batch_size) == (
+        5, 768, 64)
+    _, spec = data_source(request, plan)
+    assert SyntheticSpec.load(spec).generator == 2
+    ladder = load_preset("ladder")
+    rung = rung_preset(ladder, next(r for r in ladder.rungs if r.name == "calibrated"))
+    assert (rung.schedule, rung.synthetic_spec, rung.train_config) == (
+        "real", "data/calibrated.yaml", "train/calibrated.yaml")
+    assert plan_study(request, rung).cfg.optim.lr_warmup_steps == 1000
+    # The proxy keeps its stretched schedule: warm-up 40 of 400.
+    proxy = plan_study(request, load_preset("grid")).cfg.optim
+    assert (proxy.lr_warmup_steps, proxy.lr_decay_steps) == (40, 400)
