@@ -37,9 +37,9 @@ from analysis import figures, html
 from analysis.load import Experiment, full_budget, in_cell, load_experiment
 from analysis.record import LADDER_FILE, STUDY_FILE, read_record
 from analysis.stats.alpha import ALPHA
+from trainable.contract import DETECTORS
 from trainable.errors import UserError
 
-DETECTORS: tuple[str, ...] = ("blank_collapse", "diverged", "exploding", "slow")
 # What the figure shows for each detector: the rule's own signal where the curves carry it
 # (val loss ratio, PER); for collapse the blank share of validation frames (the rule reads
 # the emitted-phoneme ratio, which the reports do not keep), for explosion the window's

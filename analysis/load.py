@@ -18,6 +18,8 @@ ASHA-stopped and finished runs TERMINATED.
 
 from __future__ import annotations
 
+import math
+
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +58,14 @@ def full_budget(frame: pd.DataFrame) -> pd.DataFrame:
 def same_value(values: np.ndarray, value: float) -> np.ndarray:
     """Where an axis's values are `value` (to SAME_VALUE_RTOL)."""
     return np.isclose(values, float(value), rtol=SAME_VALUE_RTOL, atol=0.0)
+
+
+def point_in_cell(point: dict[str, float], cell: dict[str, float]) -> bool:
+    """Whether one design point has every value `cell` names (the same tolerance as
+    in_cell, for a point rather than a table of runs)."""
+    return all(axis in point and math.isclose(float(point[axis]), float(value),
+                                              rel_tol=SAME_VALUE_RTOL)
+               for axis, value in cell.items())
 
 
 def in_cell(trials: pd.DataFrame, cell: dict[str, float]) -> pd.Series:

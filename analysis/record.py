@@ -17,7 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from trainable.contract import OUTCOMES
+from trainable.contract import OUTCOMES, Detector
 from trainable.errors import UserError, validation_line
 
 STUDY_FILE = "study.yaml"
@@ -161,7 +161,7 @@ class ControlRecord(_Record):
     """A cell of a controls study (study.presets.Control) and its index in `points`."""
 
     name: str
-    detector: Literal["blank_collapse", "diverged", "exploding", "slow"] | None = None
+    detector: Detector | None = None
     set: dict[str, float] = Field(default_factory=dict)
     why: str
     cell: int

@@ -36,7 +36,9 @@ from typing import Any
 import yaml
 
 from trainable.config import CONFIG_DIR, Config, load_config
+from trainable.contract import HARD_FAILURES
 from trainable.errors import ConfigError
+from trainable.tree import flatten
 
 # Keys a study sets for every trial, or that place a run rather than change its training:
 # listed when they differ, never factors. Seeds are the study's replicates.
@@ -83,16 +85,6 @@ class Difference:
         return f"{self.key}: {self.before!r} -> {self.after!r}{tail}"
 
 
-def _flat(tree: dict, prefix: str = "") -> dict[str, Any]:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 DAY_KEYS = ("lr_max_day", "lr_min_day", "lr_warmup_steps_day", "lr_decay_steps_day")
 
 
@@ -102,7 +94,7 @@ def _effective(cfg: Config, other: Config) -> dict[str, Any]:
     repeats the main values under lr_max_day etc. does not differ from a config that leaves
     them unset. Unset in both, a day key follows each config's main key and is no
     difference of its own."""
-    flat = _flat(cfg.model_dump(mode="json"))
+    flat = flatten(cfg.model_dump(mode="json"))
     effective = dict(zip(DAY_KEYS, cfg.optim.day_schedule(), strict=True))
     for key in DAY_KEYS:
         if getattr(cfg.optim, key) is not None or getattr(other.optim, key) is not None:
@@ -193,7 +185,6 @@ def design(k: int) -> list[tuple[int, ...]]:
     return unique
 
 
-FAILURES = ["blank_collapse", "diverged", "exploding"]
 
 
 def claim_id(factor: str, endpoint: str) -> str:
@@ -218,7 +209,8 @@ def claims_tree(factors: list[Difference], margin_rate: float = 0.25,
             "text": f"{f.key} {f.before!r} -> {f.after!r} alone changes the failure rate "
                     f"by at least {margin_rate:g}",
             "test": "any_of",
-            "parts": [{"test": "rate_difference", "outcomes": FAILURES, "flags": ["exploded"],
+            "parts": [{"test": "rate_difference", "outcomes": list(HARD_FAILURES),
+                       "flags": ["exploded"],
                        "cell": cell, "reference": ref, "direction": "either",
                        "margin": margin_rate} for cell, ref in contexts],
         })

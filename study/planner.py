@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import claims as claims_mod
+from analysis.load import point_in_cell
 
 DEFAULT_STEP = 4  # seeds per claim per wave when no trend is known yet
 MAX_STEP = 8  # at most this many seeds per claim per wave, so the trend is re-read often
@@ -40,9 +41,7 @@ class Plan:
 
 def cell_index(points: list[dict[str, float]], cell: dict[str, float]) -> int | None:
     """The one design point a claim's cell names (None if none or several match)."""
-    matches = [i for i, point in enumerate(points) if all(
-        axis in point and math.isclose(point[axis], value, rel_tol=1e-6)
-        for axis, value in cell.items())]
+    matches = [i for i, point in enumerate(points) if point_in_cell(point, cell)]
     return matches[0] if len(matches) == 1 else None
 
 

@@ -14,11 +14,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from analysis.claims import Primary
+from analysis.load import SAME_VALUE_RTOL
 from analysis.record import BoundarySpec
 from study.diff import diff_blocks
 from trainable.config import CONFIG_DIR, Config, read_yaml
-from trainable.contract import AXES, METRICS
+from trainable.contract import AXES, METRICS, Detector
 from trainable.errors import ConfigError, validation_line
+from trainable.tree import get_dotted
 
 PRESET_DIR = CONFIG_DIR / "studies"
 
@@ -88,7 +90,6 @@ class AshaSpec(_Strict):
     reduction_factor: float = Field(2.0, gt=1.0)
 
 
-DETECTORS: tuple[str, ...] = ("blank_collapse", "diverged", "exploding", "slow")
 
 
 class Control(_Strict):
@@ -96,7 +97,7 @@ class Control(_Strict):
     control), or, with `detector: null`, a setting expected to make none fire (negative)."""
 
     name: str
-    detector: Literal["blank_collapse", "diverged", "exploding", "slow"] | None = None
+    detector: Detector | None = None
     set: dict[str, float] = Field(default_factory=dict)  # dotted config key -> value
     why: str
 
@@ -274,7 +275,7 @@ class Preset(_Strict):
                              "not linked")
         columns = block[spec.across].values
         outside = [v for values in spec.regimes.values() for v in values
-                   if not any(math.isclose(v, c, rel_tol=1e-6) for c in columns)]
+                   if not any(math.isclose(v, c, rel_tol=SAME_VALUE_RTOL) for c in columns)]
         if outside:
             raise ValueError(f"boundary.regimes: {', '.join(f'{v:g}' for v in outside)} "
                              f"not among the block's {spec.across} values")
@@ -380,10 +381,8 @@ def check_axes_exist(preset: Preset, cfg: Config) -> None:
 
 
 def config_value(cfg: Config, key: str) -> Any:
-    node: Any = cfg.model_dump()
-    for part in key.split("."):
-        node = node[part]
-    return node
+    """The config's value at a dotted key (the axes are checked to exist first)."""
+    return get_dotted(cfg.model_dump(), key)
 
 
 def axis_value(cfg: Config, key: str, axis: AxisSpec) -> Any:

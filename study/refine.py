@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from analysis.boundary import brackets
-from analysis.load import Block
+from analysis.load import Block, point_in_cell
 from analysis.record import BoundarySpec
 from study.planner import Plan, cell_index
 
@@ -127,11 +127,10 @@ def _point(points: list[dict[str, float]], block: Block, spec: BoundarySpec,
            proposal: Proposal) -> dict[str, float]:
     """The design point at (column, value) in the block: a point of that column with the
     new value."""
-    template = next(p for p in points if _in_block(p, block)
-                    and math.isclose(p[spec.across], proposal.column, rel_tol=1e-6))
+    template = next(p for p in points if point_in_cell(
+        p, {**block.fixed, spec.across: proposal.column}))
     return {**template, spec.along: proposal.value}
 
 
 def _in_block(point: dict[str, float], block: Block) -> bool:
-    return all(math.isclose(point[axis], value, rel_tol=1e-6)
-               for axis, value in block.fixed.items())
+    return point_in_cell(point, block.fixed)

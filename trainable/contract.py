@@ -6,6 +6,8 @@ analysis all speak these names).
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 # The four study axes and the config key each one sets. Any other config key can be swept
 # too (a preset's axes are data), but these are the product's reason to exist.
 AXES: dict[str, str] = {
@@ -23,7 +25,14 @@ OFFICIAL_AXES: dict[str, float] = {
     "constant_offset_std": 0.2,
 }
 
-OUTCOMES: tuple[str, ...] = ("stable", "blank_collapse", "diverged", "exploding", "slow")
+# The detectors behind the failure outcomes (every outcome but "stable"), as a type for
+# schemas that name one ...
+Detector = Literal["blank_collapse", "diverged", "exploding", "slow"]
+DETECTORS: tuple[str, ...] = get_args(Detector)
+OUTCOMES: tuple[str, ...] = ("stable", *DETECTORS)
+# ... and the three that end a run's usefulness whatever the budget ("slow" exists only
+# against the budget's reference PER).
+HARD_FAILURES: tuple[str, ...] = ("blank_collapse", "diverged", "exploding")
 
 # Metrics every evaluation reports; every value is a finite number (flags are 0/1 ints).
 METRICS: tuple[str, ...] = (

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from trainable.errors import ConfigError
-from trainable.tree import read_yaml, set_dotted
+from trainable.tree import flatten, read_yaml, set_dotted
 
 # official key -> this project's key. Keys under dataset.data_transforms map to augment.*.
 MAPPED = {
@@ -119,21 +119,10 @@ def is_official(tree: dict) -> bool:
         {"lr_max", "epsilon", "num_training_batches"} & tree.keys()) and "dataset" in tree
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
-    flat = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and name not in ("dataset.bad_trials_dict",):
-            flat.update(_flatten(value, name + "."))
-        else:
-            flat[name] = value
-    return flat
-
-
 def from_official(tree: dict, source: str = "rnn_args.yaml") -> tuple[dict, list[str]]:
     """(this project's config tree, one explanation line per official key). Unknown keys
     and unsupported values raise ConfigError naming the key."""
-    flat = _flatten(tree)
+    flat = flatten(tree, leaves=("dataset.bad_trials_dict",))
     ours: dict = {}
     lines = []
     for key, value in flat.items():

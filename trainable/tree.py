@@ -51,6 +51,19 @@ def get_dotted(tree: dict, key: str) -> Any:
     return node
 
 
+def flatten(tree: dict, prefix: str = "", leaves: tuple[str, ...] = ()) -> dict[str, Any]:
+    """{'section.key': value} of a nested dict; a dict at a dotted key in `leaves` stays one
+    value (e.g. the official file's dataset.bad_trials_dict)."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and name not in leaves:
+            flat.update(flatten(value, name + ".", leaves))
+        else:
+            flat[name] = value
+    return flat
+
+
 def read_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():

@@ -38,20 +38,16 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from analysis.boundary.brackets import bracket  # noqa: E402
-from analysis.boundary.model import RegimeFit, fit_regime  # noqa: E402
-from analysis.figures.common import DPI  # noqa: E402
-from analysis.load import full_budget, load_experiment  # noqa: E402
-from analysis.record import STUDY_FILE, read_ladder  # noqa: E402
-from trainable.errors import OneLineArgumentParser, UserError, run_cli  # noqa: E402
+from analysis.boundary.brackets import bracket
+from analysis.boundary.model import RegimeFit, fit_regime
+from analysis.figures.common import DPI
+from analysis.load import full_budget, load_experiment
+from analysis.record import STUDY_FILE, read_ladder
+from trainable.errors import OneLineArgumentParser, UserError, run_cli
 
 FAILED_OUTCOMES = ("diverged", "exploding")
 # A run whose final PER is this many times the rung's best has failed (the rule).
