@@ -13,6 +13,7 @@ import itertools
 import shutil
 import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -327,28 +328,61 @@ def write_tables(experiment: Experiment, results: Results, out: Path) -> None:
         results.trajectory.to_csv(out / "claims_over_training.csv", index=False)
 
 
+@dataclass(frozen=True)
+class ReportKind:
+    """One kind of report: which studies it is for, and how it is built (into `out`,
+    returning the folder). The kinds are tried in REPORT_KINDS' order; the first that
+    applies builds the report."""
+
+    name: str
+    applies: Callable[[Experiment, str | Path | None], bool]
+    build: Callable[[Experiment, Path, str | Path | None, bool], Path]
+
+
+def _exploratory(experiment: Experiment, out: Path, claims_path, draw: bool) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    return exploratory.build(experiment, out)
+
+
+def _diff(experiment: Experiment, out: Path, claims_path, draw: bool) -> Path:
+    return diffs.build(experiment, out, *registered_claims(experiment, claims_path))
+
+
+REPORT_KINDS: tuple[ReportKind, ...] = (
+    # A controls study: each detector's sensitivity and specificity.
+    ReportKind("controls", lambda e, c: bool(e.study.controls),
+               lambda e, out, c, draw: controls.build(e, out)),
+    # Random / TPE samples and no claims: best configurations, slices, importance, rungs;
+    # no cells to tabulate.
+    ReportKind("exploratory",
+               lambda e, c: e.study.search != "grid" and c is None and e.study.claims is None,
+               _exploratory),
+    # A diff study: its differences ranked, not a factorial's maps.
+    ReportKind("diff", lambda e, c: diffs.is_diff_study(e), _diff),
+    # Everything else: the factorial's cells, maps, interaction tests and claim verdicts.
+    ReportKind("factorial", lambda e, c: True,
+               lambda e, out, c, draw: build_factorial(e, out, c, draw)),
+)
+
+
 def build_report(experiment_dir: str | Path, out: str | Path | None = None,
                  claims_path: str | Path | None = None, draw: bool = True) -> Path:
     """Write the report folder; returns its path. Raises UserError for bad input.
     `draw=False` (--no-figures) writes the tables, report.html and summary.txt without the
     main report's figures: the same numbers in a fraction of the time."""
-    # A scale ladder: the transfer table across its rungs.
+    # A scale ladder (a folder of rung studies): the transfer table across its rungs.
     if "://" not in str(experiment_dir) and read_ladder(experiment_dir) is not None:
         return ladder.build(Path(experiment_dir), out)
     experiment = load_experiment(experiment_dir)
     out = Path(out) if out is not None else experiment.path / "report"
-    if experiment.study.controls:
-        return controls.build(experiment, out)
-    if experiment.study.search != "grid" and claims_path is None \
-            and experiment.study.claims is None:
-        # Random / TPE samples and no claims: the exploratory report (best configurations,
-        # slices, importance, rungs); no cells to tabulate.
-        out.mkdir(parents=True, exist_ok=True)
-        return exploratory.build(experiment, out)
+    kind = next(k for k in REPORT_KINDS if k.applies(experiment, claims_path))
+    return kind.build(experiment, out, claims_path, draw)
+
+
+def build_factorial(experiment: Experiment, out: Path, claims_path: str | Path | None = None,
+                    draw: bool = True) -> Path:
+    """The factorial report (the main job's): tables, figures, report.html, summary.txt."""
     claims, post_hoc = registered_claims(experiment, claims_path)
-    if diffs.is_diff_study(experiment):
-        # A diff study: its differences ranked, not a factorial's maps.
-        return diffs.build(experiment, out, claims, post_hoc)
     out.mkdir(parents=True, exist_ok=True)
     results = analyse(experiment, claims, post_hoc)
     write_tables(experiment, results, out)

@@ -8,20 +8,15 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 from analysis.record import StudyRecord
-from analysis.storage import Storage
 from study import planner
 from study.place import Place
 from study.presets import Preset, grid_points
 from trainable.config import Config
-from trainable.errors import UserError
 
 CHECKPOINT_EVERY = 2  # evaluations between checkpoints (the last report always has one)
-OBJECT_STORE_LIMIT = 2 * 2**30  # bytes of features shared through the object store
 
 
 def trial_dirname(trial) -> str:
@@ -186,47 +181,15 @@ class Runner:
         return max(planned - completed - results.num_errors, 0)
 
 
-def _shared_dataset(dataset, cache_root: Path, shared: bool):
-    """What trials receive: the Dataset itself (one copy in Ray's object store, read
-    zero-copy) or, past OBJECT_STORE_LIMIT bytes (the full real data is ~14 GB), the folder
-    of a packed .npy cache that every trial memory-maps, sharing the page cache. `shared`:
-    every node sees `cache_root` (a shared --storage folder, or B2T_SHARED_CACHE)."""
-    size = sum(split.features.nbytes for split in dataset.splits.values())
-    if size <= OBJECT_STORE_LIMIT:
-        return dataset
-    import ray
-
-    nodes = sum(1 for n in ray.nodes() if n.get("Alive")) if ray.is_initialized() else 1
-    if nodes > 1 and not shared:
-        raise UserError(f"{size / 2**30:.1f} GiB of features are shared by memory-mapping a "
-                        f"packed cache under {cache_root}, which the other {nodes - 1} "
-                        "node(s) cannot read (cloud storage keeps only a local mirror on "
-                        "this machine); set B2T_SHARED_CACHE to a folder mounted at the same "
-                        "path on every node (NFS)")
-    folder = cache_root / dataset.fingerprint()
-    if not (folder / "dataset.json").is_file():
-        print(f"packing {size / 2**30:.1f} GiB of features into {folder} for memory-mapped "
-              "sharing", file=sys.stderr)
-        dataset.save_cache(folder)
-    return str(folder)
-
-
-def _data_cache(storage: Storage) -> tuple[Path, bool]:
-    """Where large data is packed for memory-mapping, and whether every node sees it."""
-    if os.environ.get("B2T_SHARED_CACHE"):
-        return Path(os.environ["B2T_SHARED_CACHE"]).expanduser().resolve(), True
-    return storage.local_root / ".datacache", not storage.remote
-
-
-def make_trainable(record: StudyRecord, dataset, storage: Storage):
-    """Inside a Ray session: the trainable with the study's config, data and resources
-    (the data goes to the object store, or to a packed cache, now)."""
+def make_trainable(record: StudyRecord, data):
+    """Inside a Ray session: the trainable with the study's config, data (what
+    study.datashare.trial_data gives) and resources."""
     from ray import tune
 
     from trainable.tune_adapter import tune_trainable
 
     fn = tune.with_parameters(tune_trainable, base_config=record.train_config,
-                              dataset=_shared_dataset(dataset, *_data_cache(storage)),
+                              dataset=data,
                               axes=record.axis_keys, levels=record.axis_levels,
                               checkpoint_every=CHECKPOINT_EVERY)
     return tune.with_resources(fn, _resources(record.resources["cpus_per_trial"],

@@ -21,6 +21,8 @@ from analysis.storage import Storage, resolve_storage
 from study import plan as plan_mod
 from study import waves
 from study.cluster import check_resources, default_concurrency, ray_session, resolve_address
+from study.datashare import DataCache, data_cache, load_data, trial_data
+from study.packing import check_packing
 from study.place import Place
 from study.presets import Preset
 from study.request import ResumeRequest, StudyRequest
@@ -56,7 +58,7 @@ def launch(request: StudyRequest, preset: Preset, rung: str | None = None) -> in
     address = resolve_address(request.ray.address)  # fails fast, before the data is read
     data, spec = plan_mod.data_source(request, plan)
     root, dataset = _load_data(data, list(request.synthetic_set), plan.cfg,
-                               synthetic_spec=spec)
+                               data_cache(storage), synthetic_spec=spec)
     record = plan_mod.study_record(
         plan, request, name, rung,
         data={"path": str(root), "synthetic": request.data is None,
@@ -69,7 +71,9 @@ def launch(request: StudyRequest, preset: Preset, rung: str | None = None) -> in
     with ray_session(address, storage.local_root, request.ray.dashboard):
         check_resources(request.cpus_per_trial, request.gpus_per_trial,
                         request.autoscaler_wait)
-        trainable = make_trainable(record, dataset, storage)
+        data = trial_data(dataset, data_cache(storage), storage)
+        check_packing(plan.cfg, data, request.cpus_per_trial, request.gpus_per_trial)
+        trainable = make_trainable(record, data)
         max_conc = request.max_concurrent or default_concurrency(request.cpus_per_trial,
                                                                  request.gpus_per_trial)
         record.resources["max_concurrent"] = max_conc
@@ -99,9 +103,13 @@ def resume(request: ResumeRequest, place: Place) -> int:
                         "stopped before it began); delete the folder and start the study "
                         "again")
     address = resolve_address(request.ray.address)
-    _, dataset = _load_data(record.data.path, [], cfg, record.data.fingerprint)
+    _, dataset = _load_data(record.data.path, [], cfg, data_cache(place.storage),
+                            record.data.fingerprint)
     with ray_session(address, place.storage.local_root, request.ray.dashboard):
-        trainable = make_trainable(record, dataset, place.storage)
+        data = trial_data(dataset, data_cache(place.storage), place.storage)
+        check_packing(cfg, data, record.resources["cpus_per_trial"],
+                      record.resources["gpus_per_trial"])
+        trainable = make_trainable(record, data)
         max_conc = int(record.resources.get("max_concurrent") or default_concurrency(
             record.resources["cpus_per_trial"], record.resources["gpus_per_trial"]))
         runner = Runner(record, place, trainable, max_conc, request.ray.verbose)
@@ -156,21 +164,21 @@ def package_versions() -> dict:
     return versions
 
 
-def _load_data(data_arg, synthetic_set, cfg: Config, fingerprint: str | None = None,
-               synthetic_spec=None):
-    """Read and validate the data; with `fingerprint` (resume), it must be unchanged."""
-    from trainable.data import load_dataset
+def _load_data(data_arg, synthetic_set, cfg: Config, cache: DataCache,
+               fingerprint: str | None = None, synthetic_spec=None):
+    """Read and validate the data (or memory-map its packed cache, study.datashare); with
+    `fingerprint` (resume), it must be unchanged."""
     from trainable.source import resolve_data_root
 
     root, desc = resolve_data_root(data_arg, synthetic_spec=synthetic_spec,
                                    synthetic_overrides=synthetic_set)
     start = time.perf_counter()
-    dataset = load_dataset(root, cfg)
+    dataset, how = load_data(root, cfg, cache)
     if fingerprint is not None and dataset.fingerprint() != fingerprint:
         raise UserError(f"{root}: data changed since the study started (fingerprint "
                         f"{dataset.fingerprint()} != {fingerprint}); restore the data or "
                         "start a new study")
-    print(f"{desc}: {dataset.report.summary()} (read and validated in "
+    print(f"{desc}: {dataset.report.summary()} ({how} in "
           f"{time.perf_counter() - start:.1f} s)", file=sys.stderr)
     return root, dataset
 

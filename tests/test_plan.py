@@ -112,3 +112,32 @@ def test_the_confirmation_preset_keeps_the_official_schedule_in_real_steps_on_ca
     # The proxy keeps its stretched schedule: warm-up 40 of 400.
     proxy = plan_study(request, load_preset("grid")).cfg.optim
     assert (proxy.lr_warmup_steps, proxy.lr_decay_steps) == (40, 400)
+
+
+def test_the_packing_check_takes_the_longest_trials_and_stops_a_batch_that_does_not_fit(
+        tiny_data, tiny_config):
+    """study/packing.py: the worst batch is the batch_size longest trials; a step on it
+    that runs out of the trial's share of GPU memory stops the study in one line naming
+    the flag; one that fits prints its peak against the share."""
+    import numpy as np
+
+    from study.packing import verdict_line, worst_batch_indices, worst_batch_peak
+    from trainable.data import load_dataset
+
+    lengths = np.array([300, 900, 120, 900, 2475, 40])
+    assert worst_batch_indices(lengths, 3).tolist() == [1, 3, 4]
+    assert worst_batch_indices(lengths, 10).tolist() == [0, 1, 2, 3, 4, 5]
+    gib = 2**30
+    oom = {"device": "cuda", "oom": True, "share": 20 * gib, "total": 80 * gib,
+           "length": 2475, "trials": 64}
+    with pytest.raises(UserError, match=r"--gpus-per-trial 0.25: the largest training batch "
+                                        r"\(64 trials padded to 2,475 bins\) does not fit"):
+        verdict_line(oom, 0.25)
+    fits = {**oom, "oom": False, "peak": 5 * gib}
+    assert "peaks at 5.00 GiB of a trial's 20.0 GiB of the GPU's 80.0 GiB" in \
+        verdict_line(fits, 0.25)
+    # Without a GPU the task says so and the study goes on (the trials refuse themselves).
+    cfg = tiny_config()
+    assert worst_batch_peak(cfg.model_dump(mode="json"),
+                            load_dataset(tiny_data, cfg)) == {"device": "cpu"}
+    assert "skipped" in verdict_line({"device": "cpu"}, 0.5)

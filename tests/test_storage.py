@@ -386,3 +386,56 @@ def test_on_cloud_storage_tune_keeps_every_checkpoint_while_the_study_runs(tmp_p
     assert (config.storage_path, config.name) == ("bucket/p/s", "wave-02")
     assert config.checkpoint_config.num_to_keep is None
     assert config.storage_filesystem.type_name == "py::s3-patient"
+
+
+TWO_NODES = """
+import json, sys
+from ray.cluster_utils import Cluster
+
+# Two nodes of one CPU each, each with a node-local data folder of its own (on separate
+# machines these would be their own disks).
+cluster = Cluster(initialize_head=True, head_node_args={
+    "num_cpus": 1, "env_vars": {"B2T_NODE_CACHE": sys.argv[1]}})
+cluster.add_node(num_cpus=1, env_vars={"B2T_NODE_CACHE": sys.argv[2]})
+cluster.wait_for_nodes()
+print(json.dumps({"address": cluster.address}), flush=True)
+sys.stdin.readline()
+cluster.shutdown()
+"""
+
+
+@pytest.mark.ray
+@pytest.mark.slow(seconds=40)
+def test_data_over_the_memory_limit_reaches_a_second_node_through_the_bucket_once(
+        run, s3_server, tiny_data, tmp_path):
+    """A two-node cluster, s3:// storage and data over the object-store limit (set to 0
+    bytes here): the driver packs and uploads the data once, the trials on the other node
+    fetch it once between them, and every trial finishes."""
+    import subprocess
+
+    head_cache, worker_cache = tmp_path / "node-head", tmp_path / "node-worker"
+    cluster = run.start("cluster", "-c", TWO_NODES, head_cache, worker_cache,
+                        stdin=subprocess.PIPE)
+    try:
+        wait_for("the cluster", lambda: "address" in run.log("cluster"), cluster,
+                 timeout=120, log=lambda: run.log("cluster"))
+        address = json.loads(run.log("cluster").strip().splitlines()[-1])["address"]
+        run.env["B2T_OBJECT_STORE_LIMIT"] = "0"
+        preset = tiny_grid(tmp_path / "p.yaml", "nodes", lr_max=(0.005,), seeds=2, steps=20)
+        study = run.study("study", "grid", "--preset", preset, "--data", tiny_data,
+                          "--address", address, "--storage",
+                          f"s3://{s3_server['bucket']}/nodes", "--name", "n", "--no-report",
+                          "--max-concurrent", "2", *TINY_SET)
+        assert study.wait(timeout=300) == 0, run.log("study")[-3000:]
+    finally:
+        cluster.stdin.write("stop\n")
+        cluster.stdin.flush()
+        cluster.wait(timeout=60)
+    log = run.log("study")
+    assert "uploading the packed data" in log and log.count("uploading the packed data") == 1
+    assert bucket_files(s3_server, "nodes/.datacache")  # the pack is in the bucket
+    fetches = (worker_cache / "fetches.log").read_text().splitlines()
+    assert len(fetches) == 1, fetches  # the second node fetched once for its trials
+    assert not (head_cache / "fetches.log").exists()  # the driver's node maps its own pack
+    rows = trial_rows(download(s3_server, "nodes/n", tmp_path / "view"))
+    assert len(rows) == 4 and all(is_done(r) for r in rows.values())

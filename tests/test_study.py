@@ -1,6 +1,7 @@
 """Study orchestration on a real Ray instance (one per test session) with tiny trials."""
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -191,50 +192,82 @@ def test_address_where_nothing_listens_fails_fast(tmp_path, tiny_data, capsys):
     assert "no Ray cluster answers" in capsys.readouterr().err
 
 
-def test_large_data_is_shared_as_a_memory_mapped_cache(tiny_data, tiny_config, tmp_path,
-                                                       monkeypatch):
-    import study.runner as run_module
+def test_large_data_is_packed_once_memory_mapped_and_not_read_again(tiny_data, tiny_config,
+                                                                     tmp_path, monkeypatch):
+    """Past the object-store limit the driver packs the data once and memory-maps the pack
+    (it does not hold the arrays); a later study on the same files maps the pack without
+    reading the HDF5 files; a changed file is read again."""
+    import numpy as np
+
+    import study.datashare as datashare
+    from analysis.storage import resolve_storage
     from trainable.data import Dataset, load_dataset
     from trainable.tune_adapter import tune_trainable
 
     cfg = tiny_config()
-    ds = load_dataset(tiny_data, cfg)
-    assert run_module._shared_dataset(ds, tmp_path, True) is ds  # small: the object store
-    monkeypatch.setattr(run_module, "OBJECT_STORE_LIMIT", 0)
-    shared = run_module._shared_dataset(ds, tmp_path, True)
-    assert isinstance(shared, str)
-    assert Dataset.load_cache(shared).fingerprint() == ds.fingerprint()
+    cache = datashare.data_cache(resolve_storage(str(tmp_path / "results")))
+    small, how = datashare.load_data(tiny_data, cfg, cache)
+    assert how == "read and validated" and not isinstance(small.train.features, np.memmap)
+    assert datashare.trial_data(small, cache, None) is small  # small: the object store
+    monkeypatch.setattr(datashare, "OBJECT_STORE_LIMIT", 0)
+    packed, how = datashare.load_data(tiny_data, cfg, cache)
+    assert how == "read, validated and packed" and isinstance(packed.train.features, np.memmap)
+    assert packed.fingerprint() == load_dataset(tiny_data, cfg).fingerprint()
+    monkeypatch.setattr(datashare, "load_dataset", lambda *a: pytest.fail("read again"))
+    again, how = datashare.load_data(tiny_data, cfg, cache)
+    assert how.startswith("packed cache") and again.fingerprint() == packed.fingerprint()
+    shared = datashare.trial_data(again, cache, None)
+    assert isinstance(shared, str) and Dataset.load_cache(shared).fingerprint() == \
+        packed.fingerprint()
     # the trainable accepts the cache folder (outside Tune, tune.report is a no-op)
     tune_trainable({"eps": 0.1, "seed": 0}, base_config=cfg.model_dump(mode="json"),
                    dataset=shared)
+    # Other reading settings, or a touched file: read again.
+    other = tiny_config(**{"model.patch_stride": 2})
+    with pytest.raises(pytest.fail.Exception, match="read again"):
+        datashare.load_data(tiny_data, other, cache)
+    some_file = next(Path(tiny_data).glob("*/data_train.hdf5"))
+    os.utime(some_file, ns=(time.time_ns(), time.time_ns()))
+    with pytest.raises(pytest.fail.Exception, match="read again"):
+        datashare.load_data(tiny_data, cfg, cache)
 
 
-def test_large_data_on_a_multi_node_cluster_needs_a_cache_every_node_sees(
-        tiny_data, tiny_config, tmp_path, monkeypatch):
-    import ray
+def test_large_data_on_cloud_storage_goes_to_the_bucket_once_and_each_node_fetches_it_once(
+        tiny_data, tiny_config, tmp_path, monkeypatch, s3_server):
+    """With cloud storage the driver uploads the pack once; on another node the first of
+    several trials asking at once fetches it (the others wait on the node's lock), and
+    every trial memory-maps the same fingerprint."""
+    from concurrent.futures import ThreadPoolExecutor
 
-    import study.runner as run_module
+    import study.datashare as datashare
     from analysis.storage import resolve_storage
-    from trainable.data import load_dataset
 
-    ds = load_dataset(tiny_data, tiny_config())
-    monkeypatch.setattr(run_module, "OBJECT_STORE_LIMIT", 0)
-    monkeypatch.setattr(ray, "is_initialized", lambda: True)
-    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True}, {"Alive": True}])
-    remote = resolve_storage("s3://bucket/x", "http://127.0.0.1:9")
+    monkeypatch.setattr(datashare, "OBJECT_STORE_LIMIT", 0)
     monkeypatch.delenv("B2T_SHARED_CACHE", raising=False)
-    cache, shared = run_module._data_cache(remote)
-    assert not shared
-    with pytest.raises(UserError, match=r"other 1 node.*B2T_SHARED_CACHE"):
-        run_module._shared_dataset(ds, cache, shared)
-    assert not cache.exists()  # refused before packing anything
-    monkeypatch.setenv("B2T_SHARED_CACHE", str(tmp_path / "nfs"))
-    cache, shared = run_module._data_cache(remote)
-    assert shared and cache == tmp_path / "nfs"
-    assert isinstance(run_module._shared_dataset(ds, cache, shared), str)
-    monkeypatch.delenv("B2T_SHARED_CACHE")
-    local_cache, local_shared = run_module._data_cache(resolve_storage(str(tmp_path / "r")))
-    assert local_shared and local_cache == tmp_path / "r" / ".datacache"
+    monkeypatch.setenv("B2T_STORAGE_CACHE", str(tmp_path / "mirror"))
+    storage = resolve_storage(f"s3://{s3_server['bucket']}/share")
+    cache = datashare.data_cache(storage)
+    assert not cache.shared
+    dataset, _ = datashare.load_data(tiny_data, tiny_config(), cache)
+    packed = datashare.trial_data(dataset, cache, storage)
+    assert isinstance(packed, datashare.PackedData)
+    again = datashare.trial_data(dataset, cache, storage)  # already there: not re-sent
+    assert again == packed
+    nodes = [tmp_path / "node-a", tmp_path / "node-b"]
+    with ThreadPoolExecutor(6) as pool:
+        folders = list(pool.map(packed.fetch, nodes * 3))
+    for node in nodes:
+        assert len((node / datashare.FETCH_LOG).read_text().splitlines()) == 1
+    from trainable.data import Dataset
+
+    assert {Dataset.load_cache(f).fingerprint() for f in folders} == {dataset.fingerprint()}
+    # Outside Ray no node is the driver's: open() fetches into B2T_NODE_CACHE.
+    monkeypatch.setenv("B2T_NODE_CACHE", str(tmp_path / "node-c"))
+    assert packed.open().fingerprint() == dataset.fingerprint()
+    # A bucket that lost the pack: one line naming what failed.
+    lost = datashare.PackedData("0" * 16, packed.storage, packed.endpoint, "", None)
+    with pytest.raises(UserError, match="fetching the packed data"):
+        lost.fetch(tmp_path / "node-d")
 
 
 def test_budget_stretches_the_schedules_of_both_parameter_groups():

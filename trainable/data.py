@@ -327,6 +327,27 @@ def _fill(parts: dict[str, list], split: str, cfg: Config, report: ValidationRep
                        block=column("block"), trial=column("trial"))
 
 
+def source_key(root: str | Path, cfg: Config, splits: tuple[str, ...] = ("train", "val")
+                ) -> str:
+    """A key of what load_dataset would read, without reading it: every HDF5 file's path,
+    size and modification time, and the settings the reading applies (features, sessions,
+    the too-short filter's patching and random cut, the non-finite rule). Two loads with
+    the same key give the same Dataset, so a packed cache found under it can stand in."""
+    root = Path(root)
+    files = []
+    for session in _discover_sessions(root, cfg):
+        for split in splits:
+            path = root / session / f"data_{split}.hdf5"
+            if path.exists():
+                stat = path.stat()
+                files.append([str(path.resolve()), stat.st_size, stat.st_mtime_ns])
+    settings = [cfg.data.n_features, cfg.data.sessions, cfg.data.nonfinite_features,
+                cfg.model.patch_size, cfg.model.patch_stride, cfg.model.n_classes,
+                cfg.augment.max_cut, list(splits)]
+    payload = json.dumps([files, settings], default=str).encode()
+    return hashlib.sha256(payload).hexdigest()[:16]
+
+
 def load_dataset(root: str | Path, cfg: Config, splits: tuple[str, ...] = ("train", "val")
                  ) -> Dataset:
     """Read and validate every session's files once; raise DataError on a bad file."""

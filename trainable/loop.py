@@ -129,11 +129,12 @@ class TrainingRun:
             batch["features"] = torch.where(valid, (x - mean) / sd, torch.zeros_like(x))
         return batch
 
-    def train_step(self) -> bool:
-        """One batch; returns False if the loss or gradient was non-finite (run diverged)."""
+    def train_step(self, batch: dict | None = None) -> bool:
+        """One batch (the sampler's next, or `batch`); returns False if the loss or gradient
+        was non-finite (run diverged)."""
         start = time.perf_counter()
         self.model.train()
-        batch = self._to_device(self.batches.next())
+        batch = self._to_device(self.batches.next() if batch is None else batch)
         with self._autocast():
             x, n_frames = transform(batch["features"], batch["n_frames"], self.cfg.augment,
                                     self.kernel, self.aug_gen, train=True)

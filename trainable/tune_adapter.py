@@ -73,10 +73,12 @@ def tune_trainable(config: dict, *, base_config: dict, dataset: Dataset | str,
                    levels: dict[str, list] | None = None) -> None:
     """Ray Tune function trainable.
 
-    `dataset` is a Dataset (shared through Ray's object store by tune.with_parameters) or
+    `dataset` is a Dataset (shared through Ray's object store by tune.with_parameters),
     the folder of a Dataset.save_cache, memory-mapped by every trial (for data too large to
-    copy into the object store). A checkpoint is written every `checkpoint_every`
-    evaluations and with the last report; a restored trial continues from it.
+    copy into the object store), or an object whose open() gives the Dataset (packed data
+    on cloud storage that each node fetches once: study.datashare.PackedData). A
+    checkpoint is written every `checkpoint_every` evaluations and with the last report; a
+    restored trial continues from it.
     """
     from ray import tune
 
@@ -85,6 +87,8 @@ def tune_trainable(config: dict, *, base_config: dict, dataset: Dataset | str,
     cfg = resolve_trial_config(config, base_config, axes, levels)
     if isinstance(dataset, str):
         dataset = Dataset.load_cache(dataset, mmap=True)
+    elif not isinstance(dataset, Dataset):
+        dataset = dataset.open()
     run = TrainingRun(cfg, dataset)
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
