@@ -167,6 +167,15 @@ class ControlRecord(_Record):
     cell: int
 
 
+class ResourcesRecord(_Record):
+    """What each trial asks of Ray, and how many run at once (None: the default for the
+    request, study.cluster.default_concurrency)."""
+
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_concurrent: int | None = None
+
+
 class StudyRecord(_Record):
     name: str
     preset: str
@@ -199,7 +208,7 @@ class StudyRecord(_Record):
     boundary: BoundarySpec | None = None
     rung: str | None = None  # the rung of a scale ladder this study is (study/ladder.py)
     data: DataRecord
-    resources: dict[str, float]
+    resources: ResourcesRecord
     # Tune's own logger callbacks the study was started with: wandb -> project,
     # mlflow -> tracking URI (--wandb / --mlflow); none by default.
     loggers: dict[str, str] = Field(default_factory=dict)

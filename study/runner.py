@@ -192,8 +192,8 @@ def make_trainable(record: StudyRecord, data):
                               dataset=data,
                               axes=record.axis_keys, levels=record.axis_levels,
                               checkpoint_every=CHECKPOINT_EVERY)
-    return tune.with_resources(fn, _resources(record.resources["cpus_per_trial"],
-                                              record.resources["gpus_per_trial"]))
+    return tune.with_resources(fn, _resources(record.resources.cpus_per_trial,
+                                              record.resources.gpus_per_trial))
 
 
 def _resources(cpus: float, gpus: float) -> dict:

@@ -76,7 +76,7 @@ def launch(request: StudyRequest, preset: Preset, rung: str | None = None) -> in
         trainable = make_trainable(record, data)
         max_conc = request.max_concurrent or default_concurrency(request.cpus_per_trial,
                                                                  request.gpus_per_trial)
-        record.resources["max_concurrent"] = max_conc
+        record.resources.max_concurrent = max_conc
         exp_dir.mkdir(parents=True, exist_ok=True)
         runner = Runner(record, place, trainable, max_conc, request.ray.verbose)
         if plan.adaptive:
@@ -107,11 +107,11 @@ def resume(request: ResumeRequest, place: Place) -> int:
                             record.data.fingerprint)
     with ray_session(address, place.storage.local_root, request.ray.dashboard):
         data = trial_data(dataset, data_cache(place.storage), place.storage)
-        check_packing(cfg, data, record.resources["cpus_per_trial"],
-                      record.resources["gpus_per_trial"])
+        check_packing(cfg, data, record.resources.cpus_per_trial,
+                      record.resources.gpus_per_trial)
         trainable = make_trainable(record, data)
-        max_conc = int(record.resources.get("max_concurrent") or default_concurrency(
-            record.resources["cpus_per_trial"], record.resources["gpus_per_trial"]))
+        max_conc = record.resources.max_concurrent or default_concurrency(
+            record.resources.cpus_per_trial, record.resources.gpus_per_trial)
         runner = Runner(record, place, trainable, max_conc, request.ray.verbose)
         print(f"resuming {place.uri}", file=sys.stderr)
         if adaptive:
