@@ -12,12 +12,15 @@ batch, so this bounds every step of every trial of the study's config.
 from __future__ import annotations
 
 import sys
+import time
 
 import numpy as np
 
 from trainable.config import Config
 from trainable.data import Dataset
 from trainable.errors import UserError
+
+TIMED_STEPS = 5  # ordinary steps timed after the worst batch, for the cost projection
 
 
 def worst_batch_indices(lengths: np.ndarray, batch_size: int) -> np.ndarray:
@@ -52,9 +55,19 @@ def worst_batch_peak(cfg_dump: dict, dataset) -> dict:
     except torch.cuda.OutOfMemoryError:
         return {"device": "cuda", "oom": True, "share": share, "total": total,
                 "length": int(batch["n_frames"].max()), "trials": len(batch["n_frames"])}
-    return {"device": "cuda", "oom": False, "share": share, "total": total,
-            "peak": torch.cuda.max_memory_allocated(run.device),
-            "length": int(batch["n_frames"].max()), "trials": len(batch["n_frames"])}
+    peak = torch.cuda.max_memory_allocated(run.device)
+    # The step rate on ordinary batches, for the study's cost projection (the first steps
+    # pay for warm-up; TIMED_STEPS after them).
+    for _ in range(2):
+        run.train_step()
+    torch.cuda.synchronize(run.device)
+    start = time.perf_counter()
+    for _ in range(TIMED_STEPS):
+        run.train_step()
+    torch.cuda.synchronize(run.device)
+    return {"device": "cuda", "oom": False, "share": share, "total": total, "peak": peak,
+            "length": int(batch["n_frames"].max()), "trials": len(batch["n_frames"]),
+            "s_per_step": (time.perf_counter() - start) / TIMED_STEPS}
 
 
 def verdict_line(result: dict, gpus_per_trial: float) -> str:
@@ -74,13 +87,16 @@ def verdict_line(result: dict, gpus_per_trial: float) -> str:
             f"{share}")
 
 
-def check_packing(cfg: Config, data, cpus_per_trial: float, gpus_per_trial: float) -> None:
+def check_packing(cfg: Config, data, cpus_per_trial: float, gpus_per_trial: float
+                  ) -> float | None:
     """Inside a Ray session, before the study: the worst batch in a task with a trial's
-    resources. Nothing to check for CPU trials."""
+    resources; returns the measured seconds per ordinary step on a trial's share (None:
+    CPU trials, nothing to check, or no GPU found)."""
     if gpus_per_trial <= 0:
-        return
+        return None
     import ray
 
     task = ray.remote(num_cpus=cpus_per_trial, num_gpus=gpus_per_trial)(worst_batch_peak)
     result = ray.get(task.remote(cfg.model_dump(mode="json"), data))
     print(verdict_line(result, gpus_per_trial), file=sys.stderr, flush=True)
+    return result.get("s_per_step")

@@ -150,14 +150,19 @@ def check_official_budget(cfg: Config, own_warmup: int, allow_short: bool) -> No
                         "in real steps (e.g. --budget 4000) or --allow-short-budget")
 
 
-def projection(cfg: Config, first_wave: int, max_trials: int | None, cells: int) -> str:
+def projection(cfg: Config, first_wave: int, max_trials: int | None, cells: int,
+               measured_s_per_step: float | None = None) -> str:
     """One line before an official-size study starts: what it will cost in GPU-hours at
-    the official run's step time, and the seeds per cell that buys."""
-    hours = cfg.train.num_steps * OFFICIAL_SECONDS_PER_STEP / 3600
+    the official run's step time (or at a step time measured on this cluster's GPU), and
+    the seeds per cell that buys."""
+    per_step = measured_s_per_step or OFFICIAL_SECONDS_PER_STEP
+    source = ("measured here on a trial's share of the GPU" if measured_s_per_step
+              else "the official run on one RTX 4090")
+    hours = cfg.train.num_steps * per_step / 3600
     most = max_trials or first_wave
     return (f"projected: {first_wave} trial(s) in the first wave, at most {most}, of "
-            f"{cfg.train.num_steps:,} steps at ~{OFFICIAL_SECONDS_PER_STEP:.3f} s/step (the "
-            f"official run on one RTX 4090): {first_wave * hours:,.1f} GPU-hours for the "
+            f"{cfg.train.num_steps:,} steps at ~{per_step:.3f} s/step ({source}): "
+            f"{first_wave * hours:,.1f} GPU-hours for the "
             f"first wave, {most * hours:,.1f} at most; about {most / max(cells, 1):.1f} "
             "seeds per cell at that cost")
 

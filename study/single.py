@@ -40,9 +40,9 @@ def launch(request: StudyRequest, preset: Preset, rung: str | None = None) -> in
     """Start the study `request` asks for, with `preset` (a ladder gives each rung's own
     preset and name)."""
     plan = plan_mod.plan_study(request, preset)
+    most = request.max_trials or plan.budget["max_trials"] or (
+        preset.adaptive.max_trials if plan.adaptive else None)
     if plan_mod.is_official_size(plan.cfg) and plan.n_cells:
-        most = request.max_trials or plan.budget["max_trials"] or (
-            preset.adaptive.max_trials if plan.adaptive else None)
         print(plan_mod.projection(plan.cfg, plan.n_cells, most, plan.n_cells // plan.seeds),
               file=sys.stderr)
     storage = resolve_storage(request.storage, request.ray.storage_endpoint)
@@ -72,7 +72,11 @@ def launch(request: StudyRequest, preset: Preset, rung: str | None = None) -> in
         check_resources(request.cpus_per_trial, request.gpus_per_trial,
                         request.autoscaler_wait)
         data = trial_data(dataset, data_cache(storage), storage)
-        check_packing(plan.cfg, data, request.cpus_per_trial, request.gpus_per_trial)
+        measured = check_packing(plan.cfg, data, request.cpus_per_trial,
+                                 request.gpus_per_trial)
+        if measured and plan_mod.is_official_size(plan.cfg) and plan.n_cells:
+            print(plan_mod.projection(plan.cfg, plan.n_cells, most, plan.n_cells // plan.seeds,
+                                      measured), file=sys.stderr)
         trainable = make_trainable(record, data)
         max_conc = request.max_concurrent or default_concurrency(request.cpus_per_trial,
                                                                  request.gpus_per_trial)

@@ -53,6 +53,10 @@ def test_numeric_budgets_scale_the_adaptive_minutes_and_official_studies_are_pro
     assert "16 trial(s) in the first wave, at most 200" in line
     assert "1.9 GPU-hours for the first wave" in line  # 16 x 4,000 x 0.105 s
     assert "about 12.5 seeds per cell" in line
+    # With the step time the packing check measured on the cluster's GPU: 0.2 s a step.
+    measured = projection(cfg, 16, 200, 16, 0.2)
+    assert "at ~0.200 s/step (measured here" in measured
+    assert "3.6 GPU-hours for the first wave, 44.4 at most" in measured  # 16 x 4,000 x 0.2 s
 
 
 def test_a_logger_whose_package_is_missing_is_refused_before_anything_starts(monkeypatch):
