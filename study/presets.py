@@ -20,7 +20,7 @@ from study.diff import diff_blocks
 from trainable.config import CONFIG_DIR, Config, read_yaml
 from trainable.contract import AXES, METRICS, Detector
 from trainable.errors import ConfigError, validation_line
-from trainable.tree import get_dotted
+from trainable.tree import get_dotted, has_dotted
 
 PRESET_DIR = CONFIG_DIR / "studies"
 
@@ -372,12 +372,9 @@ def check_axes_exist(preset: Preset, cfg: Config) -> None:
     """Every axis must name a real config key (checked before Ray starts)."""
     tree = cfg.model_dump()
     for name, key in preset.axis_keys().items():
-        node: Any = tree
-        for part in key.split("."):
-            if not isinstance(node, dict) or part not in node:
-                raise ConfigError(f"preset {preset.name!r}: axis {name!r} sets {key!r}, which "
-                                  "is not a training config key")
-            node = node[part]
+        if not has_dotted(tree, key):
+            raise ConfigError(f"preset {preset.name!r}: axis {name!r} sets {key!r}, which "
+                              "is not a training config key")
 
 
 def config_value(cfg: Config, key: str) -> Any:

@@ -41,14 +41,27 @@ def set_dotted(tree: dict, key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def get_dotted(tree: dict, key: str) -> Any:
-    """The value at 'section.key' in a nested dict, or None where a part is missing."""
+_MISSING = object()
+
+
+def _walk(tree: dict, key: str) -> Any:
     node: Any = tree
     for part in key.split("."):
         if not isinstance(node, dict) or part not in node:
-            return None
+            return _MISSING
         node = node[part]
     return node
+
+
+def get_dotted(tree: dict, key: str) -> Any:
+    """The value at 'section.key' in a nested dict, or None where a part is missing."""
+    node = _walk(tree, key)
+    return None if node is _MISSING else node
+
+
+def has_dotted(tree: dict, key: str) -> bool:
+    """Whether 'section.key' names a value of the nested dict (a None value counts)."""
+    return _walk(tree, key) is not _MISSING
 
 
 def flatten(tree: dict, prefix: str = "", leaves: tuple[str, ...] = ()) -> dict[str, Any]:
