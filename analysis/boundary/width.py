@@ -191,7 +191,8 @@ def draw(result: WidthResult, path: Path) -> None:
         x = group["fan_in"].to_numpy(dtype=float) * shift
         low = group["low"].to_numpy(dtype=float)
         high = np.where(np.isinf(group["high"]), low * 4, group["high"])
-        ax.vlines(x, low, high, lw=4, alpha=0.6, label=f"seed {seed}: bracket")
+        ax.vlines(x, low, high, lw=4, alpha=0.6, color=f"C{int(seed) % 10}",
+                  label=f"seed {seed}: bracket")
     if result.fit is not None:
         fans = np.geomspace(b["fan_in"].min(), OFFICIAL_FANIN, 20)
         line = result.fit.band(fans)
