@@ -19,10 +19,24 @@ import pandas as pd
 
 from analysis import claims as claims_mod
 from analysis import figures, html
+from analysis.boundary import width
 from analysis.load import is_full_budget, load_experiment
 from analysis.record import STUDY_FILE, LadderRecord, read_ladder
 from analysis.verdicts import judge_claims, registered_claims
 from trainable.errors import UserError
+
+
+NO_CLAIMS = "the rung registered no claims; a ladder compares claim verdicts across rungs"
+
+
+def _width_lines(ladder_dir: Path, out: Path) -> list[str]:
+    """A ladder without claims whose rungs sweep lr_max (configs/studies/width.yaml): the
+    learning-rate boundary against layer-0 fan-in (analysis.boundary.width), or nothing
+    when its rungs are not such a sweep."""
+    try:
+        return width.summary_lines(width.write(ladder_dir, out))
+    except UserError:
+        return []
 
 
 def rung_size(train_config: dict, budget_steps: int) -> str:
@@ -39,8 +53,7 @@ def judge_rung(folder: Path) -> tuple[pd.DataFrame, str, str]:
     claims, post_hoc = registered_claims(experiment, None)
     verdicts = judge_claims(experiment, claims)
     if verdicts is None:
-        raise UserError(f"{folder}: the rung registered no claims; a ladder compares claim "
-                        "verdicts across rungs")
+        raise UserError(f"{folder}: {NO_CLAIMS}")
     table = verdicts.table
     table["held_late"] = [verdicts.held_late[i][0] for i in table["id"]]
     study = experiment.study
@@ -190,9 +203,10 @@ def transfer_figure(transfer: pd.DataFrame) -> plt.Figure | None:
 
 
 def render(ladder: LadderRecord, transfer: pd.DataFrame, agree: pd.DataFrame,
-           notes: list[str], saved: dict) -> str:
-    figure = html.embed(*saved["transfer"]) if "transfer" in saved else ""
-    lines = headline(agree, transfer["rung"].nunique() if len(transfer) else 0)
+           notes: list[str], saved: dict, answer: list[str]) -> str:
+    figure = "".join(html.embed(*saved[name]) for name in ("width", "transfer")
+                     if name in saved)
+    lines = answer
     rungs = pd.DataFrame([{"rung": r.name, "folder": r.folder, "what": r.description,
                            "status": r.status, "minutes": f"{r.minutes:.1f}"
                            if r.minutes is not None else "", "note": r.note}
@@ -239,9 +253,15 @@ def build(ladder_dir: Path, out: str | Path | None = None) -> Path:
         saved = figures.save_all({"transfer": (transfer_figure(transfer),
                                                "Each claim's effect at every rung")},
                                  out / "figures")
-    (out / "report.html").write_text(render(ladder, transfer, agree, notes, saved))
+    boundary = _width_lines(Path(ladder_dir), out) if transfer.empty else []
+    if boundary:  # the rungs' "registered no claims" notes say nothing more
+        notes = [n for n in notes if not n.endswith(NO_CLAIMS)]
+        saved["width"] = (out / "figures" / "width.png",
+                          "The tiny-eps learning-rate boundary against layer-0 fan-in")
+    answer = boundary or headline(agree, transfer["rung"].nunique() if len(transfer) else 0)
+    (out / "report.html").write_text(render(ladder, transfer, agree, notes, saved, answer))
     lines = [f"Scale ladder {ladder.name}: preset {ladder.preset}, budget {ladder.budget}",
-             *headline(agree, transfer["rung"].nunique() if len(transfer) else 0)]
+             *answer]
     for row in transfer.itertuples():
         words = claims_mod.VERDICT_WORDS.get(row.verdict, row.verdict.upper())
         lines.append(f"  {row.claim} @ {row.rung} ({row.size}): {words} "

@@ -477,3 +477,40 @@ def test_a_bound_resting_on_no_failure_is_adjusted_for_the_detectors_sensitivity
     assert controls_mod.adjusted_bound(0.19, -0.25, 0.8) == ""  # a decrease claim
     assert controls_mod.detectors_of(["diverged", "exploding", "exploded"]) == [
         "diverged", "exploding"]
+
+
+def test_a_width_ladder_reports_the_lr_boundary_against_fan_in(tmp_path):
+    """A ladder without claims whose rungs sweep lr_max at eps 1e-8 (configs/studies/
+    width.yaml): its report leads with each rung's boundary, the slope against fan-in and
+    the boundary at the official fan-in, and draws them (analysis.boundary.width)."""
+    from support.experiments import boundary_model
+
+    folder = tmp_path / "width"
+    folder.mkdir()
+    lrs = [float(v) for v in np.geomspace(1e-3, 0.3, 14)]
+    rungs = []
+    for k, features in enumerate((64, 128, 256, 512)):
+        name = f"rung-{k + 1}-f{features}"
+        # planted: the boundary halves as the fan-in doubles (slope -1)
+        model = boundary_model(lambda eps, f=features: 0.02 * 64 / f, side="upper")
+        path = write_fake_experiment(folder, model=model, n_seeds=3, name=name, n_errored=0,
+                                     n_stopped_early=0, claims=None,
+                                     blocks=[{"eps": [1e-8], "lr_max": lrs}], seed=k)
+        study = yaml.safe_load((path / "study.yaml").read_text())
+        study["train_config"].setdefault("data", {})["n_features"] = features
+        study["train_config"].setdefault("model", {})["patch_size"] = 14
+        (path / "study.yaml").write_text(yaml.safe_dump(study))
+        rungs.append(RungRecord(name=f"f{features}", folder=name, status="done"))
+    LadderRecord(name="width", preset="width", budget="default", started="2026-12-03T16:00",
+                 argv=[], rungs=rungs).write(folder)
+    out = ladder_report.build(folder)
+    summary = (out / "summary.txt").read_text()
+    assert "Tiny-eps (1e-8) learning-rate boundary against layer-0 fan-in" in summary
+    assert "registered no claims" not in summary
+    table = pd.read_csv(out / "width.csv").iloc[0]
+    assert table["slope_low"] <= -1.0 <= table["slope_high"] and table["slope_high"] < 0
+    assert table["official_high"] < 0.005  # planted: 0.0025 at 512 features
+    assert "below the official lr_max 0.005" in summary
+    assert (out / "figures" / "width.png").is_file()
+    assert "width.png" in (out / "report.html").read_text() or \
+        "data:image/png" in (out / "report.html").read_text()

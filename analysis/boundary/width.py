@@ -47,6 +47,7 @@ from analysis.boundary.model import RegimeFit, fit_regime
 from analysis.figures.common import DPI
 from analysis.load import full_budget, load_experiment
 from analysis.record import STUDY_FILE, read_ladder
+from analysis.scope import study_scope
 from trainable.errors import OneLineArgumentParser, UserError, run_cli
 
 FAILED_OUTCOMES = ("diverged", "exploding")
@@ -82,7 +83,8 @@ def ladder_runs(ladder_dir: Path) -> pd.DataFrame:
             raise UserError(f"{folder}: its runs have no {ALONG} axis; the width analysis "
                             "reads an lr_max grid per rung")
         frames.append(runs.assign(rung=rung.name,
-                                  fan_in=fan_in(experiment.study.train_config)))
+                                  fan_in=fan_in(experiment.study.train_config),
+                                  scope=study_scope(experiment.study).tag))
     if not frames:
         raise UserError(f"{ladder_dir}: no rung has a complete run yet")
     return pd.concat(frames, ignore_index=True)
@@ -127,6 +129,7 @@ class WidthResult:
     fit: RegimeFit | None
     note: str
     official: dict
+    scope: str = ""  # each rung's world (analysis.scope tags), "; "-joined
 
     def table(self) -> pd.DataFrame:
         fit = self.fit
@@ -147,13 +150,14 @@ class WidthResult:
 
 def analyse(runs: pd.DataFrame, per_factor: float = PER_FACTOR) -> WidthResult:
     table = width_brackets(mark_failures(runs, per_factor))
+    scope = "; ".join(dict.fromkeys(runs["scope"])) if "scope" in runs else ""
     fit = fit_regime(table, "width", "fan_in")
     if isinstance(fit, str):
-        return WidthResult(brackets=table, fit=None, note=fit, official={})
+        return WidthResult(brackets=table, fit=None, note=fit, official={}, scope=scope)
     band = fit.band([OFFICIAL_FANIN]).iloc[0]
     official = {"boundary": float(band["boundary"]), "low": float(band["low"]),
                 "high": float(band["high"])}
-    return WidthResult(brackets=table, fit=fit, note="", official=official)
+    return WidthResult(brackets=table, fit=fit, note="", official=official, scope=scope)
 
 
 def summary_lines(result: WidthResult) -> list[str]:
@@ -179,7 +183,9 @@ def summary_lines(result: WidthResult) -> list[str]:
             else "not distinguishable from")
     lines.append(f"  boundary at the official fan-in {OFFICIAL_FANIN:,}: lr {o['boundary']:.3g} "
                  f"[{o['low']:.3g}, {o['high']:.3g}], {side} the official lr_max "
-                 f"{OFFICIAL_LR} (2x128 GRU, 400 compressed steps, built-in v1 data)")
+                 f"{OFFICIAL_LR}")
+    if result.scope:
+        lines.append(f"  world of each rung: {result.scope}")
     return lines
 
 
@@ -213,6 +219,17 @@ def draw(result: WidthResult, path: Path) -> None:
     plt.close(fig)
 
 
+def write(ladder_dir: Path, out: Path) -> WidthResult:
+    """The analysis of a width ladder into `out`: width.csv, width_brackets.csv and
+    figures/width.png."""
+    result = analyse(ladder_runs(ladder_dir))
+    out.mkdir(parents=True, exist_ok=True)
+    result.brackets.to_csv(out / "width_brackets.csv", index=False)
+    result.table().to_csv(out / "width.csv", index=False)
+    draw(result, out / "figures" / "width.png")
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = OneLineArgumentParser(prog="python -m analysis.boundary.width",
                                      description=__doc__.split("\n\n")[0])
@@ -220,13 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def body() -> int:
-        folder = Path(args.ladder)
-        result = analyse(ladder_runs(folder))
-        out = folder / "report"
-        out.mkdir(parents=True, exist_ok=True)
-        result.brackets.to_csv(out / "width_brackets.csv", index=False)
-        result.table().to_csv(out / "width.csv", index=False)
-        draw(result, out / "figures" / "width.png")
+        out = Path(args.ladder) / "report"
+        result = write(Path(args.ladder), out)
         print("\n".join(summary_lines(result)))
         print(f"wrote {out}/width.csv, width_brackets.csv, figures/width.png")
         return 0
