@@ -198,12 +198,20 @@ def train_one(spec_path: str, model: tuple[int, int], seed: int, steps: int, eva
     print(f"seed {seed}: {desc}; {dataset.report.summary()}", file=sys.stderr, flush=True)
     run = TrainingRun(cfg, dataset)
     reports = []
-    for report in run:
-        reports.append(report)
-        print(f"  step {report['step']:>5} loss {report['train_loss']:8.2f} "
-              f"PER {report['val_per']:.3f} emit {report['emit_ratio']:.2f} "
-              f"grad {report['grad_norm_mean']:7.2f} {report['steps_per_s']:.3f} steps/s",
-              file=sys.stderr, flush=True)
+    try:
+        for report in run:
+            reports.append(report)
+            print(f"  step {report['step']:>5} loss {report['train_loss']:8.2f} "
+                  f"PER {report['val_per']:.3f} emit {report['emit_ratio']:.2f} "
+                  f"grad {report['grad_norm_mean']:7.2f} clipped "
+                  f"{report['clip_fraction']:.0%} {report['steps_per_s']:.3f} steps/s",
+                  file=sys.stderr, flush=True)
+    except KeyboardInterrupt:
+        # Ctrl-C: the targets from the evaluations so far (a long CPU run stopped early
+        # still says what it measured).
+        print(f"  interrupted after step {run.step}", file=sys.stderr, flush=True)
+        if not reports:
+            raise
     return train_metrics(run, reports)
 
 
