@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from trainable.config import Config
-from trainable.data import Dataset
+from trainable.data import open_dataset
 from trainable.errors import UserError
 
 TIMED_STEPS = 5  # ordinary steps timed after the worst batch, for the cost projection
@@ -38,9 +38,7 @@ def worst_batch_peak(cfg_dump: dict, dataset) -> dict:
     from trainable.config import Config
     from trainable.loop import TrainingRun
 
-    if not isinstance(dataset, Dataset):
-        dataset = dataset.open() if not isinstance(dataset, str) else \
-            Dataset.load_cache(dataset)
+    dataset = open_dataset(dataset)
     cfg = Config.model_validate(cfg_dump)
     run = TrainingRun(cfg, dataset)
     if run.device.type != "cuda":

@@ -159,6 +159,17 @@ class Dataset:
                    ValidationReport(**meta["report"]))
 
 
+def open_dataset(data) -> Dataset:
+    """The data a trial receives, opened: a Dataset as it is (Ray's object store), the
+    folder of a Dataset.save_cache memory-mapped, or anything whose open() gives the
+    Dataset (packed data each node fetches once: study.datashare.PackedData)."""
+    if isinstance(data, Dataset):
+        return data
+    if isinstance(data, (str, Path)):
+        return Dataset.load_cache(data, mmap=True)
+    return data.open()
+
+
 def dataset_fingerprint(ds: Dataset) -> str:
     """Stable hash of what training sees: sessions, lengths, labels and a feature sample."""
     h = hashlib.sha256()

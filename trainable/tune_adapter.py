@@ -13,7 +13,7 @@ from typing import Any
 
 from trainable.config import build_config, set_dotted
 from trainable.contract import AXES, DAY_PER_PREFIX
-from trainable.data import Dataset
+from trainable.data import Dataset, open_dataset
 from trainable.errors import ConfigError
 
 CHECKPOINT_FILE = "state.pt"
@@ -85,11 +85,7 @@ def tune_trainable(config: dict, *, base_config: dict, dataset: Dataset | str,
     from trainable.loop import TrainingRun
 
     cfg = resolve_trial_config(config, base_config, axes, levels)
-    if isinstance(dataset, str):
-        dataset = Dataset.load_cache(dataset, mmap=True)
-    elif not isinstance(dataset, Dataset):
-        dataset = dataset.open()
-    run = TrainingRun(cfg, dataset)
+    run = TrainingRun(cfg, open_dataset(dataset))
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
