@@ -11,6 +11,7 @@ from pathlib import Path
 from analysis import claims as claims_mod
 from analysis.record import (AdaptiveRecord, ClaimsRecord, StudyRecord, WaveRecord,
                              WaveTrial)
+from analysis.scope import OFFICIAL
 from study import planner
 from study.presets import (Preset, apply_day_lr, axis_levels, check_axes_exist, config_value,
                            control_axis, design_blocks, grid_points, stored_preset)
@@ -137,7 +138,8 @@ OFFICIAL_SECONDS_PER_STEP = 3.5 * 3600 / 120_000
 
 
 def is_official_size(cfg: Config) -> bool:
-    return (cfg.data.n_features, cfg.model.n_units, cfg.model.n_layers) == (512, 768, 5)
+    return (cfg.data.n_features, cfg.model.n_units, cfg.model.n_layers) == (
+        OFFICIAL["n_features"], OFFICIAL["n_units"], OFFICIAL["n_layers"])
 
 
 def check_official_budget(cfg: Config, own_warmup: int, allow_short: bool) -> None:

@@ -47,15 +47,16 @@ from analysis.boundary.model import RegimeFit, fit_regime
 from analysis.figures.common import DPI
 from analysis.load import full_budget, load_experiment
 from analysis.record import STUDY_FILE, read_ladder
-from analysis.scope import study_scope
+from analysis.scope import OFFICIAL, study_scope
+from trainable.contract import OFFICIAL_AXES
 from trainable.errors import OneLineArgumentParser, UserError, run_cli
 
 FAILED_OUTCOMES = ("diverged", "exploding")
 # A run whose final PER is this many times the rung's best has failed (the rule).
 PER_FACTOR = 1.5
-# The official model: 512 features x patch 14, and its lr_max (official_baseline.md).
-OFFICIAL_FANIN = 512 * 14
-OFFICIAL_LR = 0.005
+# The official model's layer-0 fan-in (512 features x patch 14) and its lr_max.
+OFFICIAL_FANIN = OFFICIAL["n_features"] * OFFICIAL["patch_size"]
+OFFICIAL_LR = OFFICIAL_AXES["lr_max"]
 # The prediction written before running (configs/studies/width.yaml).
 PREDICTED_SLOPE = -1.0
 ALONG = "lr_max"
