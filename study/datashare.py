@@ -91,13 +91,14 @@ def load_data(root: Path, cfg: Config, cache: DataCache) -> tuple[Dataset, str]:
     size = feature_bytes(dataset)
     if size <= object_store_limit():
         return dataset, "read and validated"
-    folder = cache.folder(dataset.fingerprint())
+    fingerprint = dataset.fingerprint()
+    folder = cache.folder(fingerprint)
     if not (folder / MARKER).is_file():
         print(f"packing {size / 2**30:.1f} GiB of features into {folder} for memory-mapped "
               "sharing", file=sys.stderr)
         dataset.save_cache(folder)
     index.parent.mkdir(parents=True, exist_ok=True)
-    index.write_text(dataset.fingerprint())
+    index.write_text(fingerprint)
     return Dataset.load_cache(folder), "read, validated and packed"
 
 

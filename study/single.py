@@ -57,8 +57,9 @@ def launch(request: StudyRequest, preset: Preset, rung: str | None = None) -> in
         shutil.rmtree(exp_dir)  # a stale mirror of a study no longer in the store
     address = resolve_address(request.ray.address)  # fails fast, before the data is read
     data, spec = plan_mod.data_source(request, plan)
-    root, dataset = _load_data(data, list(request.synthetic_set), plan.cfg,
-                               data_cache(storage), synthetic_spec=spec)
+    cache = data_cache(storage)
+    root, dataset = _load_data(data, list(request.synthetic_set), plan.cfg, cache,
+                               synthetic_spec=spec)
     record = plan_mod.study_record(
         plan, request, name, rung,
         data={"path": str(root), "synthetic": request.data is None,
@@ -71,7 +72,7 @@ def launch(request: StudyRequest, preset: Preset, rung: str | None = None) -> in
     with ray_session(address, storage.local_root, request.ray.dashboard):
         check_resources(request.cpus_per_trial, request.gpus_per_trial,
                         request.autoscaler_wait)
-        data = trial_data(dataset, data_cache(storage), storage)
+        data = trial_data(dataset, cache, storage)
         measured = check_packing(plan.cfg, data, request.cpus_per_trial,
                                  request.gpus_per_trial)
         if measured and plan_mod.is_official_size(plan.cfg) and plan.n_cells:
@@ -107,10 +108,10 @@ def resume(request: ResumeRequest, place: Place) -> int:
                         "stopped before it began); delete the folder and start the study "
                         "again")
     address = resolve_address(request.ray.address)
-    _, dataset = _load_data(record.data.path, [], cfg, data_cache(place.storage),
-                            record.data.fingerprint)
+    cache = data_cache(place.storage)
+    _, dataset = _load_data(record.data.path, [], cfg, cache, record.data.fingerprint)
     with ray_session(address, place.storage.local_root, request.ray.dashboard):
-        data = trial_data(dataset, data_cache(place.storage), place.storage)
+        data = trial_data(dataset, cache, place.storage)
         check_packing(cfg, data, record.resources.cpus_per_trial,
                       record.resources.gpus_per_trial)
         trainable = make_trainable(record, data)
