@@ -132,7 +132,11 @@ class PackedData:
                 start = time.perf_counter()
                 storage = resolve_storage(self.storage, self.endpoint)
                 partial = Path(tempfile.mkdtemp(prefix=f"{self.fingerprint}.", dir=cache_root))
-                _download(storage, storage.path(".datacache", self.fingerprint), partial)
+                try:
+                    _download(storage, storage.path(".datacache", self.fingerprint), partial)
+                except BaseException:  # a failed fetch leaves no partial copy behind
+                    shutil.rmtree(partial, ignore_errors=True)
+                    raise
                 if target.exists():
                     shutil.rmtree(target)
                 partial.rename(target)

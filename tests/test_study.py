@@ -268,6 +268,7 @@ def test_large_data_on_cloud_storage_goes_to_the_bucket_once_and_each_node_fetch
     lost = datashare.PackedData("0" * 16, packed.storage, packed.endpoint, "", None)
     with pytest.raises(UserError, match="fetching the packed data"):
         lost.fetch(tmp_path / "node-d")
+    assert [p.name for p in (tmp_path / "node-d").iterdir()] == [f"{'0' * 16}.lock"]
 
 
 def test_budget_stretches_the_schedules_of_both_parameter_groups():
