@@ -34,7 +34,8 @@ import pandas as pd
 from statsmodels.stats.proportion import proportion_confint
 
 from analysis import figures, html
-from analysis.load import Experiment, full_budget, in_cell, load_experiment
+from analysis.load import Experiment, load_experiment
+from analysis.runs import full_budget, in_cell
 from analysis.record import LADDER_FILE, STUDY_FILE, read_record
 from analysis.stats.alpha import ALPHA
 from trainable.contract import DETECTORS

@@ -88,7 +88,7 @@ def build(study_dir: str | Path, cell: str = "stable-best", base: str | None = N
 
 def best_run(trials, chosen: dict):
     """The complete run of the chosen cell with the lowest best val PER."""
-    from analysis.load import full_budget, in_cell
+    from analysis.runs import full_budget, in_cell
 
     runs = full_budget(trials)
     runs = runs[in_cell(runs, chosen)] if chosen else runs

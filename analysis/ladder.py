@@ -20,7 +20,8 @@ import pandas as pd
 from analysis import claims as claims_mod
 from analysis import figures, html
 from analysis.boundary import width
-from analysis.load import is_full_budget, load_experiment
+from analysis.load import load_experiment
+from analysis.runs import is_full_budget
 from analysis.record import STUDY_FILE, LadderRecord, read_ladder
 from analysis.verdicts import judge_claims, registered_claims
 from trainable.errors import UserError

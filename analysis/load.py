@@ -18,8 +18,6 @@ ASHA-stopped and finished runs TERMINATED.
 
 from __future__ import annotations
 
-import math
-
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,53 +26,14 @@ import numpy as np
 import pandas as pd
 
 from analysis.record import StudyRecord, read_record
+from analysis.runs import FULL_BUDGET, STATUSES, in_cell
 from trainable.config import get_dotted
 from trainable.contract import DAY_PER_PREFIX, METRICS, REPORT_EXTRAS
 from trainable.errors import UserError
 
-STATUSES: tuple[str, ...] = ("finished", "diverged", "stopped_early", "errored")
-# Runs whose outcome is a complete observation: the only ones confirmatory statistics use.
-FULL_BUDGET: tuple[str, ...] = ("finished", "diverged")
-
-# Two values of an axis name the same design point when they agree to this relative
-# tolerance (a value that went through YAML, JSON and back may differ in its last digits).
-SAME_VALUE_RTOL = 1e-6
-
 ERROR_FILES = ("error.txt", "error.pkl")
 # Tune's own per-report fields worth keeping in curves.csv.
 TUNE_FIELDS = ("training_iteration", "time_total_s", "timestamp")
-
-
-def is_full_budget(frame: pd.DataFrame, outcome_column: str = "outcome") -> pd.Series:
-    """The runs whose outcome is a complete observation (finished, or diverged)."""
-    return frame["status"].isin(FULL_BUDGET) & frame[outcome_column].notna()
-
-
-def full_budget(frame: pd.DataFrame) -> pd.DataFrame:
-    """Runs whose outcome is a complete observation (finished, or diverged)."""
-    return frame[is_full_budget(frame)]
-
-
-def same_value(values: np.ndarray, value: float) -> np.ndarray:
-    """Where an axis's values are `value` (to SAME_VALUE_RTOL)."""
-    return np.isclose(values, float(value), rtol=SAME_VALUE_RTOL, atol=0.0)
-
-
-def point_in_cell(point: dict[str, float], cell: dict[str, float]) -> bool:
-    """Whether one design point has every value `cell` names (the same tolerance as
-    in_cell, for a point rather than a table of runs)."""
-    return all(axis in point and math.isclose(float(point[axis]), float(value),
-                                              rel_tol=SAME_VALUE_RTOL)
-               for axis, value in cell.items())
-
-
-def in_cell(trials: pd.DataFrame, cell: dict[str, float]) -> pd.Series:
-    """The runs at `cell`: every axis it names has the cell's value."""
-    keep = pd.Series(True, index=trials.index)
-    for axis, value in cell.items():
-        keep &= same_value(pd.to_numeric(trials[axis], errors="coerce").to_numpy(dtype=float),
-                           value)
-    return keep
 
 
 @dataclass(frozen=True)

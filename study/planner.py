@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import claims as claims_mod
-from analysis.load import point_in_cell
+from analysis.runs import point_in_cell
 
 DEFAULT_STEP = 4  # seeds per claim per wave when no trend is known yet
 MAX_STEP = 8  # at most this many seeds per claim per wave, so the trend is re-read often

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from analysis.boundary import brackets
-from analysis.load import Block, point_in_cell
+from analysis.load import Block
+from analysis.runs import point_in_cell
 from analysis.record import BoundarySpec
 from study.planner import Plan, cell_index
 

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from analysis.load import full_budget
+from analysis.runs import full_budget
 from analysis.record import BoundarySpec
 
 

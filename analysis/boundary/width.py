@@ -45,7 +45,8 @@ import pandas as pd
 from analysis.boundary.brackets import bracket
 from analysis.boundary.model import RegimeFit, fit_regime
 from analysis.figures.common import DPI
-from analysis.load import full_budget, load_experiment
+from analysis.load import load_experiment
+from analysis.runs import full_budget
 from analysis.record import STUDY_FILE, read_ladder
 from analysis.scope import OFFICIAL, study_scope
 from trainable.contract import OFFICIAL_AXES

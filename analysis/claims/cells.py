@@ -8,7 +8,7 @@ import pandas as pd
 
 from analysis.claims.schema import (AllOf, AnyOf, Cell, ClaimsFile, PerDifference, RateBound,
                                     RateDifference, StepsRatio)
-from analysis.load import is_full_budget, same_value
+from analysis.runs import is_full_budget, same_value
 from trainable.contract import FLAGS
 
 

@@ -12,7 +12,7 @@ from analysis.claims.effects import (Result, interaction, per_difference, rate_b
 from analysis.claims.evidence import FINAL, VERDICT_WORDS, Evidence, reason_for
 from analysis.claims.schema import (AllOf, AnyOf, ClaimsFile, Interaction, PerDifference,
                                     RateBound, RateDifference, StepsRatio)
-from analysis.load import full_budget
+from analysis.runs import full_budget
 from analysis.stats import sequential
 from trainable.contract import FLAGS
 

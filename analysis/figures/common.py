@@ -13,7 +13,7 @@ import pandas as pd
 from matplotlib.patches import Rectangle
 
 from analysis import stats
-from analysis.load import is_full_budget
+from analysis.runs import is_full_budget
 
 
 PALETTE = {"stable": "#2ca02c", "blank_collapse": "#9467bd", "diverged": "#d62728",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from analysis.load import full_budget
+from analysis.runs import full_budget
 from trainable.contract import OUTCOMES
 
 FAILURES: tuple[str, ...] = tuple(o for o in OUTCOMES if o != "stable")

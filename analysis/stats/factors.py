@@ -6,11 +6,13 @@ from __future__ import annotations
 import itertools
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from analysis.load import Axis
+if TYPE_CHECKING:  # the statistics sit below the folder loader; only the type is named
+    from analysis.load import Axis
 
 N_BINS = 4
 
