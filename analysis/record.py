@@ -17,6 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from analysis.claims.schema import Primary
 from trainable.contract import OUTCOMES, Detector
 from trainable.errors import UserError, validation_line
 
@@ -195,7 +196,7 @@ class StudyRecord(_Record):
     budget: str
     budget_steps: int
     eval_every: int
-    primary_hypothesis: dict[str, Any] | None = None
+    primary_hypothesis: Primary | None = None
     claims: ClaimsRecord | None = None
     adaptive: AdaptiveRecord | None = None
     train_config_file: str

@@ -113,7 +113,7 @@ def analyse(experiment: Experiment, claims: claims_mod.ClaimsFile | None,
             ignore_index=True)
         tests = stats.holm_secondary(tests)
         regime = regime_analysis(experiment)
-        primary = study.primary_hypothesis or {}
+        primary = study.primary_hypothesis
         verdicts = judge_claims(experiment, claims)
         claim_table, trajectory, held_late = None, pd.DataFrame(), {}
         if verdicts is not None:
@@ -129,10 +129,10 @@ def analyse(experiment: Experiment, claims: claims_mod.ClaimsFile | None,
         frame["regime"] = boundary.regime_of(frame[regime.spec.across], regime.spec)
     results = Results(frame=frame, blocks=blocks, tests=tests, regime=regime.table,
                       boundary=regime, claims=claim_table, claims_note=claims_note,
-                      post_hoc=post_hoc, primary_text=" ".join(str(primary.get("text", ""))
-                                                               .split()),
-                      primary_kind=("regime" if claims_mod.primary_test(primary) == "regime" else
-                                    "claim" if primary else ""),
+                      post_hoc=post_hoc,
+                      primary_text=" ".join(primary.text.split()) if primary else "",
+                      primary_kind=("" if primary is None else
+                                    "regime" if primary.rule.test == "regime" else "claim"),
                       trajectory=trajectory, held_late=held_late,
                       detector_checks=checks if verdicts is not None else {})
     results.caveats = caveats(experiment, results, caught)

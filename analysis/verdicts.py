@@ -56,7 +56,7 @@ def evaluation_fractions(experiment: Experiment) -> list[float]:
 def judge_claims(experiment: Experiment, claims: claims_mod.ClaimsFile | None) -> Verdicts | None:
     """The verdicts on `claims` plus the preset's claim-shaped primary hypothesis; None when
     there is nothing to judge."""
-    judged = claims_mod.with_primary(claims, experiment.study.primary_hypothesis or {})
+    judged = claims_mod.with_primary(claims, experiment.study.primary_hypothesis)
     if judged is None:
         return None
     table = claims_mod.evaluate_claims(judged, experiment.trials, experiment.curves)

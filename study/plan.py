@@ -275,8 +275,7 @@ def study_record(plan: StudyPlan, request: StudyRequest, name: str, rung: str | 
         n_trials=plan.n_cells or samples * (seeds if preset.search == "random" else 1),
         budget=plan.budget["name"], budget_steps=cfg.train.num_steps,
         eval_every=cfg.train.eval_every,
-        primary_hypothesis=preset.primary_hypothesis.model_dump(mode="json")
-        if preset.primary_hypothesis else None,
+        primary_hypothesis=preset.primary_hypothesis,
         claims=ClaimsRecord(path=str(plan.claims_path), sha256=plan.claims.sha256)
         if plan.claims is not None else None,
         adaptive=adaptive,

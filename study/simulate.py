@@ -395,9 +395,8 @@ def main_job_claims() -> claims_mod.ClaimsFile:
     """The claims the main job decides: configs/claims.yaml and the grid preset's primary."""
     from study.presets import load_preset
 
-    primary = load_preset("grid").primary_hypothesis
     return claims_mod.with_primary(claims_mod.load_claims(claims_mod.DEFAULT_CLAIMS),
-                                   primary.model_dump(mode="json") if primary else None)
+                                   load_preset("grid").primary_hypothesis)
 
 
 def operating_characteristics(claims: claims_mod.ClaimsFile, scenario: Scenario, reps: int,

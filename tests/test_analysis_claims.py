@@ -439,10 +439,12 @@ def test_steps_ratio_skips_seeds_where_either_run_failed():
     {"id": "primary", "text": "lr/eps", "alpha": None, "rule": {"test": "regime"}},  # study.yaml
 ])
 def test_regime_primary_is_not_a_claim_in_either_form(primary):
-    from analysis.claims import primary_claim, primary_test, with_primary
+    from analysis.claims import Primary, primary_claim, with_primary
 
-    assert primary_test(primary) == "regime"
-    assert primary_claim(primary) is None and with_primary(None, primary) is None
+    parsed = Primary.model_validate(primary)
+    assert parsed.rule.test == "regime" and parsed.text == "lr/eps"
+    assert primary_claim(parsed) is None and with_primary(None, parsed) is None
+    assert primary_claim(None) is None
 
 
 def test_failure_outcomes_of_an_any_of_are_the_union_of_its_parts_once_each():

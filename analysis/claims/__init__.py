@@ -91,7 +91,7 @@ from analysis.claims.loader import (DEFAULT_CLAIMS, content_hash, load_claims, l
 from analysis.claims.schema import (RULE_TESTS, AllOf, AnyOf, Cell, Claim, ClaimsFile,
                                     Interaction, PerDifference, Primary, RateBound,
                                     RateDifference, RegimeTest, StepsRatio, primary_claim,
-                                    primary_test, with_primary)
+                                    with_primary)
 
 __all__ = [
     "COLUMNS", "DEFAULT_CLAIMS", "FINAL", "LATE_FROM", "NO_DECODER", "RULE_TESTS", "TOO_FEW",
@@ -102,7 +102,7 @@ __all__ = [
     "describe", "evaluate_claims", "evaluate_rule", "failure_outcomes", "held_late",
     "interaction", "judge", "load_claims", "load_registered", "paired_step_ratios",
     "per_difference",
-    "primary_claim", "primary_test", "rate_bound", "rate_difference", "ratio_text",
+    "primary_claim", "rate_bound", "rate_difference", "ratio_text",
     "reason_for", "resolve_claims_path", "runs_at_step", "seeds_to_decide", "steps_ratio",
     "steps_to_reach", "unseen_failures", "with_primary",
 ]

@@ -169,25 +169,15 @@ class ClaimsFile(BaseModel):
         return self.model_copy(update={"claims": [c for c in self.claims if c.id in ids]})
 
 
-def primary_test(primary: dict | None) -> str | None:
-    """The test of a primary hypothesis, as a preset writes it (`test: regime`) or as
-    study.yaml records it (`rule: {test: regime}`)."""
-    if not primary:
-        return None
-    rule = primary.get("rule")
-    return primary.get("test") or (rule.get("test") if isinstance(rule, dict) else None)
-
-
-def primary_claim(primary: dict | None) -> Claim | None:
+def primary_claim(primary: Primary | None) -> Claim | None:
     """A preset's claim-shaped primary hypothesis as a claim with id 'primary' (None for
     none, or for the regime test, which analysis.boundary.regime_test decides)."""
-    if not primary or primary_test(primary) == "regime":
+    if primary is None or primary.rule.test == "regime":
         return None
-    parsed = Primary.model_validate(primary)
-    return Claim(id=parsed.id, text=parsed.text, rule=parsed.rule)
+    return Claim(id=primary.id, text=primary.text, alpha=primary.alpha, rule=primary.rule)
 
 
-def with_primary(claims: ClaimsFile | None, primary: dict | None) -> ClaimsFile | None:
+def with_primary(claims: ClaimsFile | None, primary: Primary | None) -> ClaimsFile | None:
     """The claims plus a claim-shaped primary hypothesis: everything the planner serves."""
     extra = primary_claim(primary)
     if extra is None:
