@@ -14,8 +14,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from analysis.claims import Primary
-from analysis.runs import SAME_VALUE_RTOL
 from analysis.record import BoundarySpec
+from analysis.runs import SAME_VALUE_RTOL
 from study.diff import diff_blocks
 from trainable.config import CONFIG_DIR, Config, read_yaml
 from trainable.contract import AXES, METRICS, Detector
