@@ -35,9 +35,10 @@ from statsmodels.stats.proportion import proportion_confint
 
 from analysis import figures, html
 from analysis.load import Experiment, load_experiment
-from analysis.runs import full_budget, in_cell
 from analysis.record import LADDER_FILE, STUDY_FILE, read_record
+from analysis.runs import full_budget, in_cell
 from analysis.stats.alpha import ALPHA
+from trainable.config import Config
 from trainable.contract import DETECTORS
 from trainable.errors import UserError
 
@@ -97,7 +98,7 @@ def analyse(experiment: Experiment) -> Controls:
     if not study.controls:
         raise UserError(f"{experiment.path}: not a controls study (study.yaml lists no "
                         "controls); run 'python -m study.run grid --preset controls'")
-    slow_per = float(study.train_config.get("monitor", {}).get("slow_per", 0.5))
+    slow_per = study.train_config.monitor.slow_per
     sens_rows, neg_flags, tables = [], [], []
     for control in study.controls:
         runs = control_runs(experiment, control.cell)
@@ -185,7 +186,7 @@ def signals_figure(experiment: Experiment, controls: Controls) -> plt.Figure | N
     curves = experiment.curves
     if sens.empty or curves.empty:
         return None
-    monitor = experiment.study.train_config.get("monitor", {})
+    monitor = experiment.study.train_config.monitor
     runs = controls.runs
     negative = set(runs.loc[runs["target"] == "none", "trial_id"])
     fig, axes = plt.subplots(1, len(sens), figsize=(4.2 * len(sens), 3.6), dpi=figures.DPI,
@@ -210,7 +211,7 @@ def signals_figure(experiment: Experiment, controls: Controls) -> plt.Figure | N
         if row.detector in ("diverged", "exploding"):
             ax.set_yscale("log")
         if row.detector == "diverged":
-            ax.axhline(monitor.get("diverge_loss_factor", 3.0), color="k", linestyle="--",
+            ax.axhline(monitor.diverge_loss_factor, color="k", linestyle="--",
                        linewidth=1, label="threshold")
         elif row.detector == "slow":
             ax.axhline(controls.slow_per, color="k", linestyle="--", linewidth=1,
@@ -295,7 +296,7 @@ class Evidence:
     controls: Controls
 
 
-def latest(study_dir: Path, train_config: dict, budget_steps: int) -> Evidence | None:
+def latest(study_dir: Path, train_config: Config, budget_steps: int) -> Evidence | None:
     """The most recently started controls study in the same storage folder as study_dir
     (for a rung of a scale ladder, also beside the ladder's folder) run at this study's
     model, data and budget size; when none matches, the most recent of any size (cited
@@ -317,8 +318,8 @@ def latest(study_dir: Path, train_config: dict, budget_steps: int) -> Evidence |
     other = None
     for _, folder, record in sorted(found, key=lambda item: item[0], reverse=True):
         same = (record.budget_steps == budget_steps and all(
-            record.train_config.get(section, {}).get(key)
-            == train_config.get(section, {}).get(key)
+            getattr(getattr(record.train_config, section), key)
+            == getattr(getattr(train_config, section), key)
             for section, key in (("model", "n_units"), ("model", "n_layers"),
                                  ("data", "n_features"), ("data", "batch_size"))))
         if not same and other is not None:

@@ -76,7 +76,7 @@ def build(study_dir: str | Path, cell: str = "stable-best", base: str | None = N
         chosen = {}
     else:
         chosen = parse_cell(cell, axes)
-    tree = study.train_config if base is None else read_config_tree(base)[0]
+    tree = study.train_config.model_dump(mode="json") if base is None else read_config_tree(base)[0]
     cfg = resolve_trial_config(chosen, tree, study.axis_keys, study.axis_levels)
     root = Path(study.data.path)
     sessions = list(cfg.data.sessions) if cfg.data.sessions else sorted(

@@ -83,7 +83,8 @@ def embed(path: Path, caption: str) -> str:
 
 def day_lr_text(study) -> str:
     """What the day layers' lr did while lr_max varied (study.yaml's day_lr)."""
-    day = (study.train_config.get("optim") or {}).get("lr_max_day")
+    optim = study.train_config.optim
+    day = optim.lr_max_day if optim.lr_max_day is not None else optim.lr_max
     if study.day_lr == "fixed":
         return (f"fixed at {day:g} whatever lr_max (as the official rnn_args.yaml, where "
                 "lr_max_day is its own key)")

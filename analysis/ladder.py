@@ -21,9 +21,10 @@ from analysis import claims as claims_mod
 from analysis import figures, html
 from analysis.boundary import width
 from analysis.load import load_experiment
-from analysis.runs import is_full_budget
 from analysis.record import STUDY_FILE, LadderRecord, read_ladder
+from analysis.runs import is_full_budget
 from analysis.verdicts import judge_claims, registered_claims
+from trainable.config import Config
 from trainable.errors import UserError
 
 
@@ -40,10 +41,10 @@ def _width_lines(ladder_dir: Path, out: Path) -> list[str]:
         return []
 
 
-def rung_size(train_config: dict, budget_steps: int) -> str:
-    model, data = train_config.get("model", {}), train_config.get("data", {})
-    return (f"{model.get('n_layers')}x{model.get('n_units')} GRU, "
-            f"{data.get('n_features')} features, {budget_steps} steps")
+def rung_size(train_config: Config, budget_steps: int) -> str:
+    model = train_config.model
+    return (f"{model.n_layers}x{model.n_units} GRU, "
+            f"{train_config.data.n_features} features, {budget_steps} steps")
 
 
 def judge_rung(folder: Path) -> tuple[pd.DataFrame, str, str]:

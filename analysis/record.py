@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from analysis.claims.schema import Primary
+from trainable.config import Config
 from trainable.contract import OUTCOMES, Detector
 from trainable.errors import UserError, validation_line
 
@@ -200,7 +201,7 @@ class StudyRecord(_Record):
     claims: ClaimsRecord | None = None
     adaptive: AdaptiveRecord | None = None
     train_config_file: str
-    train_config: dict[str, Any]
+    train_config: Config  # the training config every trial starts from, as the trainer reads it
     # The day layers' lr when lr_max is an axis (study.presets.Preset.day_lr); None: no
     # lr_max axis, or a record written before the choice existed (the day layers followed).
     day_lr: Literal["follow", "fixed"] | None = None

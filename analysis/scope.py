@@ -61,13 +61,9 @@ def data_kind(record: StudyRecord) -> str:
 
 
 def study_scope(record: StudyRecord) -> Scope:
-    cfg = record.train_config
-    data_cfg, model, optim = (cfg.get(k, {}) for k in ("data", "model", "optim"))
-    features = int(data_cfg.get("n_features", OFFICIAL["n_features"]))
-    patch = int(model.get("patch_size", OFFICIAL["patch_size"]))
-    units = int(model.get("n_units", OFFICIAL["n_units"]))
-    layers = int(model.get("n_layers", OFFICIAL["n_layers"]))
-    classes = int(model.get("n_classes", OFFICIAL["n_classes"]))
+    model, optim = record.train_config.model, record.train_config.optim
+    features, patch = record.train_config.data.n_features, model.patch_size
+    units, layers, classes = model.n_units, model.n_layers, model.n_classes
     params = parameter_count(features, record.data.n_sessions, patch, units, layers, classes)
     official_params = parameter_count(OFFICIAL["n_features"], OFFICIAL["n_days"],
                                       OFFICIAL["patch_size"], OFFICIAL["n_units"],
@@ -84,8 +80,7 @@ def study_scope(record: StudyRecord) -> Scope:
                                              f" (official 5x768, {_millions(official_params)}, "
                                              f"{official_fan_in:,})"))
     steps = record.budget_steps
-    decay = int(optim.get("lr_decay_steps", steps))
-    warmup = int(optim.get("lr_warmup_steps", 0))
+    decay, warmup = optim.lr_decay_steps, optim.lr_warmup_steps
     factor = OFFICIAL["steps"] / decay if decay else float("inf")
     if abs(factor - 1.0) < 1e-9 and warmup == OFFICIAL["warmup"]:
         schedule = "the official schedule in real step units"

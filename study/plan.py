@@ -279,7 +279,7 @@ def study_record(plan: StudyPlan, request: StudyRequest, name: str, rung: str | 
         claims=ClaimsRecord(path=str(plan.claims_path), sha256=plan.claims.sha256)
         if plan.claims is not None else None,
         adaptive=adaptive,
-        train_config_file=str(plan.cfg_path), train_config=cfg.model_dump(mode="json"),
+        train_config_file=str(plan.cfg_path), train_config=cfg,
         day_lr=preset.day_lr if "optim.lr_max" in preset.axis_keys().values() else None,
         controls=controls, boundary=preset.boundary, rung=rung, data=data,
         resources={"cpus_per_trial": request.cpus_per_trial,

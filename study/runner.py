@@ -188,7 +188,8 @@ def make_trainable(record: StudyRecord, data):
 
     from trainable.tune_adapter import tune_trainable
 
-    fn = tune.with_parameters(tune_trainable, base_config=record.train_config,
+    fn = tune.with_parameters(tune_trainable,
+                              base_config=record.train_config.model_dump(mode="json"),
                               dataset=data,
                               axes=record.axis_keys, levels=record.axis_levels,
                               checkpoint_every=CHECKPOINT_EVERY)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from analysis.record import STUDY_FILE, read_record
+from analysis.record import read_record
 from analysis.storage import Storage, resolve_storage
 from study import plan as plan_mod
 from study import waves
@@ -28,7 +28,7 @@ from study.presets import Preset
 from study.request import ResumeRequest, StudyRequest
 from study.runner import Runner, can_restore, make_trainable, param_space
 from study.storage import prune_checkpoints
-from trainable.config import Config, build_config
+from trainable.config import Config
 from trainable.errors import UserError
 from trainable.synthetic import SPEC_FILE as SPEC_FILE_SYNTHETIC
 
@@ -101,7 +101,7 @@ def resume(request: ResumeRequest, place: Place) -> int:
     checkpoint, errored ones are retried, finished ones are not re-run."""
     exp_dir = place.local
     record = read_record(exp_dir)
-    cfg = build_config(record.train_config, source=str(exp_dir / STUDY_FILE))
+    cfg = record.train_config
     adaptive = record.adaptive is not None
     if not adaptive and not can_restore(place):
         raise UserError(f"{place.uri}: Tune saved no experiment state there (the study "

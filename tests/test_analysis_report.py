@@ -247,16 +247,21 @@ def test_report_states_what_the_day_layers_lr_did():
     from types import SimpleNamespace
 
     from analysis.html import day_lr_text
+    from trainable.config import Config
 
     axes = {"lr_max": SimpleNamespace(key="optim.lr_max")}
-    fixed = SimpleNamespace(day_lr="fixed", train_config={"optim": {"lr_max_day": 0.005}},
-                            axes=axes)
+    config = Config.model_validate({"optim": {"lr_max": 0.02, "lr_max_day": 0.005}})
+    fixed = SimpleNamespace(day_lr="fixed", train_config=config, axes=axes)
     assert day_lr_text(fixed).startswith("fixed at 0.005 whatever lr_max")
-    assert day_lr_text(SimpleNamespace(day_lr="follow", train_config={}, axes=axes)) == \
+    # no lr_max_day of its own: the day layers keep the config's lr_max
+    unset = Config.model_validate({"optim": {"lr_max": 0.02}})
+    assert day_lr_text(SimpleNamespace(day_lr="fixed", train_config=unset, axes=axes)
+                       ).startswith("fixed at 0.02 whatever lr_max")
+    assert day_lr_text(SimpleNamespace(day_lr="follow", train_config=config, axes=axes)) == \
         "follows each trial's lr_max"
-    old = SimpleNamespace(day_lr=None, train_config={}, axes=axes)
+    old = SimpleNamespace(day_lr=None, train_config=config, axes=axes)
     assert "before the choice existed" in day_lr_text(old)
-    assert day_lr_text(SimpleNamespace(day_lr=None, train_config={}, axes={})) == \
+    assert day_lr_text(SimpleNamespace(day_lr=None, train_config=config, axes={})) == \
         "lr_max is not an axis"
 
 
@@ -323,7 +328,7 @@ def test_every_verdict_names_its_world_and_the_report_opens_with_it(grid_report)
     path, out = grid_report
     record = report.load_experiment(path).study
     scope = study_scope(record)
-    assert scope.model.startswith(f"{record.train_config['model']['n_layers']}x")
+    assert scope.model.startswith(f"{record.train_config.model.n_layers}x")
     assert "parameters, layer-0 fan-in" in scope.model and "(official 5x768, 44.3 M, 7,168)" \
         in scope.model
     assert f"{record.budget_steps:,} steps" in scope.budget and "120,000" in scope.budget

@@ -12,8 +12,8 @@ from scipy import stats as sps
 
 from analysis.boundary.brackets import brackets, regime_of
 from analysis.boundary.model import REGIME_BANDS, REGIME_PREDICTION, RegimeFit, fit_regime, verdict
-from analysis.runs import full_budget, same_value
 from analysis.record import BoundarySpec
+from analysis.runs import full_budget, same_value
 from analysis.stats.alpha import ALPHA
 
 

@@ -46,9 +46,10 @@ from analysis.boundary.brackets import bracket
 from analysis.boundary.model import RegimeFit, fit_regime
 from analysis.figures.common import DPI
 from analysis.load import load_experiment
-from analysis.runs import full_budget
 from analysis.record import STUDY_FILE, read_ladder
+from analysis.runs import full_budget
 from analysis.scope import OFFICIAL, study_scope
+from trainable.config import Config
 from trainable.contract import OFFICIAL_AXES
 from trainable.errors import OneLineArgumentParser, UserError, run_cli
 
@@ -63,9 +64,9 @@ PREDICTED_SLOPE = -1.0
 ALONG = "lr_max"
 
 
-def fan_in(train_config: dict) -> int:
+def fan_in(train_config: Config) -> int:
     """Layer 0's fan-in: features per bin x patch size."""
-    return int(train_config["data"]["n_features"]) * int(train_config["model"]["patch_size"])
+    return train_config.data.n_features * train_config.model.patch_size
 
 
 def ladder_runs(ladder_dir: Path) -> pd.DataFrame:

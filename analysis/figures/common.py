@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import textwrap
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -14,6 +15,9 @@ from matplotlib.patches import Rectangle
 
 from analysis import stats
 from analysis.runs import is_full_budget
+
+if TYPE_CHECKING:
+    from trainable.config import Config
 
 
 PALETTE = {"stable": "#2ca02c", "blank_collapse": "#9467bd", "diverged": "#d62728",
@@ -41,18 +45,14 @@ def save_all(made: dict, directory) -> dict:
     return saved
 
 
-def stable_definition(train_config: dict | None) -> str:
+def stable_definition(train_config: Config) -> str:
     """The definition of a stable run and a stable cell, with this study's thresholds."""
-    monitor = (train_config or {}).get("monitor", {})
-    if not monitor:
-        from trainable.config import MonitorConfig
-
-        monitor = MonitorConfig().model_dump()
+    monitor = train_config.monitor
     return (f"Stable run: full budget, no divergence (NaN/Inf or val loss > "
-            f"{monitor['diverge_loss_factor']:g}x step-0), no blank collapse (blank-only output "
-            f"after {monitor['collapse_grace_fraction']:.0%} of the budget), no gradient "
-            f"explosion (pre-clip norm > {monitor['explode_factor']:g}x the run median), final "
-            f"PER <= {monitor['slow_per']:g}. Stable cell: >= "
+            f"{monitor.diverge_loss_factor:g}x step-0), no blank collapse (blank-only output "
+            f"after {monitor.collapse_grace_fraction:.0%} of the budget), no gradient "
+            f"explosion (pre-clip norm > {monitor.explode_factor:g}x the run median), final "
+            f"PER <= {monitor.slow_per:g}. Stable cell: >= "
             f"{stats.STABLE_RATE_THRESHOLD:.0%} of its full-budget runs stable.")
 
 
