@@ -20,8 +20,8 @@ import pandas as pd
 from analysis import claims as claims_mod
 from analysis import figures, html
 from analysis.boundary import width
-from analysis.load import load_experiment
-from analysis.record import STUDY_FILE, LadderRecord, read_ladder
+from analysis.load import Experiment, load_rungs
+from analysis.record import LadderRecord, read_ladder
 from analysis.runs import is_full_budget
 from analysis.verdicts import judge_claims, registered_claims
 from trainable.config import Config
@@ -31,12 +31,13 @@ from trainable.errors import UserError
 NO_CLAIMS = "the rung registered no claims; a ladder compares claim verdicts across rungs"
 
 
-def _width_lines(ladder_dir: Path, out: Path) -> list[str]:
+def _width_lines(ladder_dir: Path, out: Path, rungs: dict[str, Experiment | str]
+                 ) -> list[str]:
     """A ladder without claims whose rungs sweep lr_max (configs/studies/width.yaml): the
     learning-rate boundary against layer-0 fan-in (analysis.boundary.width), or nothing
     when its rungs are not such a sweep."""
     try:
-        return width.summary_lines(width.write(ladder_dir, out))
+        return width.summary_lines(width.write(ladder_dir, out, rungs))
     except UserError:
         return []
 
@@ -47,15 +48,14 @@ def rung_size(train_config: Config, budget_steps: int) -> str:
             f"{train_config.data.n_features} features, {budget_steps} steps")
 
 
-def judge_rung(folder: Path) -> tuple[pd.DataFrame, str, str]:
+def judge_rung(experiment: Experiment) -> tuple[pd.DataFrame, str, str]:
     """(claims table with `held_late`, size description, note) of one rung's study."""
-    experiment = load_experiment(folder)
     if not is_full_budget(experiment.trials).any():
         raise UserError("no complete run yet")
     claims, post_hoc = registered_claims(experiment, None)
     verdicts = judge_claims(experiment, claims)
     if verdicts is None:
-        raise UserError(f"{folder}: {NO_CLAIMS}")
+        raise UserError(f"{experiment.path}: {NO_CLAIMS}")
     table = verdicts.table
     table["held_late"] = [verdicts.held_late[i][0] for i in table["id"]]
     study = experiment.study
@@ -63,19 +63,20 @@ def judge_rung(folder: Path) -> tuple[pd.DataFrame, str, str]:
     return table, rung_size(study.train_config, study.budget_steps), note
 
 
-def transfer_table(ladder: LadderRecord, ladder_dir: Path) -> tuple[pd.DataFrame, list[str]]:
-    """One row per (claim, rung that ran); plus a note per rung that did not."""
+def transfer_table(ladder: LadderRecord, ladder_dir: Path,
+                   rungs: dict[str, Experiment | str] | None = None
+                   ) -> tuple[pd.DataFrame, list[str]]:
+    """One row per (claim, rung that ran); plus a note per rung that did not. `rungs`:
+    analysis.load.load_rungs of the ladder, when the caller has it already."""
     rows, notes = [], []
+    rungs = load_rungs(ladder, ladder_dir) if rungs is None else rungs
     for order, rung in enumerate(ladder.rungs):
-        folder = ladder_dir / rung.folder
-        if rung.status == "skipped":
-            notes.append(f"rung {rung.name}: skipped ({rung.note})")
-            continue
-        if not (folder / STUDY_FILE).is_file():
-            notes.append(f"rung {rung.name}: not started")
+        experiment = rungs[rung.name]
+        if isinstance(experiment, str):
+            notes.append(f"rung {rung.name}: {experiment}")
             continue
         try:
-            table, size, note = judge_rung(folder)
+            table, size, note = judge_rung(experiment)
         except UserError as err:
             notes.append(f"rung {rung.name}: {err}")
             continue
@@ -246,7 +247,8 @@ def build(ladder_dir: Path, out: str | Path | None = None) -> Path:
     ladder = read_ladder(ladder_dir)
     out = Path(out) if out is not None else Path(ladder_dir) / "report"
     out.mkdir(parents=True, exist_ok=True)
-    transfer, notes = transfer_table(ladder, Path(ladder_dir))
+    rungs = load_rungs(ladder, Path(ladder_dir))
+    transfer, notes = transfer_table(ladder, Path(ladder_dir), rungs)
     agree = agreement(transfer)
     transfer.to_csv(out / "transfer.csv", index=False)
     agree.to_csv(out / "agreement.csv", index=False)
@@ -255,7 +257,7 @@ def build(ladder_dir: Path, out: str | Path | None = None) -> Path:
         saved = figures.save_all({"transfer": (transfer_figure(transfer),
                                                "Each claim's effect at every rung")},
                                  out / "figures")
-    boundary = _width_lines(Path(ladder_dir), out) if transfer.empty else []
+    boundary = _width_lines(Path(ladder_dir), out, rungs) if transfer.empty else []
     if boundary:  # the rungs' "registered no claims" notes say nothing more
         notes = [n for n in notes if not n.endswith(NO_CLAIMS)]
         saved["width"] = (out / "figures" / "width.png",

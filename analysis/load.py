@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.record import StudyRecord, read_record
+from analysis.record import STUDY_FILE, LadderRecord, StudyRecord, read_record
 from analysis.runs import FULL_BUDGET, STATUSES, in_cell
 from trainable.config import get_dotted
 from trainable.contract import DAY_PER_PREFIX, METRICS, REPORT_EXTRAS
@@ -147,6 +147,24 @@ def load_experiment(path: str | Path) -> Experiment:
     blocks = [Block(tuple(b.axes), dict(b.fixed), dict(b.linked)) for b in study.blocks]
     return Experiment(path=path, study=study, axes=axes, trials=trials, curves=curve_frame,
                       blocks=blocks, caveats=caveats)
+
+
+def load_rungs(ladder: LadderRecord, ladder_dir: Path) -> dict[str, Experiment | str]:
+    """Each rung of a scale ladder loaded once (rung name -> its experiment), or why it has
+    none: skipped, not started, or the loader's one-line error."""
+    loaded: dict[str, Experiment | str] = {}
+    for rung in ladder.rungs:
+        folder = Path(ladder_dir) / rung.folder
+        if rung.status == "skipped":
+            loaded[rung.name] = f"skipped ({rung.note})"
+        elif not (folder / STUDY_FILE).is_file():
+            loaded[rung.name] = "not started"
+        else:
+            try:
+                loaded[rung.name] = load_experiment(folder)
+            except UserError as err:
+                loaded[rung.name] = str(err)
+    return loaded
 
 
 def trial_folders(path: Path) -> list[tuple[int, Path]]:

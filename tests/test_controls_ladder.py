@@ -19,7 +19,7 @@ from study import ladder
 from study.presets import Preset, grid_points, load_preset
 from study.request import ResumeRequest, StudyRequest
 from trainable.config import load_config
-from trainable.errors import ConfigError
+from trainable.errors import ConfigError, UserError
 
 OFFICIAL = dict(BASE)
 
@@ -347,8 +347,6 @@ def test_a_ladder_started_before_its_request_was_stored_resumes_from_its_command
 
 
 def test_a_ladder_refuses_a_numeric_budget_and_recorded_data_with_synthetic_rungs(tmp_path):
-    from trainable.errors import UserError
-
     with pytest.raises(UserError, match="rungs have their own steps"):
         ladder.launch(_request(tmp_path, budget="100"), _ladder_preset())
     with pytest.raises(UserError, match="generate synthetic data"):
@@ -514,3 +512,10 @@ def test_a_width_ladder_reports_the_lr_boundary_against_fan_in(tmp_path):
     assert (out / "figures" / "width.png").is_file()
     assert "width.png" in (out / "report.html").read_text() or \
         "data:image/png" in (out / "report.html").read_text()
+    # a rung whose study.yaml cannot be read stops the width analysis with its name
+    # (it is not left out quietly, which would move the fitted slope)
+    (folder / "rung-4-f512" / "study.yaml").write_text("name: [unclosed\n")
+    from analysis.boundary import width as width_mod
+
+    with pytest.raises(UserError, match="rung f512: "):
+        width_mod.ladder_runs(folder)

@@ -45,7 +45,7 @@ import pandas as pd
 from analysis.boundary.brackets import bracket
 from analysis.boundary.model import RegimeFit, fit_regime
 from analysis.figures.common import DPI
-from analysis.load import load_experiment
+from analysis.load import Experiment, load_rungs
 from analysis.record import STUDY_FILE, read_ladder
 from analysis.runs import full_budget
 from analysis.scope import OFFICIAL, study_scope
@@ -69,21 +69,25 @@ def fan_in(train_config: Config) -> int:
     return train_config.data.n_features * train_config.model.patch_size
 
 
-def ladder_runs(ladder_dir: Path) -> pd.DataFrame:
-    """Every full-budget run of the ladder's rungs, with its rung's fan-in."""
+def ladder_runs(ladder_dir: Path, rungs: dict[str, Experiment | str] | None = None
+                ) -> pd.DataFrame:
+    """Every full-budget run of the ladder's rungs, with its rung's fan-in. `rungs`:
+    analysis.load.load_rungs of the ladder, when the caller has it already."""
     ladder = read_ladder(ladder_dir)
     if ladder is None:
         raise UserError(f"{ladder_dir}: no ladder.yaml; pass the folder "
                         "`python -m study.run grid --preset width` wrote")
+    rungs = load_rungs(ladder, ladder_dir) if rungs is None else rungs
     frames = []
     for rung in ladder.rungs:
-        folder = ladder_dir / rung.folder
-        if not (folder / STUDY_FILE).is_file():
+        experiment = rungs[rung.name]
+        if isinstance(experiment, str):  # not started or skipped: no runs; unreadable: say so
+            if rung.status != "skipped" and (ladder_dir / rung.folder / STUDY_FILE).is_file():
+                raise UserError(f"rung {rung.name}: {experiment}")
             continue
-        experiment = load_experiment(folder)
         runs = full_budget(experiment.trials)
         if ALONG not in runs:
-            raise UserError(f"{folder}: its runs have no {ALONG} axis; the width analysis "
+            raise UserError(f"{experiment.path}: its runs have no {ALONG} axis; the width analysis "
                             "reads an lr_max grid per rung")
         frames.append(runs.assign(rung=rung.name,
                                   fan_in=fan_in(experiment.study.train_config),
@@ -222,10 +226,11 @@ def draw(result: WidthResult, path: Path) -> None:
     plt.close(fig)
 
 
-def write(ladder_dir: Path, out: Path) -> WidthResult:
+def write(ladder_dir: Path, out: Path, rungs: dict[str, Experiment | str] | None = None
+          ) -> WidthResult:
     """The analysis of a width ladder into `out`: width.csv, width_brackets.csv and
     figures/width.png."""
-    result = analyse(ladder_runs(ladder_dir))
+    result = analyse(ladder_runs(ladder_dir, rungs))
     out.mkdir(parents=True, exist_ok=True)
     result.brackets.to_csv(out / "width_brackets.csv", index=False)
     result.table().to_csv(out / "width.csv", index=False)
