@@ -175,7 +175,8 @@ def _denominators(results) -> str:
                              "total": len(trials)}])
     text = ("<p>Rates and tests count only full-budget runs (finished, or diverged: a "
             "divergence is a complete observation of failure). Runs stopped early and runs "
-            "that errored are counted here and nowhere else. The outcome columns count "
+            "that errored are counted here and in no rate (the failure-rate claims bound an "
+            "errored run's outcome both ways instead: see Verdicts). The outcome columns count "
             "full-budget runs by final outcome.</p>")
     parts = [text, table(overall)]
     for block in results.blocks:

@@ -186,7 +186,9 @@ def caveats(experiment: Experiment, results: Results, caught) -> list[str]:
     errored = int((frame["status"] == "errored").sum())
     if early or errored:
         notes.append(f"{early} run(s) stopped early and {errored} errored; they are excluded "
-                     "from every rate and test (see Denominators).")
+                     "from the maps' rates and tests (see Denominators); the failure-rate "
+                     "claims count an errored run's seed with its outcome bounded both ways "
+                     "(a run may error because it failed).")
     missing = frame[[a.name for a in experiment.axes if a.name in frame]].isna().any(axis=1)
     if missing.any():
         notes.append(f"{int(missing.sum())} run(s) lack a value for some axis and fall "

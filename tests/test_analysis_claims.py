@@ -157,6 +157,96 @@ def test_an_exploded_run_that_collapsed_counts_as_an_explosion():
     assert older.loc["tiny_eps_explodes", "estimate"] == 0.0
 
 
+def _errored(trials: pd.DataFrame, cell: dict, seeds: range) -> pd.DataFrame:
+    """The runs of `cell` at `seeds` errored: no final report, so no outcome or PER."""
+    at = np.ones(len(trials), dtype=bool)
+    for axis, value in cell.items():
+        at &= np.isclose(trials[axis], value)
+    at &= trials["seed"].isin(list(seeds))
+    trials = trials.copy()
+    trials.loc[at, ["status", "outcome"]] = ["errored", None]
+    trials.loc[at, "final_val_per"] = np.nan
+    return trials
+
+
+def test_errored_runs_bound_a_failure_claim_both_ways_and_cannot_fake_a_refutation():
+    """A run that errored may have errored because it failed (missing not at random): each
+    end of a failure effect's interval is read from the worst case for that end, so errored
+    runs widen the interval but never decide a claim that the complete runs alone would
+    (six errored weak-augmentation runs of 30 could be six collapses: +0.20 at most)."""
+    spec = only("weak_augmentation_collapses")
+    lost_seeds = range(2, 30, 5)  # 6 seeds spread over the sequence
+    trials = planted_trials(null_model, 30, 0)
+    weak = np.isclose(trials["white_noise_std"], 0.25)
+    dropped = verdicts(spec, trials[~(weak & trials["seed"].isin(list(lost_seeds)))])
+    assert dropped.loc["weak_augmentation_collapses", "verdict"] == "refuted"  # 24 seeds
+    lost = verdicts(spec, _errored(trials, WEAK, lost_seeds)).loc[
+        "weak_augmentation_collapses"]
+    assert lost["verdict"] == "inconclusive" and lost["n"] == 30
+    assert lost["estimate"] == pytest.approx(0.1)  # midpoint of 0/30 and 6/30
+    assert lost["ci_high"] > 0.25 and lost["ci_low"] < 0
+    assert "6 errored run(s) counted both as failing and as not" in lost["reason"]
+    # errored reference runs cannot make an increase look supported either
+    collapsing = planted_trials(diagnosis_model, 20, 0)
+    assert verdicts(spec, collapsing).loc["weak_augmentation_collapses",
+                                          "verdict"] == "supported"
+    hidden = verdicts(spec, _errored(collapsing, OFFICIAL, range(1, 20, 2)))
+    assert hidden.loc["weak_augmentation_collapses", "verdict"] != "supported"
+
+
+def test_errored_official_runs_count_as_failures_against_stability():
+    spec = only("official_setting_stable")
+    trials = planted_trials(null_model, 60, 0)
+    assert verdicts(spec, trials).loc["official_setting_stable", "verdict"] == "supported"
+    row = verdicts(spec, _errored(trials, OFFICIAL, range(3, 60, 8))).loc[
+        "official_setting_stable"]
+    assert row["verdict"] == "inconclusive" and row["n"] == 60 and row["ci_high"] > 0.1
+
+
+def test_failures_hiding_as_errored_runs_do_not_refute_an_effect_at_its_claimed_size():
+    """Missing not at random, directly: weak augmentation collapses 25% more often (the
+    claimed size) and 30% of its collapsed runs error. Read from the complete runs, 200
+    seeds exclude the true size in 28 of 155 studies (18%); with errored runs bounded both
+    ways, within the bound a procedure at alpha/2 passes with probability 0.99."""
+    from scipy.stats import binom
+
+    spec = only("weak_augmentation_collapses")
+    rng = np.random.default_rng(0)
+
+    def study(n: int, drop_errored: bool) -> str:
+        rows = []
+        for cell, rate in ((OFFICIAL, 0.0), (WEAK, 0.25)):
+            for seed in range(n):
+                failed = rng.random() < rate
+                errored = failed and rng.random() < 0.3
+                if errored and drop_errored:
+                    continue
+                rows.append({**cell, "seed": seed, "trial_id": f"t{len(rows)}",
+                             "status": "errored" if errored else "finished",
+                             "outcome": None if errored else
+                             "blank_collapse" if failed else "stable",
+                             "final_val_per": np.nan if errored else 0.3,
+                             "budget_steps": 100.0})
+        return verdicts(spec, pd.DataFrame(rows)).loc["weak_augmentation_collapses", "verdict"]
+
+    bound = int(binom.ppf(0.99, 155, 0.025))
+    excluded = [sum(study(200, drop) in ("refuted", "smaller_than_claimed")
+                    for _ in range(155)) for drop in (True, False)]
+    assert excluded[0] > bound >= excluded[1], excluded
+
+
+def test_bounded_mean_cs_reads_each_end_from_its_worst_case():
+    lowest = np.array([0.0] * 20)
+    highest = np.array([0.0] * 17 + [1.0] * 3)
+    both = sequential.mean_cs_bounded(lowest, highest, 0.0, 1.0, 0.05, (0.1,))
+    at_low = sequential.mean_cs(lowest, 0.0, 1.0, 0.05, (0.1,))
+    at_high = sequential.mean_cs(highest, 0.0, 1.0, 0.05, (0.1,))
+    assert (both.low, both.high, both.n) == (at_low.low, at_high.high, 20)
+    assert both.estimate == pytest.approx(0.075)
+    assert sequential.mean_cs_bounded(lowest, lowest, 0.0, 1.0) == sequential.mean_cs(
+        lowest, 0.0, 1.0)
+
+
 def test_direction_decrease_is_the_mirror_of_increase():
     trials = planted_trials(null_model, 20, 0)
     official = np.isclose(trials["white_noise_std"], 1.0) & np.isclose(

@@ -8,7 +8,15 @@ Design: replicate k of every cell trains with seed k (common random numbers: the
 initialisation, batch order and augmentation noise in every cell), so a claim is judged
 on per-seed contrasts, and seeds, not runs, are the independent units. A seed counts for a
 claim once every cell the claim compares has a full-budget run (finished, or diverged)
-with it.
+with it; for the failure-event tests (rate_difference, rate_bound, a failure_rate
+interaction) an errored run (an error file, no final report; never run again) counts too,
+with its event unknown: each end of the interval is read from the worst case for that end,
+the errored runs counted as failures on one side and as none on the other (Manski's
+bounds, analysis.stats.sequential.mean_cs_bounded). A run may error because it failed
+(missing not at random); dropping its seed would under-count exactly the failures the
+claim is about, and the simulated main job then falsely excluded the tiny-eps claim's
+size in 8.7% of studies where 30% of failing runs errored. PER tests skip such seeds (no
+PER to bound).
 
 Every interval is a 95% anytime-valid confidence sequence (analysis.stats.sequential: betting
 CS of Waudby-Smith & Ramdas 2024, or the median CS by inverted sign tests), so verdicts

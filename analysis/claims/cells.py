@@ -1,5 +1,7 @@
 """The runs a claim reads: the cells its rule compares, a cell's complete runs, paired
-on the seeds every cell has, and the events counted in them."""
+on the seeds every cell has, and the events counted in them. The failure-event tests also
+pair errored runs (an error file and no final report), whose events are bounded both ways
+(see Runs.event_bounds)."""
 
 from __future__ import annotations
 
@@ -70,6 +72,8 @@ class Runs:
     def __init__(self, runs: pd.DataFrame, curves: pd.DataFrame):
         self.frame = runs
         self.complete = is_full_budget(runs).to_numpy(dtype=bool)
+        self.errored = (runs["status"] == "errored").to_numpy(dtype=bool) \
+            if "status" in runs else np.zeros(len(runs), dtype=bool)
         self.seed = runs["seed"].to_numpy()
         self.outcome = runs["outcome"].to_numpy(dtype=object)
         self.final_per = (runs["final_val_per"].to_numpy(dtype=float)
@@ -106,14 +110,16 @@ class Runs:
                     self._by_trial[ids[start]] = (steps[start:end], per[start:end])
         return self._by_trial.get(trial_id)
 
-    def cell(self, cell: Cell) -> tuple[np.ndarray, str]:
-        """Row indices of the complete runs at the cell, or a reason there are none."""
-        key = tuple(sorted(cell.items()))
+    def cell(self, cell: Cell, errored: bool = False) -> tuple[np.ndarray, str]:
+        """Row indices of the complete runs at the cell (and, with `errored`, its errored
+        runs), or a reason there are none."""
+        key = (tuple(sorted(cell.items())), errored)
         if key not in self._cells:
-            self._cells[key] = self._find(cell)
+            self._cells[key] = self._find(cell, self.complete | self.errored if errored
+                                          else self.complete)
         return self._cells[key]
 
-    def _find(self, cell: Cell) -> tuple[np.ndarray, str]:
+    def _find(self, cell: Cell, counted: np.ndarray) -> tuple[np.ndarray, str]:
         mask = np.ones(len(self.seed), dtype=bool)
         for axis, value in cell.items():
             values = self.axis(axis)
@@ -122,18 +128,21 @@ class Runs:
             mask &= same_value(values, value)
         if not mask.any():
             return np.zeros(0, dtype=int), f"({describe(cell)}) is not in this study's design"
-        rows = np.flatnonzero(mask & self.complete)
+        rows = np.flatnonzero(mask & counted)
         if len(np.unique(self.seed[rows])) < len(rows):
             # The design never repeats (cell, seed): this cell pools several design points.
             return rows, (f"({describe(cell)}) matches several cells of the design; name a "
                           "value for every varied axis")
         return rows, ""
 
-    def paired(self, cells: list[Cell]) -> tuple[list[np.ndarray], str]:
-        """Row indices per cell, aligned on the seeds every cell has (in seed order)."""
+    def paired(self, cells: list[Cell], errored: bool = False
+               ) -> tuple[list[np.ndarray], str]:
+        """Row indices per cell, aligned on the seeds every cell has (in seed order). With
+        `errored`, a cell's errored run of a seed counts as that seed's run (the planner
+        never runs an errored (cell, seed) again, so each seed has at most one run)."""
         found = []
         for cell in cells:
-            rows, problem = self.cell(cell)
+            rows, problem = self.cell(cell, errored)
             if problem:
                 return [], problem
             found.append(rows)
@@ -154,3 +163,14 @@ class Runs:
             if flag in self.flags:
                 hit |= self.flags[flag][rows]
         return hit.astype(float)
+
+    def event_bounds(self, rows: np.ndarray, outcomes, flags=()
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """The events at `rows` with each errored run counted as no event (low) and as an
+        event (high). A run that errored may have errored because it failed (missing not
+        at random): a rule reads each end of an effect's interval from the worst case for
+        that end (Manski's bounds), so errored runs can widen a verdict's interval but
+        never move it."""
+        hit = self.events(rows, outcomes, flags)
+        lost = self.errored[rows]
+        return np.where(lost, 0.0, hit), np.where(lost, 1.0, hit)

@@ -58,23 +58,35 @@ class Result:
             self.to_decide = 0.0
 
 
+def _errored_note(runs: Runs, rows: list[np.ndarray]) -> str:
+    lost = sum(int(runs.errored[r].sum()) for r in rows)
+    return (f"; {lost} errored run(s) counted both as failing and as not (worst-case "
+            "bounds)" if lost else "")
+
+
 def rate_difference(rule: RateDifference, runs: Runs, alpha: float) -> Result:
     name = "/".join([*rule.outcomes, *(f"{f} flag" for f in rule.flags)])
     result = Result(f"rate of {name}: ({describe(rule.cell)}) minus ({describe(rule.reference)}),"
                     " paired by seed")
-    rows, problem = runs.paired([rule.cell, rule.reference])
+    rows, problem = runs.paired([rule.cell, rule.reference], errored=True)
     if problem:
         result.reason = problem
         return result
-    hits, ref_hits = (runs.events(r, rule.outcomes, rule.flags) for r in rows)
-    diff = hits - ref_hits
+    (hits, hits_high), (ref_hits, ref_high) = (runs.event_bounds(r, rule.outcomes, rule.flags)
+                                               for r in rows)
+    # the difference at its lowest (errored runs: none in the cell, all in the reference)
+    # and at its highest
+    lowest, highest = hits - ref_high, hits_high - ref_hits
     size = claimed_size(0.0, rule.margin, rule.direction)
     points = (0.0, size, -size)
-    cs = sequential.mean_cs(diff, -1.0, 1.0, alpha, points)
+    cs = sequential.mean_cs_bounded(lowest, highest, -1.0, 1.0, alpha, points)
     result.settle(cs, judge(cs, 0.0, size, rule.direction), 0.0, size, rule.direction)
+    result.note = _errored_note(runs, rows)
+    result.reason += result.note
     x1, x2 = int(hits.sum()), int(ref_hits.sum())
     result.effect = (f"{cs.estimate:+.2f} [{cs.low:+.2f}, {cs.high:+.2f}] "
                      f"({x1}/{cs.n} vs {x2}/{cs.n} seeds)")
+    diff = (lowest + highest) / 2.0
     if result.verdict not in FINAL:
         result.to_decide = seeds_to_decide(diff, -1.0, 1.0, 0.0, size, rule.direction, alpha)
     return result
@@ -106,12 +118,12 @@ def per_difference(rule: PerDifference, runs: Runs, alpha: float) -> Result:
 def rate_bound(rule: RateBound, runs: Runs, alpha: float) -> Result:
     name = "/".join([*rule.outcomes, *(f"{f} flag" for f in rule.flags)])
     result = Result(f"rate of {name} at ({describe(rule.cell)}) below {rule.max_rate:g}")
-    rows, problem = runs.paired([rule.cell])
+    rows, problem = runs.paired([rule.cell], errored=True)
     if problem:
         result.reason = problem
         return result
-    x = runs.events(rows[0], rule.outcomes, rule.flags)
-    cs = sequential.mean_cs(x, 0.0, 1.0, alpha, (rule.max_rate,))
+    seen, x = runs.event_bounds(rows[0], rule.outcomes, rule.flags)  # x: errored = failed
+    cs = sequential.mean_cs_bounded(seen, x, 0.0, 1.0, alpha, (rule.max_rate,))
     # Two regions: the rate is shown below the bound, or above it (no "smaller" effect).
     evidence = Evidence(size_shown=cs.n > 0 and cs.high < rule.max_rate,
                         size_excluded=cs.n > 0 and cs.low > rule.max_rate)
@@ -122,8 +134,10 @@ def rate_bound(rule: RateBound, runs: Runs, alpha: float) -> Result:
                      f"lower end above {rule.max_rate:g}" if evidence.size_excluded else
                      f"the interval contains {rule.max_rate:g}")
     result.generic = False
+    result.note = _errored_note(runs, rows)
+    result.reason += result.note
     result.effect = (f"{cs.estimate:.2f} [{cs.low:.2f}, {cs.high:.2f}] "
-                     f"({int(x.sum())}/{cs.n} seeds)")
+                     f"({int(seen.sum())}/{cs.n} seeds)")
     if result.verdict not in FINAL:
         result.to_decide = sequential.replicates_to_exclude(x, 0.0, 1.0, rule.max_rate, alpha)
         if x.sum() == 0:
@@ -214,7 +228,7 @@ def interaction(rule: Interaction, runs: Runs, alpha: float) -> Result:
                     f"({describe(rule.change)}) at ({describe(rule.base)}) minus with "
                     f"({describe(rule.moderator)}), paired by seed")
     rows, problem = runs.paired([rule.base, changed, {**rule.base, **rule.moderator},
-                                 {**changed, **rule.moderator}])
+                                 {**changed, **rule.moderator}], errored=not per)
     if problem:
         result.reason = problem
         return result
@@ -227,13 +241,18 @@ def interaction(rule: Interaction, runs: Runs, alpha: float) -> Result:
         did = did[np.isfinite(did)]
         cs = sequential.median_cs(did, alpha, points)
     else:
-        a, b, c, d = (runs.events(r, rule.outcomes, rule.flags) for r in rows)
-        did, skipped = (b - a) - (d - c), 0
-        cs = sequential.mean_cs(did, -2.0, 2.0, alpha, points)
+        a, b, c, d = (runs.event_bounds(r, rule.outcomes, rule.flags) for r in rows)
+        # each end from its worst case: errored runs on the side that lowers (raises) it
+        lowest = (b[0] - a[1]) - (d[1] - c[0])
+        highest = (b[1] - a[0]) - (d[0] - c[1])
+        did, skipped = (lowest + highest) / 2.0, 0
+        cs = sequential.mean_cs_bounded(lowest, highest, -2.0, 2.0, alpha, points)
     result.settle(cs, judge(cs, 0.0, size, rule.direction), 0.0, size, rule.direction)
     if skipped:
         result.note = f"; {skipped} seed(s) without a final PER skipped"
-        result.reason += result.note
+    elif not per:
+        result.note = _errored_note(runs, rows)
+    result.reason += result.note
     result.effect = (f"{describe(rule.moderator)}: {cs.estimate:+.3f} [{cs.low:+.3f}, "
                      f"{cs.high:+.3f}] (n={cs.n})" if per else
                      f"{describe(rule.moderator)}: {cs.estimate:+.2f} [{cs.low:+.2f}, "

@@ -145,6 +145,25 @@ def mean_cs(values, low: float, high: float, alpha: float = ALPHA,
     return Interval(estimate, low + width * float(m[first]), low + width * float(m[last]), n)
 
 
+def mean_cs_bounded(lowest, highest, low: float, high: float, alpha: float = ALPHA,
+                    points: tuple[float, ...] = ()) -> Interval:
+    """mean_cs when some values are known only to lie in a range (a run that errored):
+    `lowest` and `highest` hold every value at the low and at the high end of its range
+    (equal where it is known). The lower end is the CS's lower end on `lowest`, the upper
+    end its upper end on `highest` (Manski's worst-case bounds): the mean of `lowest` is at
+    most the true mean, so a lower end above the truth needs one above the mean of
+    `lowest`, which has probability at most alpha/2 (the hedged CS's one-sided error),
+    whatever made the values missing; likewise above. The estimate is the midpoint of the
+    two sample means."""
+    lowest, highest = np.asarray(lowest, dtype=float), np.asarray(highest, dtype=float)
+    at_low = mean_cs(lowest, low, high, alpha, points)
+    if np.array_equal(lowest, highest):
+        return at_low
+    at_high = mean_cs(highest, low, high, alpha, points)
+    return Interval((float(lowest.mean()) + float(highest.mean())) / 2.0, at_low.low,
+                    at_high.high, len(lowest), at_low.empty or at_high.empty)
+
+
 def _first_true(predicate, size: int) -> int:
     """The first index in [0, size) where a monotone predicate (False..False True..True)
     holds, or size."""
