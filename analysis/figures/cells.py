@@ -4,6 +4,7 @@ stable-region map over every varied axis."""
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass, field
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -26,23 +27,70 @@ def _cell_grid(cells: pd.DataFrame, a: stats.Factor, b: stats.Factor):
 COMPACT_LEVELS = 4
 
 
-def _rate_panel(ax, cells: pd.DataFrame, a: stats.Factor, b: stats.Factor, outcome: str,
-                fontsize: float, compact: bool):
+@dataclass
+class CellGrid:
+    """What one heatmap panel shows: a value, a label and whether the cell is uncertain
+    (hatched), rows a's levels and columns b's; the numbers behind the figure."""
+
+    values: np.ndarray
+    labels: np.ndarray
+    uncertain: list[tuple[int, int]] = field(default_factory=list)
+
+
+def _empty_grid(a: stats.Factor, b: stats.Factor, blank: str) -> CellGrid:
     values = np.full((len(a.levels), len(b.levels)), np.nan)
-    labels = np.full(values.shape, "-" if compact else "no runs", dtype=object)
-    uncertain = []
+    return CellGrid(values, np.full(values.shape, blank, dtype=object))
+
+
+def rate_grid(cells: pd.DataFrame, a: stats.Factor, b: stats.Factor, outcome: str,
+              compact: bool = False) -> CellGrid:
+    """One outcome's rate per cell, labelled rate [interval] n (rate and n when compact)."""
+    grid = _empty_grid(a, b, "-" if compact else "no runs")
     for i, j, cell in _cell_grid(cells, a, b):
         n = int(cell["n"])
         if n > 0:
             lo, hi = cell[f"lo_{outcome}"], cell[f"hi_{outcome}"]
-            values[i, j] = cell[f"rate_{outcome}"]
+            grid.values[i, j] = cell[f"rate_{outcome}"]
             interval = "" if compact else f"\n[{lo:.2f}, {hi:.2f}]"
-            labels[i, j] = f"{values[i, j]:.2f}{interval}\nn={n}"
+            grid.labels[i, j] = f"{grid.values[i, j]:.2f}{interval}\nn={n}"
             if stats.cell_status(lo, hi) == "uncertain":
-                uncertain.append((i, j))
-    mesh = annotated_heatmap(ax, values, labels, cmap="RdYlGn" if outcome == "stable"
+                grid.uncertain.append((i, j))
+    return grid
+
+
+def per_grid(cells: pd.DataFrame, a: stats.Factor, b: stats.Factor, compact: bool = False
+             ) -> CellGrid:
+    """Median final PER per cell, labelled median [exact interval] n."""
+    grid = _empty_grid(a, b, "-" if compact else "no runs")
+    for i, j, cell in _cell_grid(cells, a, b):
+        n = int(cell["per_n"])
+        if n > 0:
+            grid.values[i, j] = cell["per_median"]
+            interval = (f"[{cell['per_lo']:.2f}, {cell['per_hi']:.2f}]"
+                        if np.isfinite(cell["per_lo"]) else "[n too small]")
+            interval = "" if compact else f"\n{interval}"
+            grid.labels[i, j] = f"{grid.values[i, j]:.3f}{interval}\nn={n}"
+    return grid
+
+
+def stable_grid(cells: pd.DataFrame, a: stats.Factor, b: stats.Factor) -> CellGrid:
+    """Stable rate per cell, labelled stable runs / full-budget runs."""
+    grid = _empty_grid(a, b, "-")
+    for i, j, cell in _cell_grid(cells, a, b):
+        if cell["n"] > 0:
+            grid.values[i, j] = cell["rate_stable"]
+            grid.labels[i, j] = f"{int(cell['count_stable'])}/{int(cell['n'])}"
+            if cell["status"] == "uncertain":
+                grid.uncertain.append((i, j))
+    return grid
+
+
+def _rate_panel(ax, cells: pd.DataFrame, a: stats.Factor, b: stats.Factor, outcome: str,
+                fontsize: float, compact: bool):
+    grid = rate_grid(cells, a, b, outcome, compact)
+    mesh = annotated_heatmap(ax, grid.values, grid.labels, cmap="RdYlGn" if outcome == "stable"
                              else "RdYlGn_r", vmin=0, vmax=1, xlabels=b.levels,
-                             ylabels=a.levels, fontsize=fontsize, uncertain=uncertain)
+                             ylabels=a.levels, fontsize=fontsize, uncertain=grid.uncertain)
     ax.figure.colorbar(mesh, ax=ax, label="rate")
     ax.set_title(f"{outcome} rate")
     ax.set_ylabel(a.axis)
@@ -51,17 +99,8 @@ def _rate_panel(ax, cells: pd.DataFrame, a: stats.Factor, b: stats.Factor, outco
 
 def _per_panel(ax, cells: pd.DataFrame, a: stats.Factor, b: stats.Factor, fontsize: float,
                compact: bool):
-    values = np.full((len(a.levels), len(b.levels)), np.nan)
-    labels = np.full(values.shape, "-" if compact else "no runs", dtype=object)
-    for i, j, cell in _cell_grid(cells, a, b):
-        n = int(cell["per_n"])
-        if n > 0:
-            values[i, j] = cell["per_median"]
-            interval = (f"[{cell['per_lo']:.2f}, {cell['per_hi']:.2f}]"
-                        if np.isfinite(cell["per_lo"]) else "[n too small]")
-            interval = "" if compact else f"\n{interval}"
-            labels[i, j] = f"{values[i, j]:.3f}{interval}\nn={n}"
-    mesh = annotated_heatmap(ax, values, labels, cmap="viridis_r", xlabels=b.levels,
+    grid = per_grid(cells, a, b, compact)
+    mesh = annotated_heatmap(ax, grid.values, grid.labels, cmap="viridis_r", xlabels=b.levels,
                              ylabels=a.levels, fontsize=fontsize)
     ax.figure.colorbar(mesh, ax=ax, label="median final PER")
     ax.set_title("median final PER\n(non-collapsed, non-diverged; exact 95% CI)")
@@ -117,20 +156,12 @@ def stable_map(frame: pd.DataFrame, factors: list[stats.Factor], definition: str
             sub = sub[sub[col_factor.column] == col_level]
         if row_factor:
             sub = sub[sub[row_factor.column] == row_level]
-        cells = stats.cell_summary(sub, [y_factor.column, x_factor.column])
-        values = np.full((len(y_factor.levels), len(x_factor.levels)), np.nan)
-        labels = np.full(values.shape, "-", dtype=object)
-        uncertain = []
-        for i, j, cell in _cell_grid(cells, y_factor, x_factor):
-            if cell["n"] > 0:
-                values[i, j] = cell["rate_stable"]
-                labels[i, j] = f"{int(cell['count_stable'])}/{int(cell['n'])}"
-                if cell["status"] == "uncertain":
-                    uncertain.append((i, j))
+        grid = stable_grid(stats.cell_summary(sub, [y_factor.column, x_factor.column]),
+                           y_factor, x_factor)
         ax = axes[r, c]
-        annotated_heatmap(ax, values, labels, cmap="RdYlGn", vmin=0, vmax=1,
+        annotated_heatmap(ax, grid.values, grid.labels, cmap="RdYlGn", vmin=0, vmax=1,
                           xlabels=x_factor.levels, ylabels=y_factor.levels, fontsize=size,
-                          uncertain=uncertain)
+                          uncertain=grid.uncertain)
         title = []
         if col_factor:
             title.append(f"{col_factor.axis}={col_level}")
