@@ -31,8 +31,16 @@ SPLITS = ("train", "val", "test")
 
 
 def patched_length(n_frames, patch_size: int, stride: int):
-    """Number of unfolded patches: floor((T - patch)/stride) + 1, no padding (official)."""
-    return (np.asarray(n_frames) - patch_size) // stride + 1
+    """Number of unfolded patches: floor((T - patch)/stride) + 1, no padding (official).
+    For an int, a numpy array or a torch tensor of frame counts (trainable.model's output
+    lengths are this)."""
+    return (n_frames - patch_size) // stride + 1
+
+
+def frames_for_outputs(n_outputs: int, patch_size: int, stride: int) -> int:
+    """Fewest frames that give `n_outputs` patches: the inverse of patched_length (the
+    synthetic generators size their trials with it)."""
+    return patch_size + stride * (n_outputs - 1)
 
 
 def ctc_min_frames(labels: np.ndarray) -> int:

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from trainable.config import ModelConfig
+from trainable.data import patched_length
 from trainable.gru import bptt_gru, dropout, packed_gru, packing
 
 
@@ -51,8 +52,7 @@ class GRUDecoder(nn.Module):
         self.fast_cpu = False
 
     def output_lengths(self, n_frames: torch.Tensor) -> torch.Tensor:
-        return torch.div(n_frames - self.patch_size, self.patch_stride,
-                         rounding_mode="floor") + 1
+        return patched_length(n_frames, self.patch_size, self.patch_stride)
 
     def forward(self, x: torch.Tensor, day: torch.Tensor,
                 n_frames: torch.Tensor | None = None) -> torch.Tensor:

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from trainable.config import CONFIG_DIR, parse_override, read_yaml, set_dotted
+from trainable.config import CONFIG_DIR, ModelConfig, parse_override, read_yaml, set_dotted
 from trainable.errors import ConfigError, validation_line
 from trainable.lexicon import SentenceFileError, read_sentence_file, words_digest
 
@@ -32,10 +32,11 @@ SPLITS = ("train", "val", "test")
 # The official loader finds a file's session by a path part starting with 't15.20'
 # (dataset.py, train_test_split_indicies), so synthetic sessions use participant T15's prefix.
 SUBJECT = "t15"
-# Official GRUDecoder patching (patch_size 14, stride 4): a trial of T bins gives
-# (T - 14) // 4 + 1 outputs, which CTC needs to be at least the number of labels.
-PATCH_SIZE = 14
-PATCH_STRIDE = 4
+# Official GRUDecoder patching (patch_size 14, stride 4: ModelConfig's defaults): a trial
+# of T bins gives (T - 14) // 4 + 1 outputs (trainable.data.patched_length), which CTC
+# needs to be at least the number of labels.
+PATCH_SIZE = ModelConfig.model_fields["patch_size"].default
+PATCH_STRIDE = ModelConfig.model_fields["patch_stride"].default
 # Leading frames a trial can lose and still have a patch per label. The official random_cut
 # drops up to 2; 4 (one stride) also makes (T - 14) // 4 + 1 exceed the number of labels.
 CTC_CUT_MARGIN = PATCH_STRIDE

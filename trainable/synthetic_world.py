@@ -13,6 +13,7 @@ from functools import lru_cache
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
+from trainable.data import frames_for_outputs
 from trainable.synthetic_spec import (
     _STREAM_SESSION,
     _STREAM_WORLD,
@@ -160,11 +161,11 @@ def _timeline(spec: SyntheticSpec, world: _World, ids: np.ndarray, rng: np.rando
     n_labels = len(ids)
     if rng.random() < spec.too_short_fraction:
         # Deliberately too short: about half as many patches as labels.
-        n_frames = PATCH_SIZE + PATCH_STRIDE * ((n_labels + 1) // 2 - 1)
+        n_frames = frames_for_outputs((n_labels + 1) // 2, PATCH_SIZE, PATCH_STRIDE)
         return 1, _squeeze(durations, n_frames - 2), 1
     # Lengthen the tail where needed so that (T - cut - 14) // 4 + 1 >= n_labels for any
     # cut up to CTC_CUT_MARGIN frames.
-    needed = PATCH_SIZE + PATCH_STRIDE * (n_labels - 1) + CTC_CUT_MARGIN
+    needed = frames_for_outputs(n_labels, PATCH_SIZE, PATCH_STRIDE) + CTC_CUT_MARGIN
     tail += max(0, needed - (lead + int(durations.sum()) + tail))
     return lead, durations, tail
 
