@@ -25,22 +25,50 @@ from trainable.errors import UserError, validation_line
 STUDY_FILE = "study.yaml"
 LADDER_FILE = "ladder.yaml"
 # Bumped when a change to analysis/ can change a verdict computed from the same runs.
-ANALYSIS_VERSION = "3"
+ANALYSIS_VERSION = "4"  # 4: errored runs bounded both ways in the failure-rate rules
 
 
 class _Record(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class AxisRecord(_Record):
-    key: str
+class AxisFields(_Record):
+    """An axis as a preset states it (study.presets.AxisSpec) and study.yaml records it
+    (AxisRecord): explicit `values` (grids), or a distribution (random / Optuna search)."""
+
+    key: str | None = None  # config key; default from trainable.contract.AXES
     values: list[float] | None = None
     distribution: Literal["loguniform", "uniform"] | None = None
     low: float | None = None
     high: float | None = None
-    linked_to: str | None = None  # moves with another axis (grid values zipped)
-    # A factor (a diff study): `values` index these config values (study/presets.py).
+    # In a grid block: this axis moves together with another one (values zipped, not
+    # crossed), e.g. both augmentation strengths as one factor.
+    linked_to: str | None = None
+    # A factor whose levels are config values of any type (strings, booleans, null: a diff
+    # study's two configs, study/diff.py): `values` are then indices into `levels`, so the
+    # design, the cells and the claims stay numeric, and each trial gets levels[value].
     levels: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> AxisFields:
+        if (self.values is None) == (self.distribution is None):
+            raise ValueError("give either values or distribution (+ low, high)")
+        if self.levels is not None and (self.values is None or len(self.levels) < 2 or any(
+                v != int(v) or not 0 <= v < len(self.levels) for v in self.values)):
+            raise ValueError("an axis with levels needs at least two levels and values "
+                             "that are their indices (0, 1, ...)")
+        if self.distribution is not None:
+            if self.low is None or self.high is None or not self.low < self.high:
+                raise ValueError("a distribution needs low < high")
+            if self.distribution == "loguniform" and self.low <= 0:
+                raise ValueError("loguniform needs low > 0")
+        elif not self.values:
+            raise ValueError("values must not be empty")
+        return self
+
+
+class AxisRecord(AxisFields):
+    key: str  # the config key, resolved when the study was planned
 
 
 class BlockRecord(_Record):
@@ -159,13 +187,29 @@ class AdaptiveRecord(_Record):
         return first
 
 
-class ControlRecord(_Record):
-    """A cell of a controls study (study.presets.Control) and its index in `points`."""
+class ControlFields(_Record):
+    """One cell of a controls study, as a preset states it (study.presets.Control) and
+    study.yaml records it (ControlRecord): a setting expected to make `detector` fire (a
+    positive control), or, with `detector: null`, a setting expected to make none fire
+    (negative)."""
 
     name: str
     detector: Detector | None = None
-    set: dict[str, float] = Field(default_factory=dict)
+    set: dict[str, float] = Field(default_factory=dict)  # dotted config key -> value
     why: str
+
+    @model_validator(mode="after")
+    def _dotted(self) -> ControlFields:
+        bad = [k for k in self.set if "." not in k]
+        if bad:
+            raise ValueError(f"control {self.name!r}: set needs dotted config keys "
+                             f"(section.name), got {', '.join(bad)}")
+        return self
+
+
+class ControlRecord(ControlFields):
+    """A cell of a controls study and its index in `points`."""
+
     cell: int
 
 

@@ -14,11 +14,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from analysis.claims import Primary
-from analysis.record import BoundarySpec
+from analysis.record import AxisFields, BoundarySpec, ControlFields
 from analysis.runs import SAME_VALUE_RTOL
 from study.diff import diff_blocks
 from trainable.config import CONFIG_DIR, Config, read_yaml
-from trainable.contract import AXES, METRICS, Detector
+from trainable.contract import AXES, METRICS
 from trainable.errors import ConfigError, validation_line
 from trainable.tree import get_dotted, has_dotted
 
@@ -29,38 +29,8 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class AxisSpec(_Strict):
-    """An axis: explicit `values` (grids), or a distribution (random / Optuna search)."""
-
-    key: str | None = None  # config key; default from trainable.contract.AXES
-    values: list[float] | None = None
-    distribution: Literal["loguniform", "uniform"] | None = None
-    low: float | None = None
-    high: float | None = None
-    # In a grid block: this axis moves together with another one (values zipped, not
-    # crossed), e.g. both augmentation strengths as one factor.
-    linked_to: str | None = None
-    # A factor whose levels are config values of any type (strings, booleans, null: a diff
-    # study's two configs, study/diff.py): `values` are then indices into `levels`, so the
-    # design, the cells and the claims stay numeric, and each trial gets levels[value].
-    levels: list[Any] | None = None
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> AxisSpec:
-        if (self.values is None) == (self.distribution is None):
-            raise ValueError("give either values or distribution (+ low, high)")
-        if self.levels is not None and (self.values is None or len(self.levels) < 2 or any(
-                v != int(v) or not 0 <= v < len(self.levels) for v in self.values)):
-            raise ValueError("an axis with levels needs at least two levels and values "
-                             "that are their indices (0, 1, ...)")
-        if self.distribution is not None:
-            if self.low is None or self.high is None or not self.low < self.high:
-                raise ValueError("a distribution needs low < high")
-            if self.distribution == "loguniform" and self.low <= 0:
-                raise ValueError("loguniform needs low > 0")
-        elif not self.values:
-            raise ValueError("values must not be empty")
-        return self
+class AxisSpec(AxisFields):
+    """An axis of a preset (`key` defaults to trainable.contract.AXES[name])."""
 
 
 class Budget(_Strict):
@@ -92,22 +62,8 @@ class AshaSpec(_Strict):
 
 
 
-class Control(_Strict):
-    """One cell of a controls study: a setting expected to make `detector` fire (a positive
-    control), or, with `detector: null`, a setting expected to make none fire (negative)."""
-
-    name: str
-    detector: Detector | None = None
-    set: dict[str, float] = Field(default_factory=dict)  # dotted config key -> value
-    why: str
-
-    @model_validator(mode="after")
-    def _dotted(self) -> Control:
-        bad = [k for k in self.set if "." not in k]
-        if bad:
-            raise ValueError(f"control {self.name!r}: set needs dotted config keys "
-                             f"(section.name), got {', '.join(bad)}")
-        return self
+class Control(ControlFields):
+    """One cell of a preset's controls study."""
 
 
 def control_axis(key: str) -> str:

@@ -144,8 +144,9 @@ def test_a_refined_studys_record_keeps_its_new_points(tmp_path):
     plan, points = refine.next_wave(SPEC, runs, BLOCK, points, set(), 4)
     record = StudyRecord(
         name="m", preset="map", kind="confirmatory", search="grid", scheduler="fifo",
-        metric="val_per", mode="min", axes={"eps": {"key": "optim.eps"},
-                                            "lr_max": {"key": "optim.lr_max"}},
+        metric="val_per", mode="min", axes={"eps": {"key": "optim.eps", "values": [0.1]},
+                                            "lr_max": {"key": "optim.lr_max",
+                                                       "values": [2e-3, 5e-3]}},
         blocks=[{"axes": ["eps", "lr_max"], "fixed": AUGMENT}], points=points, seeds=[0],
         n_trials=2, budget="default", budget_steps=8, eval_every=2,
         adaptive=AdaptiveRecord(max_trials=4, waves=[
