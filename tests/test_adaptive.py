@@ -192,3 +192,21 @@ def test_diff_claims_name_the_planted_cause_and_refute_the_inert_difference():
     for claim in ("b_changes_failure_rate", "b_changes_final_per"):
         assert table.loc[claim, "supported"] == 0
         assert table.loc[claim, "refuted"] >= 18
+
+
+def test_a_claim_whose_runs_another_claim_already_chose_does_not_end_the_wave():
+    """Claims are served cheapest first; one whose wanted runs are all chosen already (its
+    cells are a subset of the primary's) adds nothing, and the claims after it are still
+    served."""
+    table = verdict_table(**{c.id: ("refuted", 17, 0.0) for c in CLAIMS.claims})
+    for claim_id, to_decide in (("primary", 8.0), ("weak_augmentation_collapses", 100.0),
+                                ("augmentation_interacts_on_per", float("inf"))):
+        table.loc[table["id"] == claim_id, ["verdict", "to_decide"]] = ["inconclusive",
+                                                                        to_decide]
+    plan = planner.next_wave(CLAIMS, table, POINTS, set(), capacity=100)
+    assert plan.reason == ("for primary (+8 seed(s)), augmentation_interacts_on_per "
+                           "(+4 seed(s))")
+    by_cell = {cell: sorted(s for c, s in plan.trials if c == cell) for cell, _ in plan.trials}
+    assert by_cell[index(eps=0.1, lr_max=0.002, white_noise_std=1.0,
+                         constant_offset_std=0.2)] == [0, 1, 2, 3]
+    assert len(plan.trials) == 4 * 8 + 2 * 4

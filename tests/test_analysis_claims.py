@@ -235,6 +235,34 @@ def test_failures_hiding_as_errored_runs_do_not_refute_an_effect_at_its_claimed_
     assert excluded[0] > bound >= excluded[1], excluded
 
 
+EPS_INTERACTION = {"id": "eps_x_aug", "text": "t", "test": "interaction",
+                   "outcomes": ["blank_collapse"], "base": OFFICIAL,
+                   "change": {"white_noise_std": 0.25, "constant_offset_std": 0.05},
+                   "moderator": {"eps": 1e-8}, "direction": "increase", "margin": 0.25}
+
+
+def test_a_failure_interaction_bounds_errored_runs_and_keeps_its_reading():
+    """A single failure-rate interaction (not through a composite, which words its own
+    reason): its reason is the interval's reading, plus how many errored runs were bounded;
+    an errored run in its cells widens the interval and keeps every seed."""
+    spec = custom(EPS_INTERACTION)
+    trials = planted_trials(null_model, 44, 0)
+    lost_seeds = range(2, 44, 7)  # 6 seeds
+    clean = verdicts(spec, trials).loc["eps_x_aug"]
+    assert clean["verdict"] == "refuted" and clean["n"] == 44
+    assert clean["reason"] == "the interval excludes the claimed size (0.25) and contains no effect"
+    lost = verdicts(spec, _errored(trials, WEAK, lost_seeds)).loc["eps_x_aug"]
+    assert lost["n"] == 44 and lost["verdict"] == "inconclusive"
+    assert lost["ci_high"] > clean["ci_high"] and lost["ci_low"] == clean["ci_low"]
+    assert lost["reason"].startswith("the interval contains")
+    assert lost["reason"].endswith("; 6 errored run(s) counted both as failing and as not "
+                                   "(worst-case bounds)")
+    # a PER interaction skips errored seeds instead (no PER to bound)
+    per = custom({**EPS_INTERACTION, "endpoint": "final_per", "outcomes": [], "margin": 0.02})
+    per_lost = verdicts(per, _errored(trials, WEAK, lost_seeds)).loc["eps_x_aug"]
+    assert per_lost["n"] == 38 and "errored" not in per_lost["reason"]
+
+
 def test_bounded_mean_cs_reads_each_end_from_its_worst_case():
     lowest = np.array([0.0] * 20)
     highest = np.array([0.0] * 17 + [1.0] * 3)
@@ -465,6 +493,9 @@ def test_claims_path_resolution(tmp_path):
     assert claims.resolve_claims_path(None) is None
     assert claims.resolve_claims_path("claims.yaml") == claims.DEFAULT_CLAIMS
     assert claims.resolve_claims_path(str(tmp_path / "c.yaml")) == tmp_path / "c.yaml"
+    with pytest.raises(UserError, match=r"c.yaml: claims file not found; fix the preset's "
+                                        r"'claims' or pass --claims$"):
+        claims.load_claims(tmp_path / "c.yaml")
 
 
 def test_cells_of_each_rule():
@@ -836,6 +867,23 @@ def test_an_empty_interval_gives_no_verdict():
     assert evidence.verdict == "inconclusive"
     assert claims.reason_for(evidence, cs, 0.0, 0.25, "increase").startswith(
         "the interval is empty")
+
+
+def test_edge_cases_of_the_sequences_the_verdicts_rest_on():
+    # values outside the declared range are a bug in the caller, on either side
+    for bad in ([-0.5], [1.5]):
+        with pytest.raises(ValueError, match="outside the declared range"):
+            sequential.mean_cs(np.array(bad), 0.0, 1.0)
+    # a decision point outside the range does not stretch the interval past it
+    cs = sequential.mean_cs(np.full(30, 0.5), 0.0, 1.0, 0.05, (2.0, -1.0))
+    assert 0.0 <= cs.low < 0.5 < cs.high <= 1.0
+    # no observations in k sequences: nothing shown for any of them
+    below, above = sequential.mean_is_beyond(np.zeros((0, 3)), 0.5)
+    assert below.shape == above.shape == (3,) and not below.any() and not above.any()
+    # a median that jumps: every candidate excluded at some point, no verdict from it
+    rng = np.random.default_rng(0)
+    jump = sequential.median_cs(np.r_[rng.uniform(-2, -1, 40), rng.uniform(1, 2, 200)])
+    assert jump.empty and jump.low == jump.high == jump.estimate > 1
 
 
 def _per_pairs(differences, base: float = 0.3) -> pd.DataFrame:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import chi2
 from support.experiments import planted_trials
 from firthmodels import FirthLogisticRegression
 
@@ -77,6 +78,9 @@ def test_planted_interaction_is_detected():
     assert anova_hits / draws >= 0.9 and glm_hits / draws >= 0.9
     assert anova["partial_eta2"] > 0.2
     assert glm["method"].startswith("Firth")
+    # the row carries the penalised LR statistic its p-value comes from (chi2, 1 df)
+    assert glm["df"] == "1" and glm["statistic"] > 0
+    assert glm["p_value"] == pytest.approx(chi2.sf(glm["statistic"], 1))
 
 
 def test_no_interaction_false_positive_rate():
@@ -130,6 +134,23 @@ def test_firth_lrt_matches_firthmodels_single_coefficient_lrt():
                                         max_iter=200).fit(X, y).lrt(3)
     assert ours.p_value == pytest.approx(reference.lrt_pvalues_[3], rel=1e-4)
     assert ours.converged and not ours.separation
+
+
+def test_a_firth_fit_that_fails_says_why_and_reports_no_test():
+    X = np.column_stack([np.ones(6), [1.0, 2.0, np.nan, 4.0, 5.0, 6.0]])
+    test = stats.firth_lrt(X, np.array([0.0, 1.0, 0.0, 1.0, 1.0, 0.0]), [1])
+    assert np.isnan(test.p_value) and np.isnan(test.chi2) and test.df == 1
+    assert not test.converged and not test.separation and test.n_infinite == 0
+    assert test.note.startswith("fit failed: ")
+
+
+def test_cell_status_at_the_threshold_is_uncertain_on_both_sides():
+    t = stats.STABLE_RATE_THRESHOLD
+    assert stats.cell_status(t, 1.0) == "uncertain"  # stable needs the low end above it
+    assert stats.cell_status(0.0, t) == "uncertain"  # unstable needs the high end below
+    assert stats.cell_status(t + 1e-9, 1.0) == "stable"
+    assert stats.cell_status(0.0, t - 1e-9) == "unstable"
+    assert stats.cell_status(np.nan, 1.0) == "no runs"
 
 
 def test_grid_shares_exact_decomposition():
@@ -291,6 +312,11 @@ def test_fanova_of_one_axis_and_of_sampled_axes_finds_the_axis_that_matters():
     assert (per["note"] == "").all() and per["method"].str.startswith("random-forest").all()
     again = stats.fanova(frame, factors, exact_allowed=False)  # same seed, same numbers
     pd.testing.assert_frame_equal(shares, again)
+    # under 10 runs and no complete grid: no surrogate, one row saying so
+    few = stats.fanova(frame.iloc[:6], factors, exact_allowed=False)
+    few_per = few[few["response"] == "per"].iloc[0]
+    assert (few_per["method"], few_per["term"], few_per["n"]) == ("", "", 6)
+    assert few_per["note"] == "too few runs for a surrogate" and np.isnan(few_per["share"])
 
 
 def test_an_empty_cell_is_named_in_every_interaction_row():
