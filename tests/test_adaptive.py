@@ -210,3 +210,26 @@ def test_a_claim_whose_runs_another_claim_already_chose_does_not_end_the_wave():
     assert by_cell[index(eps=0.1, lr_max=0.002, white_noise_std=1.0,
                          constant_offset_std=0.2)] == [0, 1, 2, 3]
     assert len(plan.trials) == 4 * 8 + 2 * 4
+
+
+def test_a_claim_that_cannot_be_served_does_not_stop_the_ones_after_it():
+    """A claim comparing a cell outside the design, and one whose next seed does not fit
+    the wave, are passed over; a later claim that fits is still served."""
+    outside = {"id": "outside", "text": "x", "test": "rate_bound", "outcomes": ["diverged"],
+               "cell": {"eps": 1e-3}, "max_rate": 0.3}
+    both = claims_mod.ClaimsFile.model_validate({"claims": [
+        outside, *[c.model_dump() for c in CLAIMS.claims]]})
+    table = pd.concat([pd.DataFrame([{"id": "outside", "verdict": "inconclusive", "n": 0,
+                                      "to_decide": float("inf")}]),
+                       verdict_table(**{c.id: ("refuted", 17, 0.0) for c in CLAIMS.claims
+                                        if c.id != "official_setting_stable"})],
+                      ignore_index=True)
+    table.loc[table["id"] == "official_setting_stable", "to_decide"] = 3.0
+    plan = planner.next_wave(both, table, POINTS, set(), capacity=10)
+    assert plan.reason == "for official_setting_stable (+3 seed(s))"
+    # the cheapest claim needs 4 runs a seed and the wave has room for 3
+    table.loc[table["id"] == "primary", ["verdict", "to_decide"]] = ["inconclusive", 1.0]
+    table.loc[table["id"] == "official_setting_stable", "to_decide"] = 10.0
+    plan = planner.next_wave(both, table, POINTS, set(), capacity=3)
+    assert plan.reason == "for official_setting_stable (+3 seed(s))"
+    assert len(plan.trials) == 3

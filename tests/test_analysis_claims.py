@@ -877,6 +877,8 @@ def test_edge_cases_of_the_sequences_the_verdicts_rest_on():
     # a decision point outside the range does not stretch the interval past it
     cs = sequential.mean_cs(np.full(30, 0.5), 0.0, 1.0, 0.05, (2.0, -1.0))
     assert 0.0 <= cs.low < 0.5 < cs.high <= 1.0
+    one = sequential.mean_cs(np.array([0.5]), 0.0, 1.0, 0.05, (2.0, -1.0))
+    assert (one.low, one.high) == (0.0, 1.0)  # one observation bounds nothing
     # no observations in k sequences: nothing shown for any of them
     below, above = sequential.mean_is_beyond(np.zeros((0, 3)), 0.5)
     assert below.shape == above.shape == (3,) and not below.any() and not above.any()
