@@ -31,7 +31,7 @@ from trainable.errors import UserError
 NO_CLAIMS = "the rung registered no claims; a ladder compares claim verdicts across rungs"
 
 
-def _width_lines(ladder_dir: Path, out: Path, rungs: dict[str, Experiment | str]
+def _width_lines(ladder_dir: Path, out: Path, rungs: dict[str, Experiment | str | UserError]
                  ) -> list[str]:
     """A ladder without claims whose rungs sweep lr_max (configs/studies/width.yaml): the
     learning-rate boundary against layer-0 fan-in (analysis.boundary.width), or nothing
@@ -64,7 +64,7 @@ def judge_rung(experiment: Experiment) -> tuple[pd.DataFrame, str, str]:
 
 
 def transfer_table(ladder: LadderRecord, ladder_dir: Path,
-                   rungs: dict[str, Experiment | str] | None = None
+                   rungs: dict[str, Experiment | str | UserError] | None = None
                    ) -> tuple[pd.DataFrame, list[str]]:
     """One row per (claim, rung that ran); plus a note per rung that did not. `rungs`:
     analysis.load.load_rungs of the ladder, when the caller has it already."""
@@ -72,7 +72,7 @@ def transfer_table(ladder: LadderRecord, ladder_dir: Path,
     rungs = load_rungs(ladder, ladder_dir) if rungs is None else rungs
     for order, rung in enumerate(ladder.rungs):
         experiment = rungs[rung.name]
-        if isinstance(experiment, str):
+        if not isinstance(experiment, Experiment):
             notes.append(f"rung {rung.name}: {experiment}")
             continue
         try:

@@ -149,10 +149,12 @@ def load_experiment(path: str | Path) -> Experiment:
                       blocks=blocks, caveats=caveats)
 
 
-def load_rungs(ladder: LadderRecord, ladder_dir: Path) -> dict[str, Experiment | str]:
+def load_rungs(ladder: LadderRecord, ladder_dir: Path
+               ) -> dict[str, Experiment | str | UserError]:
     """Each rung of a scale ladder loaded once (rung name -> its experiment), or why it has
-    none: skipped, not started, or the loader's one-line error."""
-    loaded: dict[str, Experiment | str] = {}
+    none: "skipped (...)" or "not started", or the loader's UserError when its folder
+    cannot be read."""
+    loaded: dict[str, Experiment | str | UserError] = {}
     for rung in ladder.rungs:
         folder = Path(ladder_dir) / rung.folder
         if rung.status == "skipped":
@@ -163,7 +165,7 @@ def load_rungs(ladder: LadderRecord, ladder_dir: Path) -> dict[str, Experiment |
             try:
                 loaded[rung.name] = load_experiment(folder)
             except UserError as err:
-                loaded[rung.name] = str(err)
+                loaded[rung.name] = err
     return loaded
 
 

@@ -46,7 +46,7 @@ from analysis.boundary.brackets import bracket
 from analysis.boundary.model import RegimeFit, fit_regime
 from analysis.figures.common import DPI
 from analysis.load import Experiment, load_rungs
-from analysis.record import STUDY_FILE, read_ladder
+from analysis.record import read_ladder
 from analysis.runs import full_budget
 from analysis.scope import OFFICIAL, study_scope
 from trainable.config import Config
@@ -69,7 +69,7 @@ def fan_in(train_config: Config) -> int:
     return train_config.data.n_features * train_config.model.patch_size
 
 
-def ladder_runs(ladder_dir: Path, rungs: dict[str, Experiment | str] | None = None
+def ladder_runs(ladder_dir: Path, rungs: dict[str, Experiment | str | UserError] | None = None
                 ) -> pd.DataFrame:
     """Every full-budget run of the ladder's rungs, with its rung's fan-in. `rungs`:
     analysis.load.load_rungs of the ladder, when the caller has it already."""
@@ -81,9 +81,9 @@ def ladder_runs(ladder_dir: Path, rungs: dict[str, Experiment | str] | None = No
     frames = []
     for rung in ladder.rungs:
         experiment = rungs[rung.name]
-        if isinstance(experiment, str):  # not started or skipped: no runs; unreadable: say so
-            if rung.status != "skipped" and (ladder_dir / rung.folder / STUDY_FILE).is_file():
-                raise UserError(f"rung {rung.name}: {experiment}")
+        if isinstance(experiment, UserError):  # unreadable: say so rather than fit without it
+            raise UserError(f"rung {rung.name}: {experiment}")
+        if isinstance(experiment, str):  # not started or skipped: no runs
             continue
         runs = full_budget(experiment.trials)
         if ALONG not in runs:
@@ -226,7 +226,7 @@ def draw(result: WidthResult, path: Path) -> None:
     plt.close(fig)
 
 
-def write(ladder_dir: Path, out: Path, rungs: dict[str, Experiment | str] | None = None
+def write(ladder_dir: Path, out: Path, rungs: dict[str, Experiment | str | UserError] | None = None
           ) -> WidthResult:
     """The analysis of a width ladder into `out`: width.csv, width_brackets.csv and
     figures/width.png."""
