@@ -296,6 +296,11 @@ class Evidence:
     controls: Controls
 
 
+def _size(cfg: Config) -> tuple[int, int, int, int]:
+    """What makes two studies the same proxy size: the GRU, the features, the batch."""
+    return cfg.model.n_units, cfg.model.n_layers, cfg.data.n_features, cfg.data.batch_size
+
+
 def latest(study_dir: Path, train_config: Config, budget_steps: int) -> Evidence | None:
     """The most recently started controls study in the same storage folder as study_dir
     (for a rung of a scale ladder, also beside the ladder's folder) run at this study's
@@ -317,11 +322,8 @@ def latest(study_dir: Path, train_config: Config, budget_steps: int) -> Evidence
             found.append((record.started, candidate, record))
     other = None
     for _, folder, record in sorted(found, key=lambda item: item[0], reverse=True):
-        same = (record.budget_steps == budget_steps and all(
-            getattr(getattr(record.train_config, section), key)
-            == getattr(getattr(train_config, section), key)
-            for section, key in (("model", "n_units"), ("model", "n_layers"),
-                                 ("data", "n_features"), ("data", "batch_size"))))
+        same = (record.budget_steps == budget_steps
+                and _size(record.train_config) == _size(train_config))
         if not same and other is not None:
             continue  # an older study of another size adds nothing
         try:
