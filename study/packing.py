@@ -35,7 +35,6 @@ def worst_batch_peak(cfg_dump: dict, dataset) -> dict:
     memory and the share it was allowed, in bytes. Runs inside the Ray task."""
     import torch
 
-    from trainable.config import Config
     from trainable.loop import TrainingRun
 
     dataset = open_dataset(dataset)
